@@ -1,0 +1,1 @@
+//! Power drivers for BMCs: the PowerDriver trait with Redfish and IPMI implementations.

@@ -1,0 +1,1 @@
+//! Simulated rack of BMCs (Redfish and IPMI) sharing one power model, with faults and a control API.

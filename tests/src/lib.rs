@@ -1,0 +1,1 @@
+//! Shared harness for baton's end-to-end tests.
