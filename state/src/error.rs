@@ -1,0 +1,74 @@
+//! Typed errors of the state store. The daemon maps them to HTTP statuses in
+//! one place (`batond::api::error`).
+
+use std::path::PathBuf;
+
+/// A node name that collides with another node, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateName {
+    /// Position in the submitted list (0 for a single create).
+    pub index: usize,
+    pub name: String,
+    /// `true` when the name is already enrolled, `false` when it appears twice
+    /// in the same import.
+    pub already_enrolled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("node {ident} not found")]
+    NodeNotFound { ident: String },
+
+    #[error("paging marker {marker} is not a node uuid in this listing")]
+    MarkerNotFound { marker: String },
+
+    #[error("action {request_id} not found for node {node}")]
+    ActionNotFound { node: String, request_id: String },
+
+    #[error("{}", describe_duplicates(.0))]
+    DuplicateNames(Vec<DuplicateName>),
+
+    #[error("node {ident} is busy: {reason}")]
+    NodeBusy { ident: String, reason: String },
+
+    #[error(
+        "database {path} has schema version {found}, newer than this batond supports ({supported}); \
+         run a newer batond or restore a backup made by this version"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("cannot prepare database location {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+
+    #[error("the database worker stopped unexpectedly")]
+    WorkerGone,
+}
+
+fn describe_duplicates(dups: &[DuplicateName]) -> String {
+    let parts: Vec<String> = dups
+        .iter()
+        .map(|d| {
+            let why = if d.already_enrolled {
+                "already enrolled"
+            } else {
+                "repeated in this request"
+            };
+            format!("[{}] name {:?} ({why})", d.index, d.name)
+        })
+        .collect();
+    format!("duplicate node names: {}", parts.join(", "))
+}

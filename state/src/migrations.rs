@@ -1,0 +1,98 @@
+//! Schema migrations, versioned with `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] takes the schema from version `i` to `i + 1`
+//! and runs in one transaction with the version bump, so a crash mid-way
+//! leaves the previous version intact. A database from a newer batond is
+//! refused rather than guessed at.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: nodes, actions, action events.
+    r"
+    CREATE TABLE nodes (
+        id                      INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid                    TEXT NOT NULL UNIQUE,
+        name                    TEXT UNIQUE,
+        driver                  TEXT NOT NULL,
+        bmc_address             TEXT NOT NULL,
+        bmc_port                INTEGER,
+        bmc_username            TEXT NOT NULL,
+        bmc_password            TEXT NOT NULL,
+        bmc_system_id           TEXT,
+        bmc_verify_tls          INTEGER NOT NULL DEFAULT 1,
+        bmc_ca_file             TEXT,
+        power_domain            TEXT,
+        power_state             TEXT,
+        target_power_state      TEXT,
+        boot_device             TEXT,
+        maintenance             INTEGER NOT NULL DEFAULT 0,
+        maintenance_reason      TEXT,
+        fault                   TEXT,
+        locked                  INTEGER NOT NULL DEFAULT 0,
+        lock_reason             TEXT,
+        locked_by               TEXT,
+        last_error              TEXT,
+        reservation             TEXT,
+        reservation_expires_at  TEXT,
+        created_at              TEXT NOT NULL,
+        updated_at              TEXT NOT NULL,
+        extra                   TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX nodes_by_power_state ON nodes (power_state);
+    CREATE INDEX nodes_by_power_domain ON nodes (power_domain);
+
+    CREATE TABLE actions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id  TEXT NOT NULL,
+        node_uuid   TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        user_id     TEXT,
+        start_time  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        message     TEXT,
+        UNIQUE (request_id, node_uuid)
+    );
+    CREATE INDEX actions_by_node ON actions (node_uuid, id);
+
+    CREATE TABLE action_events (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        action_id    INTEGER NOT NULL REFERENCES actions (id) ON DELETE CASCADE,
+        event        TEXT NOT NULL,
+        start_time   TEXT NOT NULL,
+        finish_time  TEXT,
+        result       TEXT,
+        traceback    TEXT,
+        host         TEXT
+    );
+    CREATE INDEX action_events_by_action ON action_events (action_id, id);
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`], or refuses a newer one.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let to = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", to)?;
+        tx.commit()?;
+        tracing::info!(version = to, "applied database migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! The typed records the store keeps: nodes (with their BMC credentials),
+//! actions and action events, plus the one validation path every node spec
+//! goes through, whether it comes from the API, an import file or hw-sim's
+//! exported inventory.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A secret (BMC password). Its `Debug`, `Display` and `Serialize` print
+/// `******`, so it cannot leak through logs or responses by accident; the
+/// real value is reachable only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+/// What a secret is shown as, everywhere.
+pub const MASK: &str = "******";
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The real value, for the code that must send it to a BMC or store it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(MASK)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// How baton talks to a node's BMC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Redfish,
+    Ipmi,
+}
+
+impl Driver {
+    pub const ALL: [Driver; 2] = [Driver::Redfish, Driver::Ipmi];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Redfish => "redfish",
+            Driver::Ipmi => "ipmi",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// The BMC port used when a node does not name one.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Driver::Redfish => 443,
+            Driver::Ipmi => 623,
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A power state as Ironic names it. `None` (JSON `null`) means "never read".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PowerState {
+    #[serde(rename = "power on")]
+    On,
+    #[serde(rename = "power off")]
+    Off,
+    #[serde(rename = "error")]
+    Error,
+}
+
+impl PowerState {
+    pub const ALL: [PowerState; 3] = [PowerState::On, PowerState::Off, PowerState::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::On => "power on",
+            PowerState::Off => "power off",
+            PowerState::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for PowerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The BMC part of a node: where it is and how to log in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bmc {
+    pub address: String,
+    /// `None` means the driver's default port (443 for Redfish, 623 for IPMI).
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub username: String,
+    pub password: Secret,
+    /// Redfish system id; discovered when the BMC has exactly one system.
+    #[serde(default)]
+    pub system_id: Option<String>,
+    #[serde(default = "default_true")]
+    pub verify_tls: bool,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The fields of a node an operator sets: what `POST /v1/nodes` takes, one
+/// entry of an import, and what a JSON Patch may change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub driver: Driver,
+    pub bmc: Bmc,
+    #[serde(default)]
+    pub power_domain: Option<String>,
+    #[serde(default)]
+    pub maintenance: bool,
+    #[serde(default)]
+    pub maintenance_reason: Option<String>,
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One thing wrong with a node spec: the JSON path of the field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+const MAX_NAME_LEN: usize = 255;
+const MAX_TEXT_LEN: usize = 1024;
+
+impl NodeSpec {
+    /// Every rule a node spec must satisfy; returns all violations, not just
+    /// the first.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut fail = |field: &'static str, reason: String| {
+            errors.push(FieldError { field, reason });
+        };
+        if let Some(name) = &self.name {
+            if let Err(reason) = check_name(name) {
+                fail("name", reason);
+            }
+        }
+        if let Err(reason) = check_host(&self.bmc.address) {
+            fail("bmc.address", reason);
+        }
+        if self.bmc.port == Some(0) {
+            fail("bmc.port", "must be between 1 and 65535".into());
+        }
+        if self.bmc.username.is_empty() {
+            fail("bmc.username", "must not be empty".into());
+        }
+        check_len(&mut fail, "bmc.username", &self.bmc.username);
+        check_len(&mut fail, "bmc.password", self.bmc.password.expose());
+        if let Some(system_id) = &self.bmc.system_id {
+            if self.driver != Driver::Redfish {
+                fail("bmc.system_id", "only applies to the redfish driver".into());
+            }
+            if system_id.is_empty()
+                || system_id.contains(['/', '?', '#'])
+                || system_id.len() > MAX_NAME_LEN
+            {
+                fail(
+                    "bmc.system_id",
+                    "must be a Redfish system id such as \"1\" or \"System.Embedded.1\" (no '/', '?', '#')".into(),
+                );
+            }
+        }
+        if let Some(ca_file) = &self.bmc.ca_file {
+            if !ca_file.starts_with('/') {
+                fail(
+                    "bmc.ca_file",
+                    format!("must be an absolute path, got {ca_file:?}"),
+                );
+            }
+        }
+        if let Some(domain) = &self.power_domain {
+            if domain.is_empty() {
+                fail(
+                    "power_domain",
+                    "must not be empty; omit it or use null for none".into(),
+                );
+            }
+            check_len(&mut fail, "power_domain", domain);
+        }
+        if let Some(reason) = &self.maintenance_reason {
+            check_len(&mut fail, "maintenance_reason", reason);
+            if !self.maintenance {
+                fail(
+                    "maintenance_reason",
+                    "can only be set while maintenance is true".into(),
+                );
+            }
+        }
+        errors
+    }
+
+    /// The port to reach the BMC on, applying the driver's default.
+    pub fn bmc_port(&self) -> u16 {
+        self.bmc.port.unwrap_or_else(|| self.driver.default_port())
+    }
+}
+
+fn check_len(fail: &mut impl FnMut(&'static str, String), field: &'static str, value: &str) {
+    if value.len() > MAX_TEXT_LEN {
+        fail(field, format!("is longer than {MAX_TEXT_LEN} bytes"));
+    }
+}
+
+/// Names are identifiers in URLs and CLI arguments: RFC 3986 unreserved
+/// characters only, and never something that parses as a UUID (that would
+/// make `/v1/nodes/{ident}` ambiguous).
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!("must be 1 to {MAX_NAME_LEN} characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+    {
+        return Err(format!(
+            "contains {bad:?}; use letters, digits, '-', '.', '_' and '~' only"
+        ));
+    }
+    if Uuid::parse_str(name).is_ok() {
+        return Err("must not be a UUID (names and uuids share /v1/nodes/{ident})".into());
+    }
+    Ok(())
+}
+
+/// A BMC address: a host name, IPv4 or IPv6 literal — not a URL.
+fn check_host(address: &str) -> Result<(), String> {
+    if address.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if address.contains("://") {
+        return Err(format!(
+            "must be a host name or IP address, not a URL ({address:?}); put the port in bmc.port"
+        ));
+    }
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid_hostname = address.len() <= 253
+        && address.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid_hostname {
+        Ok(())
+    } else {
+        Err(format!(
+            "{address:?} is not a valid host name or IP address"
+        ))
+    }
+}
+
+/// A node as the store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub uuid: Uuid,
+    pub spec: NodeSpec,
+    pub power_state: Option<PowerState>,
+    /// The end state being driven to; `None` when nothing is pending.
+    pub target_power_state: Option<PowerState>,
+    pub boot_device: Option<String>,
+    pub fault: Option<String>,
+    pub locked: bool,
+    pub lock_reason: Option<String>,
+    pub locked_by: Option<String>,
+    pub last_error: Option<String>,
+    /// The conductor (host name) holding the node, with the lease expiry.
+    pub reservation: Option<String>,
+    pub reservation_expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl Node {
+    /// Why the node cannot be changed or deleted right now, if it cannot.
+    pub fn busy_reason(&self) -> Option<String> {
+        if let Some(holder) = &self.reservation {
+            return Some(format!("reserved by conductor {holder}"));
+        }
+        self.target_power_state
+            .map(|t| format!("a power operation to {t:?} is in flight", t = t.as_str()))
+    }
+}
+
+/// How a caller names a node: by uuid or by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeIdent {
+    Uuid(Uuid),
+    Name(String),
+}
+
+impl NodeIdent {
+    pub fn parse(s: &str) -> Self {
+        match Uuid::parse_str(s) {
+            Ok(u) => NodeIdent::Uuid(u),
+            Err(_) => NodeIdent::Name(s.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for NodeIdent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeIdent::Uuid(u) => write!(f, "{u}"),
+            NodeIdent::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Filters of a node listing; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFilter {
+    /// `Some(None)` selects nodes whose power state was never read.
+    pub power_state: Option<Option<PowerState>>,
+    pub maintenance: Option<bool>,
+    pub driver: Option<Driver>,
+    pub power_domain: Option<String>,
+}
+
+/// Node counts per power state (`None` = never read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PowerStateCounts {
+    pub counts: Vec<(Option<PowerState>, u64)>,
+}
+
+impl PowerStateCounts {
+    pub fn get(&self, state: Option<PowerState>) -> u64 {
+        self.counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Outcome of one action event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventResult {
+    Success,
+    Error,
+}
+
+impl EventResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventResult::Success => "Success",
+            EventResult::Error => "Error",
+        }
+    }
+}
+
+/// A new entry in the action log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAction {
+    pub request_id: String,
+    pub node_uuid: Uuid,
+    pub action: String,
+    pub user_id: Option<String>,
+    pub message: Option<String>,
+}
+
+/// One step of an action (e.g. `bmc_power_off`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionEvent {
+    pub event: String,
+    pub start_time: OffsetDateTime,
+    pub finish_time: Option<OffsetDateTime>,
+    pub result: Option<EventResult>,
+    pub traceback: Option<String>,
+    pub host: Option<String>,
+}
+
+/// An entry of the action log (the instance-actions of the API), with events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub request_id: String,
+    pub node_uuid: Uuid,
+    pub action: String,
+    pub user_id: Option<String>,
+    pub start_time: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub message: Option<String>,
+    pub events: Vec<ActionEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> NodeSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "node-1",
+            "driver": "redfish",
+            "bmc": {"address": "10.0.0.1", "username": "admin", "password": "pw"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_minimal_spec_is_valid_with_defaults() {
+        let s = spec();
+        assert!(s.validate().is_empty());
+        assert!(s.bmc.verify_tls);
+        assert_eq!(s.bmc_port(), 443);
+    }
+
+    #[test]
+    fn validation_reports_every_bad_field() {
+        let mut s = spec();
+        s.name = Some("bad name".into());
+        s.bmc.address = "https://x".into();
+        s.bmc.username.clear();
+        s.driver = Driver::Ipmi;
+        s.bmc.system_id = Some("1".into());
+        let fields: Vec<_> = s.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["name", "bmc.address", "bmc.username", "bmc.system_id"]
+        );
+    }
+
+    #[test]
+    fn names_that_are_uuids_are_refused() {
+        let mut s = spec();
+        s.name = Some(Uuid::new_v4().to_string());
+        assert_eq!(s.validate()[0].field, "name");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = spec();
+        let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());
+        assert!(!shown.contains("\"pw\""), "{shown}");
+        assert!(shown.contains(MASK));
+        assert_eq!(s.bmc.password.expose(), "pw");
+    }
+
+    #[test]
+    fn host_rules() {
+        assert!(check_host("bmc-1.rack2.example").is_ok());
+        assert!(check_host("::1").is_ok());
+        assert!(check_host("bad_host").is_err());
+        assert!(check_host("-x").is_err());
+    }
+}

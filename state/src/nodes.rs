@@ -1,0 +1,341 @@
+//! SQL for the `nodes` table: row mapping, insert (single and bulk), lookup by
+//! uuid or name, filtered keyset paging, spec updates, deletion and counts.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use uuid::Uuid;
+
+use crate::model::{
+    Bmc, Driver, Node, NodeFilter, NodeIdent, NodeSpec, PowerState, PowerStateCounts, Secret,
+};
+use crate::{time_fmt, DuplicateName, StoreError};
+
+const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, bmc_password, \
+     bmc_system_id, bmc_verify_tls, bmc_ca_file, power_domain, power_state, target_power_state, \
+     boot_device, maintenance, maintenance_reason, fault, locked, lock_reason, locked_by, \
+     last_error, reservation, reservation_expires_at, created_at, updated_at, extra";
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {value:?}"))
+}
+
+fn parse_power(value: Option<String>) -> Result<Option<PowerState>, StoreError> {
+    value
+        .map(|s| PowerState::parse(&s).ok_or_else(|| corrupt("power state", &s)))
+        .transpose()
+}
+
+/// Raw column values; decoding happens after rusqlite is done with the row so
+/// decoding errors stay typed.
+struct RawNode {
+    uuid: String,
+    name: Option<String>,
+    driver: String,
+    bmc_address: String,
+    bmc_port: Option<u16>,
+    bmc_username: String,
+    bmc_password: String,
+    bmc_system_id: Option<String>,
+    bmc_verify_tls: bool,
+    bmc_ca_file: Option<String>,
+    power_domain: Option<String>,
+    power_state: Option<String>,
+    target_power_state: Option<String>,
+    boot_device: Option<String>,
+    maintenance: bool,
+    maintenance_reason: Option<String>,
+    fault: Option<String>,
+    locked: bool,
+    lock_reason: Option<String>,
+    locked_by: Option<String>,
+    last_error: Option<String>,
+    reservation: Option<String>,
+    reservation_expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    extra: String,
+}
+
+impl RawNode {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            uuid: row.get(0)?,
+            name: row.get(1)?,
+            driver: row.get(2)?,
+            bmc_address: row.get(3)?,
+            bmc_port: row.get(4)?,
+            bmc_username: row.get(5)?,
+            bmc_password: row.get(6)?,
+            bmc_system_id: row.get(7)?,
+            bmc_verify_tls: row.get(8)?,
+            bmc_ca_file: row.get(9)?,
+            power_domain: row.get(10)?,
+            power_state: row.get(11)?,
+            target_power_state: row.get(12)?,
+            boot_device: row.get(13)?,
+            maintenance: row.get(14)?,
+            maintenance_reason: row.get(15)?,
+            fault: row.get(16)?,
+            locked: row.get(17)?,
+            lock_reason: row.get(18)?,
+            locked_by: row.get(19)?,
+            last_error: row.get(20)?,
+            reservation: row.get(21)?,
+            reservation_expires_at: row.get(22)?,
+            created_at: row.get(23)?,
+            updated_at: row.get(24)?,
+            extra: row.get(25)?,
+        })
+    }
+
+    fn decode(self) -> Result<Node, StoreError> {
+        let uuid = Uuid::parse_str(&self.uuid).map_err(|_| corrupt("uuid", &self.uuid))?;
+        let driver = Driver::parse(&self.driver).ok_or_else(|| corrupt("driver", &self.driver))?;
+        let Ok(serde_json::Value::Object(extra)) = serde_json::from_str(&self.extra) else {
+            return Err(corrupt("extra", &self.extra));
+        };
+        Ok(Node {
+            uuid,
+            spec: NodeSpec {
+                name: self.name,
+                driver,
+                bmc: Bmc {
+                    address: self.bmc_address,
+                    port: self.bmc_port,
+                    username: self.bmc_username,
+                    password: Secret::new(self.bmc_password),
+                    system_id: self.bmc_system_id,
+                    verify_tls: self.bmc_verify_tls,
+                    ca_file: self.bmc_ca_file,
+                },
+                power_domain: self.power_domain,
+                maintenance: self.maintenance,
+                maintenance_reason: self.maintenance_reason,
+                extra,
+            },
+            power_state: parse_power(self.power_state)?,
+            target_power_state: parse_power(self.target_power_state)?,
+            boot_device: self.boot_device,
+            fault: self.fault,
+            locked: self.locked,
+            lock_reason: self.lock_reason,
+            locked_by: self.locked_by,
+            last_error: self.last_error,
+            reservation: self.reservation,
+            reservation_expires_at: self
+                .reservation_expires_at
+                .as_deref()
+                .map(time_fmt::decode)
+                .transpose()?,
+            created_at: time_fmt::decode(&self.created_at)?,
+            updated_at: time_fmt::decode(&self.updated_at)?,
+        })
+    }
+}
+
+/// Inserts every spec, or none: name collisions (with enrolled nodes or
+/// within the list) are all collected and reported together.
+pub(crate) fn insert_all(conn: &Connection, specs: &[NodeSpec]) -> Result<Vec<Uuid>, StoreError> {
+    let duplicates = find_duplicate_names(conn, specs)?;
+    if !duplicates.is_empty() {
+        return Err(StoreError::DuplicateNames(duplicates));
+    }
+    let now = time_fmt::encode(time_fmt::now());
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO nodes (uuid, name, driver, bmc_address, bmc_port, bmc_username, bmc_password,
+             bmc_system_id, bmc_verify_tls, bmc_ca_file, power_domain, maintenance,
+             maintenance_reason, extra, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+    )?;
+    let mut created = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let uuid = Uuid::new_v4();
+        insert.execute(params![
+            uuid.to_string(),
+            spec.name,
+            spec.driver.as_str(),
+            spec.bmc.address,
+            spec.bmc.port,
+            spec.bmc.username,
+            spec.bmc.password.expose(),
+            spec.bmc.system_id,
+            spec.bmc.verify_tls,
+            spec.bmc.ca_file,
+            spec.power_domain,
+            spec.maintenance,
+            spec.maintenance_reason,
+            serde_json::Value::Object(spec.extra.clone()).to_string(),
+            now,
+        ])?;
+        created.push(uuid);
+    }
+    Ok(created)
+}
+
+fn find_duplicate_names(
+    conn: &Connection,
+    specs: &[NodeSpec],
+) -> Result<Vec<DuplicateName>, StoreError> {
+    let mut exists = conn.prepare_cached("SELECT 1 FROM nodes WHERE name = ?1")?;
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    let mut duplicates = Vec::new();
+    for (index, spec) in specs.iter().enumerate() {
+        let Some(name) = spec.name.as_deref() else {
+            continue;
+        };
+        if exists.exists([name])? {
+            duplicates.push(DuplicateName {
+                index,
+                name: name.to_owned(),
+                already_enrolled: true,
+            });
+        } else if first_seen.insert(name, index).is_some() {
+            duplicates.push(DuplicateName {
+                index,
+                name: name.to_owned(),
+                already_enrolled: false,
+            });
+        }
+    }
+    Ok(duplicates)
+}
+
+pub(crate) fn get(conn: &Connection, ident: &NodeIdent) -> Result<Node, StoreError> {
+    let (column, key) = match ident {
+        NodeIdent::Uuid(u) => ("uuid", u.to_string()),
+        NodeIdent::Name(n) => ("name", n.clone()),
+    };
+    let sql = format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1");
+    let raw = conn
+        .prepare_cached(&sql)?
+        .query_row([key], RawNode::from_row)
+        .optional()?;
+    match raw {
+        Some(raw) => raw.decode(),
+        None => Err(StoreError::NodeNotFound {
+            ident: ident.to_string(),
+        }),
+    }
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    filter: &NodeFilter,
+    limit: usize,
+    marker: Option<Uuid>,
+) -> Result<Vec<Node>, StoreError> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(marker) = marker {
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM nodes WHERE uuid = ?1")?
+            .query_row([marker.to_string()], |r| r.get(0))
+            .optional()?;
+        let id = id.ok_or_else(|| StoreError::MarkerNotFound {
+            marker: marker.to_string(),
+        })?;
+        clauses.push("id > ?");
+        values.push(Value::Integer(id));
+    }
+    match filter.power_state {
+        Some(Some(state)) => {
+            clauses.push("power_state = ?");
+            values.push(Value::Text(state.as_str().to_owned()));
+        }
+        Some(None) => clauses.push("power_state IS NULL"),
+        None => {}
+    }
+    if let Some(maintenance) = filter.maintenance {
+        clauses.push("maintenance = ?");
+        values.push(Value::Integer(i64::from(maintenance)));
+    }
+    if let Some(driver) = filter.driver {
+        clauses.push("driver = ?");
+        values.push(Value::Text(driver.as_str().to_owned()));
+    }
+    if let Some(domain) = &filter.power_domain {
+        clauses.push("power_domain = ?");
+        values.push(Value::Text(domain.clone()));
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM nodes");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let raws = stmt
+        .query_map(rusqlite::params_from_iter(values), RawNode::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    raws.into_iter().map(RawNode::decode).collect()
+}
+
+pub(crate) fn update_spec(
+    conn: &Connection,
+    uuid: Uuid,
+    spec: &NodeSpec,
+) -> Result<(), StoreError> {
+    if let Some(name) = &spec.name {
+        let holder: Option<String> = conn
+            .prepare_cached("SELECT uuid FROM nodes WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        if holder.is_some_and(|h| h != uuid.to_string()) {
+            return Err(StoreError::DuplicateNames(vec![DuplicateName {
+                index: 0,
+                name: name.clone(),
+                already_enrolled: true,
+            }]));
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE nodes SET name = ?2, driver = ?3, bmc_address = ?4, bmc_port = ?5,
+             bmc_username = ?6, bmc_password = ?7, bmc_system_id = ?8, bmc_verify_tls = ?9,
+             bmc_ca_file = ?10, power_domain = ?11, maintenance = ?12, maintenance_reason = ?13,
+             extra = ?14, updated_at = ?15
+         WHERE uuid = ?1",
+    )?
+    .execute(params![
+        uuid.to_string(),
+        spec.name,
+        spec.driver.as_str(),
+        spec.bmc.address,
+        spec.bmc.port,
+        spec.bmc.username,
+        spec.bmc.password.expose(),
+        spec.bmc.system_id,
+        spec.bmc.verify_tls,
+        spec.bmc.ca_file,
+        spec.power_domain,
+        spec.maintenance,
+        spec.maintenance_reason,
+        serde_json::Value::Object(spec.extra.clone()).to_string(),
+        time_fmt::encode(time_fmt::now()),
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn delete(conn: &Connection, uuid: Uuid) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM nodes WHERE uuid = ?1")?
+        .execute([uuid.to_string()])?;
+    Ok(())
+}
+
+pub(crate) fn count_by_power_state(conn: &Connection) -> Result<PowerStateCounts, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT power_state, COUNT(*) FROM nodes GROUP BY power_state")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let counts = rows
+        .into_iter()
+        .map(|(state, n)| Ok((parse_power(state)?, u64::try_from(n).unwrap_or(0))))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(PowerStateCounts { counts })
+}

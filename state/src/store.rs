@@ -1,0 +1,315 @@
+//! [`Store`]: the async handle to the SQLite database.
+//!
+//! One writer connection (SQLite allows one writer at a time anyway) and a
+//! small pool of reader connections, which WAL mode lets run beside the
+//! writer. Every call runs on tokio's blocking pool, so SQLite never blocks
+//! the runtime, and returns after its transaction has committed
+//! (`synchronous = FULL`: committed means on disk).
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use uuid::Uuid;
+
+use crate::model::{Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts};
+use crate::{actions, migrations, nodes, ActionEvent, StoreError};
+
+/// Tuning knobs of the store; the defaults suit a single conductor.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Reader connections kept open for reuse.
+    pub max_idle_readers: usize,
+    /// How long a statement waits for a lock held by another connection.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_idle_readers: 8,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A failed conditional update: either the store failed, or the caller's
+/// closure rejected the node it was shown.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rejected(E),
+}
+
+/// Cheap to clone; all clones share the same connections.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    options: StoreOptions,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0600 in a 0750 directory) and migrates
+    /// the database at `path`.
+    pub async fn open(path: impl Into<PathBuf>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.into();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, options))
+            .await
+            .map_err(|_| StoreError::WorkerGone)?
+    }
+
+    fn open_blocking(path: PathBuf, options: StoreOptions) -> Result<Self, StoreError> {
+        create_private_file(&path)?;
+        let mut writer = connect(&path, &options)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        migrations::migrate(&mut writer, &path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Bytes on disk: the database file plus its write-ahead log.
+    pub fn size_on_disk(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.inner.path.display()));
+        [self.inner.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let result = f(&conn);
+            inner.return_reader(conn);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::WorkerGone)?
+    }
+
+    async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(value)
+        })
+        .await
+        .map_err(|_| E::from(StoreError::WorkerGone))?
+    }
+
+    /// Enrolls one node.
+    pub async fn create_node(&self, spec: NodeSpec) -> Result<Node, StoreError> {
+        self.write(move |tx| {
+            let mut created = nodes::insert_all(tx, std::slice::from_ref(&spec))?;
+            let uuid = created.pop().ok_or(StoreError::WorkerGone)?;
+            nodes::get(tx, &NodeIdent::Uuid(uuid))
+        })
+        .await
+    }
+
+    /// Enrolls many nodes in one transaction: all of them, or none.
+    pub async fn import_nodes(&self, specs: Vec<NodeSpec>) -> Result<Vec<Uuid>, StoreError> {
+        self.write(move |tx| nodes::insert_all(tx, &specs)).await
+    }
+
+    pub async fn get_node(&self, ident: NodeIdent) -> Result<Node, StoreError> {
+        self.read(move |conn| nodes::get(conn, &ident)).await
+    }
+
+    /// Up to `limit` nodes after `marker` (a node uuid), in enrollment order.
+    pub async fn list_nodes(
+        &self,
+        filter: NodeFilter,
+        limit: usize,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Node>, StoreError> {
+        self.read(move |conn| nodes::list(conn, &filter, limit, marker))
+            .await
+    }
+
+    /// Changes a node's operator-set fields. `change` sees the current node
+    /// inside the transaction and returns the new spec (or rejects it), so a
+    /// read-modify-write cannot interleave with another writer. Refused while
+    /// the node is reserved or has a power target.
+    pub async fn update_node<E, F>(
+        &self,
+        ident: NodeIdent,
+        change: F,
+    ) -> Result<Node, UpdateError<E>>
+    where
+        E: Send + 'static,
+        F: FnOnce(&Node) -> Result<NodeSpec, E> + Send + 'static,
+    {
+        self.write(move |tx| {
+            let node = nodes::get(tx, &ident)?;
+            ensure_idle(&node, &ident)?;
+            let spec = change(&node).map_err(UpdateError::Rejected)?;
+            nodes::update_spec(tx, node.uuid, &spec)?;
+            Ok(nodes::get(tx, &NodeIdent::Uuid(node.uuid))?)
+        })
+        .await
+    }
+
+    /// Removes a node; refused while it is reserved or has a power target.
+    pub async fn delete_node(&self, ident: NodeIdent) -> Result<Node, StoreError> {
+        self.write(move |tx| {
+            let node = nodes::get(tx, &ident)?;
+            ensure_idle(&node, &ident)?;
+            nodes::delete(tx, node.uuid)?;
+            Ok(node)
+        })
+        .await
+    }
+
+    pub async fn count_by_power_state(&self) -> Result<PowerStateCounts, StoreError> {
+        self.read(nodes::count_by_power_state).await
+    }
+
+    /// Appends an action to the log.
+    pub async fn record_action(&self, action: NewAction) -> Result<Action, StoreError> {
+        self.write(move |tx| actions::insert(tx, &action)).await
+    }
+
+    /// Appends an event to an action.
+    pub async fn add_action_event(
+        &self,
+        node_uuid: Uuid,
+        request_id: String,
+        event: ActionEvent,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| actions::add_event(tx, node_uuid, &request_id, &event))
+            .await
+    }
+
+    /// A node's actions, newest first, with their events.
+    pub async fn list_actions(
+        &self,
+        node_uuid: Uuid,
+        limit: usize,
+        marker: Option<String>,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.read(move |conn| actions::list(conn, node_uuid, limit, marker.as_deref()))
+            .await
+    }
+
+    pub async fn get_action(
+        &self,
+        node_uuid: Uuid,
+        request_id: String,
+    ) -> Result<Action, StoreError> {
+        self.read(move |conn| actions::get(conn, node_uuid, &request_id))
+            .await
+    }
+}
+
+fn ensure_idle(node: &Node, ident: &NodeIdent) -> Result<(), StoreError> {
+    match node.busy_reason() {
+        Some(reason) => Err(StoreError::NodeBusy {
+            ident: ident.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => connect(&self.path, &self.options),
+        }
+    }
+
+    fn return_reader(&self, conn: Connection) {
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < self.options.max_idle_readers {
+            pool.push(conn);
+        }
+    }
+}
+
+fn connect(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Creates the database file with mode 0600 (SQLite gives its -wal and -shm
+/// files the same mode) and its directory with 0750, before SQLite opens it,
+/// so the credentials it will hold are never world-readable, not even briefly.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(io)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "database file is readable by others; tightening to 0600"
+        );
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The store through its public API, on a temp-dir database.
+
+use std::os::unix::fs::PermissionsExt;
+
+use baton_state::*;
+use tempfile::TempDir;
+
+fn spec(name: &str) -> NodeSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "driver": "ipmi",
+        "power_domain": "rack-1",
+        "bmc": {"address": "127.0.0.1", "port": 6230, "username": "admin", "password": "s3cret"}
+    }))
+    .unwrap()
+}
+
+async fn open(dir: &TempDir) -> Store {
+    Store::open(dir.path().join("sub/dir/baton.db"), StoreOptions::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn creates_a_private_database_and_reopens_it() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let node = store.create_node(spec("a")).await.unwrap();
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    drop(store);
+    let store = open(&dir).await;
+    let again = store.get_node(NodeIdent::Name("a".into())).await.unwrap();
+    assert_eq!(again.uuid, node.uuid);
+    assert_eq!(again.spec.bmc.password.expose(), "s3cret");
+    assert_eq!(again.power_state, None);
+}
+
+#[tokio::test]
+async fn refuses_a_database_from_a_newer_version() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("new.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = Store::open(&path, StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    assert!(
+        err.to_string().contains("newer than this batond supports"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn import_is_all_or_nothing_and_names_every_duplicate() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    store.create_node(spec("taken")).await.unwrap();
+    let batch = vec![spec("x"), spec("taken"), spec("y"), spec("x")];
+    let err = store.import_nodes(batch).await.unwrap_err();
+    let StoreError::DuplicateNames(dups) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(dups.len(), 2);
+    assert_eq!((dups[0].index, dups[0].already_enrolled), (1, true));
+    assert_eq!((dups[1].index, dups[1].already_enrolled), (3, false));
+    assert_eq!(store.count_by_power_state().await.unwrap().total(), 1);
+
+    let uuids = store
+        .import_nodes((0..50).map(|i| spec(&format!("n{i}"))).collect())
+        .await
+        .unwrap();
+    assert_eq!(uuids.len(), 50);
+}
+
+#[tokio::test]
+async fn pages_with_markers_and_filters() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut specs: Vec<NodeSpec> = (0..25).map(|i| spec(&format!("n{i}"))).collect();
+    specs[3].driver = Driver::Redfish;
+    store.import_nodes(specs).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = store
+            .list_nodes(NodeFilter::default(), 10, marker)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        marker = page.last().map(|n| n.uuid);
+        seen.extend(page.into_iter().map(|n| n.spec.name.unwrap()));
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen[0], "n0");
+    assert_eq!(seen[24], "n24");
+
+    let filter = NodeFilter {
+        driver: Some(Driver::Redfish),
+        ..NodeFilter::default()
+    };
+    let redfish = store.list_nodes(filter, 100, None).await.unwrap();
+    assert_eq!(redfish.len(), 1);
+    let never_read = NodeFilter {
+        power_state: Some(None),
+        ..NodeFilter::default()
+    };
+    assert_eq!(
+        store.list_nodes(never_read, 100, None).await.unwrap().len(),
+        25
+    );
+
+    let err = store
+        .list_nodes(NodeFilter::default(), 10, Some(uuid::Uuid::new_v4()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MarkerNotFound { .. }));
+}
+
+#[tokio::test]
+async fn updates_check_names_and_deletes_remove() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    store.create_node(spec("a")).await.unwrap();
+    store.create_node(spec("b")).await.unwrap();
+    let err = store
+        .update_node(NodeIdent::Name("a".into()), |n| {
+            let mut s = n.spec.clone();
+            s.name = Some("b".into());
+            Ok::<_, String>(s)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        UpdateError::Store(StoreError::DuplicateNames(_))
+    ));
+
+    let rejected = store
+        .update_node(NodeIdent::Name("a".into()), |_| Err::<NodeSpec, _>("nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(rejected, UpdateError::Rejected("nope")));
+
+    let updated = store
+        .update_node(NodeIdent::Name("a".into()), |n| {
+            let mut s = n.spec.clone();
+            s.power_domain = Some("rack-9".into());
+            Ok::<_, String>(s)
+        })
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.power_domain.as_deref(), Some("rack-9"));
+    assert!(updated.updated_at >= updated.created_at);
+
+    store
+        .delete_node(NodeIdent::Name("a".into()))
+        .await
+        .unwrap();
+    let err = store
+        .get_node(NodeIdent::Name("a".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NodeNotFound { .. }));
+}
+
+#[tokio::test]
+async fn actions_keep_their_events_in_order() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let node = store.create_node(spec("a")).await.unwrap();
+    for i in 0..3 {
+        store
+            .record_action(NewAction {
+                request_id: format!("req-{i}"),
+                node_uuid: node.uuid,
+                action: "stop".into(),
+                user_id: Some("0".into()),
+                message: None,
+            })
+            .await
+            .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for event in ["bmc_power_off", "wait_power_state"] {
+        store
+            .add_action_event(
+                node.uuid,
+                "req-1".into(),
+                ActionEvent {
+                    event: event.into(),
+                    start_time: now,
+                    finish_time: Some(now),
+                    result: Some(EventResult::Success),
+                    traceback: None,
+                    host: Some("conductor-1".into()),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let page = store.list_actions(node.uuid, 2, None).await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|a| a.request_id.as_str())
+            .collect::<Vec<_>>(),
+        ["req-2", "req-1"]
+    );
+    assert_eq!(page[1].events.len(), 2);
+    assert_eq!(page[1].events[1].event, "wait_power_state");
+    let rest = store
+        .list_actions(node.uuid, 2, Some("req-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].request_id, "req-0");
+}
