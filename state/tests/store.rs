@@ -1,4 +1,5 @@
 //! The store through its public API, on a temp-dir database.
+#![allow(clippy::unwrap_used)] // Test helpers panic on failure by design.
 
 use std::os::unix::fs::PermissionsExt;
 
