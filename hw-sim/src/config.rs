@@ -1,0 +1,305 @@
+//! What a simulated rack is started from ([`RackConfig`]), with defaults and
+//! whole-config validation (every problem reported at once, before anything binds).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::model::{
+    check_fraction, Credentials, Delays, FaultError, FaultSetting, PowerAction, Quirks,
+};
+
+/// Power state of every node at start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InitialPower {
+    /// Nodes start powered on.
+    #[default]
+    On,
+    /// Nodes start powered off.
+    Off,
+}
+
+/// A fault given to a seeded random fraction of the nodes at start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaultPlan {
+    /// Fraction of nodes (0.0–1.0), rounded to a whole number of nodes.
+    pub fraction: f64,
+    /// The fault.
+    pub setting: FaultSetting,
+    /// Seed of the choice (same seed, same nodes).
+    pub seed: u64,
+}
+
+/// A fault given to one named node at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeFault {
+    /// Node name (`node-0003`).
+    pub node: String,
+    /// The fault.
+    pub setting: FaultSetting,
+}
+
+/// Everything a rack is started from. `RackConfig::default()` is a 1-node
+/// rack on 127.0.0.1 with free ports, no latency and short delays — good for tests.
+#[derive(Clone, Debug)]
+pub struct RackConfig {
+    /// Number of nodes (servers, one BMC each).
+    pub nodes: usize,
+    /// Address every endpoint binds to.
+    pub bind: IpAddr,
+    /// Node names are `<prefix>-<index>` (zero-padded to at least 4 digits).
+    pub name_prefix: String,
+    /// Nodes per power domain; domain labels are `<prefix>-pdu-<n>`.
+    pub nodes_per_domain: usize,
+    /// Redfish port of node 0 (node i gets base + i); `None` = free ports.
+    pub redfish_base_port: Option<u16>,
+    /// Whether each node also serves IPMI over UDP (the IPMI front end, issue 5).
+    pub ipmi: bool,
+    /// IPMI port of node 0 (node i gets base + i); `None` = free ports.
+    pub ipmi_base_port: Option<u16>,
+    /// Control API port: `None` = no control API, `Some(0)` = a free port.
+    pub control_port: Option<u16>,
+    /// The account every BMC accepts.
+    pub credentials: Credentials,
+    /// Latency every request pays.
+    pub latency: Duration,
+    /// Power transition times.
+    pub delays: Delays,
+    /// Power state at start.
+    pub initial_power: InitialPower,
+    /// Serve Redfish over HTTPS with a certificate generated at start.
+    pub tls: bool,
+    /// Seed for UUIDs and random choices.
+    pub seed: u64,
+    /// Faults for random fractions of nodes, applied at start in order.
+    pub fault_plans: Vec<FaultPlan>,
+    /// Faults for named nodes, applied at start after the plans.
+    pub node_faults: Vec<NodeFault>,
+    /// Behaviour choices every node starts with.
+    pub quirks: Quirks,
+    /// Idle time after which a Redfish session expires.
+    pub session_timeout: Duration,
+    /// How often a `flapping` node may change power out of band.
+    pub flap_interval: Duration,
+}
+
+impl Default for RackConfig {
+    fn default() -> Self {
+        RackConfig {
+            nodes: 1,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            name_prefix: "node".into(),
+            nodes_per_domain: 40,
+            redfish_base_port: None,
+            ipmi: false,
+            ipmi_base_port: None,
+            control_port: Some(0),
+            credentials: Credentials {
+                username: "admin".into(),
+                password: "password".into(),
+            },
+            latency: Duration::ZERO,
+            delays: Delays {
+                power_on: Duration::from_millis(200),
+                power_off: Duration::from_millis(100),
+                shutdown: Duration::from_millis(300),
+            },
+            initial_power: InitialPower::On,
+            tls: false,
+            seed: 0,
+            fault_plans: Vec::new(),
+            node_faults: Vec::new(),
+            quirks: Quirks::default(),
+            session_timeout: Duration::from_secs(1800),
+            flap_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One thing wrong with a [`RackConfig`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigProblem {
+    /// Zero nodes.
+    #[error("nodes must be at least 1")]
+    NoNodes,
+    /// A base port that leaves no room for every node.
+    #[error("{what} {base} + {nodes} nodes goes past port 65535; use a lower base port or fewer nodes")]
+    PortRange {
+        /// Which base port.
+        what: &'static str,
+        /// The base port.
+        base: u16,
+        /// Node count.
+        nodes: usize,
+    },
+    /// Bad name prefix.
+    #[error("name prefix {0:?} must be 1-32 characters of letters, digits and '-'")]
+    NamePrefix(String),
+    /// Zero nodes per domain.
+    #[error("nodes per power domain must be at least 1")]
+    DomainSize,
+    /// Empty user name.
+    #[error("username must not be empty")]
+    EmptyUsername,
+    /// A fault plan with a bad fraction.
+    #[error("fault plan {setting}: {source}")]
+    Fraction {
+        /// The fault.
+        setting: FaultSetting,
+        /// What is wrong.
+        #[source]
+        source: FaultError,
+    },
+    /// A node fault for a node that does not exist.
+    #[error("fault {setting} is for node {node:?}, which is not in the rack (names are {first}..{last})")]
+    UnknownNode {
+        /// The name given.
+        node: String,
+        /// The fault.
+        setting: FaultSetting,
+        /// First node name.
+        first: String,
+        /// Last node name.
+        last: String,
+    },
+    /// A reset-type list that is empty.
+    #[error("reset types must list at least one of: {0}")]
+    NoResetTypes(String),
+    /// A zero flap interval.
+    #[error("flap interval must be more than 0")]
+    FlapInterval,
+}
+
+impl RackConfig {
+    /// The name of node `index`.
+    pub fn node_name(&self, index: usize) -> String {
+        let width = digits(self.nodes.saturating_sub(1)).max(4);
+        format!("{}-{index:0width$}", self.name_prefix)
+    }
+
+    /// The power domain of node `index`.
+    pub fn power_domain(&self, index: usize) -> String {
+        let domains = self.nodes.div_ceil(self.nodes_per_domain.max(1));
+        let width = digits(domains.saturating_sub(1)).max(2);
+        let domain = index / self.nodes_per_domain.max(1);
+        format!("{}-pdu-{domain:0width$}", self.name_prefix)
+    }
+
+    /// Every problem with this config, or none.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        if self.nodes == 0 {
+            out.push(ConfigProblem::NoNodes);
+        }
+        let ports = [
+            ("redfish base port", self.redfish_base_port),
+            ("ipmi base port", self.ipmi_base_port.filter(|_| self.ipmi)),
+        ];
+        for (what, base) in ports {
+            if let Some(base) = base {
+                if usize::from(base) + self.nodes > 65536 || base == 0 {
+                    out.push(ConfigProblem::PortRange {
+                        what,
+                        base,
+                        nodes: self.nodes,
+                    });
+                }
+            }
+        }
+        let prefix_ok = !self.name_prefix.is_empty()
+            && self.name_prefix.len() <= 32
+            && self
+                .name_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !prefix_ok {
+            out.push(ConfigProblem::NamePrefix(self.name_prefix.clone()));
+        }
+        if self.nodes_per_domain == 0 {
+            out.push(ConfigProblem::DomainSize);
+        }
+        if self.credentials.username.is_empty() {
+            out.push(ConfigProblem::EmptyUsername);
+        }
+        for plan in &self.fault_plans {
+            if let Err(source) = check_fraction("fraction", plan.fraction) {
+                out.push(ConfigProblem::Fraction {
+                    setting: plan.setting,
+                    source,
+                });
+            }
+        }
+        self.check_node_faults(&mut out);
+        if self.quirks.reset_types.is_empty() {
+            let all: Vec<_> = PowerAction::ALL.iter().map(|a| a.as_str()).collect();
+            out.push(ConfigProblem::NoResetTypes(all.join(", ")));
+        }
+        if self.flap_interval.is_zero() {
+            out.push(ConfigProblem::FlapInterval);
+        }
+        out
+    }
+
+    fn check_node_faults(&self, out: &mut Vec<ConfigProblem>) {
+        if self.nodes == 0 {
+            return;
+        }
+        for fault in &self.node_faults {
+            let known = (0..self.nodes).any(|i| self.node_name(i) == fault.node);
+            if !known {
+                out.push(ConfigProblem::UnknownNode {
+                    node: fault.node.clone(),
+                    setting: fault.setting,
+                    first: self.node_name(0),
+                    last: self.node_name(self.nodes - 1),
+                });
+            }
+        }
+    }
+}
+
+fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_domains_are_padded() {
+        let c = RackConfig {
+            nodes: 100,
+            nodes_per_domain: 40,
+            ..RackConfig::default()
+        };
+        assert_eq!(c.node_name(7), "node-0007");
+        assert_eq!(c.power_domain(85), "node-pdu-02");
+        let big = RackConfig {
+            nodes: 20_000,
+            ..RackConfig::default()
+        };
+        assert_eq!(big.node_name(7), "node-00007");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let c = RackConfig {
+            nodes: 10,
+            redfish_base_port: Some(65530),
+            name_prefix: "bad prefix".into(),
+            node_faults: vec![NodeFault {
+                node: "node-0099".into(),
+                setting: FaultSetting::Busy,
+            }],
+            ..RackConfig::default()
+        };
+        let problems = c.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(RackConfig::default().problems().is_empty());
+    }
+}

@@ -1,0 +1,304 @@
+//! Faults a simulated BMC can be given, and how they are named and chosen.
+//!
+//! [`Faults`] is the set a node carries (the control API's JSON object, e.g.
+//! `{"slow": "1500ms", "busy": true}`). [`FaultSetting`] is one fault with its
+//! value as the CLI and `POST /faults` name it (`busy`, `slow=1500ms`,
+//! `packet_loss=0.3`). [`pick_fraction`] chooses a seeded random subset of nodes.
+//!
+//! What each fault means for a front end:
+//! - `no_answer`: accept the request (TCP connection / UDP packet) and never reply.
+//! - `http_500`: Redfish answers 500; IPMI answers completion code 0xFF (unspecified).
+//! - `busy`: Redfish answers 503 with `Retry-After`; IPMI answers 0xC0 (node busy).
+//! - `slow`: extra latency on every request.
+//! - `wrong_credentials`: the BMC no longer accepts the configured password.
+//! - `stuck`: power commands are accepted and ignored.
+//! - `hung_os`: a graceful shutdown never finishes.
+//! - `flapping`: the power changes out of band at random.
+//! - `packet_loss`: fraction of UDP packets dropped (IPMI only).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// The faults one node carries. Absent fields are "healthy".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Accept, never reply.
+    #[serde(skip_serializing_if = "is_false")]
+    pub no_answer: bool,
+    /// Internal server error on every request.
+    #[serde(skip_serializing_if = "is_false")]
+    pub http_500: bool,
+    /// "Busy, retry later" on every request.
+    #[serde(skip_serializing_if = "is_false")]
+    pub busy: bool,
+    /// Extra latency per request (`"1500ms"`).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub slow: Option<Duration>,
+    /// The configured password is refused.
+    #[serde(skip_serializing_if = "is_false")]
+    pub wrong_credentials: bool,
+    /// Power commands accepted and ignored.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stuck: bool,
+    /// Graceful shutdown never finishes.
+    #[serde(skip_serializing_if = "is_false")]
+    pub hung_os: bool,
+    /// Power changes out of band at random.
+    #[serde(skip_serializing_if = "is_false")]
+    pub flapping: bool,
+    /// Fraction (0.0–1.0) of UDP packets dropped (IPMI).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub packet_loss: f64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(f: &f64) -> bool {
+    *f == 0.0
+}
+
+impl Faults {
+    /// Checks values that serde cannot: `packet_loss` within 0.0–1.0.
+    pub fn validate(&self) -> Result<(), FaultError> {
+        check_fraction("packet_loss", self.packet_loss)
+    }
+
+    /// Whether no fault is set.
+    pub fn is_healthy(&self) -> bool {
+        *self == Faults::default()
+    }
+
+    /// Sets one fault, leaving the others as they are.
+    pub fn apply(&mut self, setting: FaultSetting) {
+        match setting {
+            FaultSetting::NoAnswer => self.no_answer = true,
+            FaultSetting::Http500 => self.http_500 = true,
+            FaultSetting::Busy => self.busy = true,
+            FaultSetting::Slow(d) => self.slow = Some(d),
+            FaultSetting::WrongCredentials => self.wrong_credentials = true,
+            FaultSetting::Stuck => self.stuck = true,
+            FaultSetting::HungOs => self.hung_os = true,
+            FaultSetting::Flapping => self.flapping = true,
+            FaultSetting::PacketLoss(f) => self.packet_loss = f,
+        }
+    }
+}
+
+/// One fault with its value, as named on the command line and in `POST /faults`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FaultSetting {
+    /// `no_answer`
+    NoAnswer,
+    /// `http_500`
+    Http500,
+    /// `busy`
+    Busy,
+    /// `slow=<duration>` (e.g. `slow=1500ms`)
+    Slow(Duration),
+    /// `wrong_credentials`
+    WrongCredentials,
+    /// `stuck`
+    Stuck,
+    /// `hung_os`
+    HungOs,
+    /// `flapping`
+    Flapping,
+    /// `packet_loss=<fraction>` (e.g. `packet_loss=0.3`)
+    PacketLoss(f64),
+}
+
+/// The fault names, for messages.
+pub const FAULT_NAMES: &str = "no_answer, http_500, busy, slow=<duration>, wrong_credentials, \
+                               stuck, hung_os, flapping, packet_loss=<fraction>";
+
+/// A fault name, value or fraction that does not parse.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    /// Unknown fault name.
+    #[error("Unknown fault {0:?}; valid faults: {FAULT_NAMES}")]
+    UnknownFault(String),
+    /// A fault that needs a value got none, or one that takes none got one.
+    #[error("Fault {name:?} {problem}; write it as {usage}")]
+    BadValue {
+        /// The fault.
+        name: String,
+        /// What is wrong.
+        problem: String,
+        /// How to write it.
+        usage: &'static str,
+    },
+    /// A fraction outside 0.0–1.0.
+    #[error("{what} must be a number from 0.0 to 1.0, got {value}")]
+    BadFraction {
+        /// Which field.
+        what: &'static str,
+        /// The value given.
+        value: f64,
+    },
+}
+
+/// Checks that `value` is a fraction within 0.0–1.0.
+pub fn check_fraction(what: &'static str, value: f64) -> Result<(), FaultError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(FaultError::BadFraction { what, value })
+    }
+}
+
+impl FromStr for FaultSetting {
+    type Err = FaultError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, value) = match s.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (s.trim(), None),
+        };
+        FaultSetting::from_parts(name, value)
+    }
+}
+
+impl FaultSetting {
+    /// Builds a setting from a name and an optional value (`"slow"`, `Some("1500ms")`).
+    pub fn from_parts(name: &str, value: Option<&str>) -> Result<FaultSetting, FaultError> {
+        let flag = |setting| match value {
+            None => Ok(setting),
+            Some(_) => Err(bad_value(name, "takes no value", "just its name")),
+        };
+        match name {
+            "no_answer" => flag(FaultSetting::NoAnswer),
+            "http_500" => flag(FaultSetting::Http500),
+            "busy" => flag(FaultSetting::Busy),
+            "wrong_credentials" => flag(FaultSetting::WrongCredentials),
+            "stuck" => flag(FaultSetting::Stuck),
+            "hung_os" => flag(FaultSetting::HungOs),
+            "flapping" => flag(FaultSetting::Flapping),
+            "slow" => parse_slow(value).map(FaultSetting::Slow),
+            "packet_loss" => parse_loss(value).map(FaultSetting::PacketLoss),
+            other => Err(FaultError::UnknownFault(other.to_owned())),
+        }
+    }
+}
+
+fn bad_value(name: &str, problem: &str, usage: &'static str) -> FaultError {
+    FaultError::BadValue {
+        name: name.to_owned(),
+        problem: problem.to_owned(),
+        usage,
+    }
+}
+
+fn parse_slow(value: Option<&str>) -> Result<Duration, FaultError> {
+    const USAGE: &str = "slow=<duration>, e.g. slow=1500ms";
+    let raw = value.ok_or_else(|| bad_value("slow", "needs a duration", USAGE))?;
+    humantime::parse_duration(raw)
+        .map_err(|e| bad_value("slow", &format!("has a bad duration {raw:?} ({e})"), USAGE))
+}
+
+fn parse_loss(value: Option<&str>) -> Result<f64, FaultError> {
+    const USAGE: &str = "packet_loss=<fraction>, e.g. packet_loss=0.3";
+    let raw = value.ok_or_else(|| bad_value("packet_loss", "needs a fraction", USAGE))?;
+    let f: f64 = raw
+        .parse()
+        .map_err(|_| bad_value("packet_loss", &format!("has a bad number {raw:?}"), USAGE))?;
+    check_fraction("packet_loss", f)?;
+    Ok(f)
+}
+
+impl fmt::Display for FaultSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultSetting::NoAnswer => f.write_str("no_answer"),
+            FaultSetting::Http500 => f.write_str("http_500"),
+            FaultSetting::Busy => f.write_str("busy"),
+            FaultSetting::Slow(d) => write!(f, "slow={}", humantime::format_duration(*d)),
+            FaultSetting::WrongCredentials => f.write_str("wrong_credentials"),
+            FaultSetting::Stuck => f.write_str("stuck"),
+            FaultSetting::HungOs => f.write_str("hung_os"),
+            FaultSetting::Flapping => f.write_str("flapping"),
+            FaultSetting::PacketLoss(x) => write!(f, "packet_loss={x}"),
+        }
+    }
+}
+
+/// Picks `round(fraction × count)` distinct indices out of `0..count`,
+/// deterministically for a given `seed`, in ascending order.
+pub fn pick_fraction(count: usize, fraction: f64, seed: u64) -> Result<Vec<usize>, FaultError> {
+    check_fraction("fraction", fraction)?;
+    // Rounding a product of a fraction ≤ 1.0 and a node count is exact enough
+    // and never exceeds `count`.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let take = ((count as f64) * fraction).round() as usize;
+    let mut indices: Vec<usize> = (0..count).collect();
+    indices.shuffle(&mut StdRng::seed_from_u64(seed));
+    indices.truncate(take.min(count));
+    indices.sort_unstable();
+    Ok(indices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_values() {
+        assert_eq!("busy".parse(), Ok(FaultSetting::Busy));
+        assert_eq!(
+            "slow=1500ms".parse(),
+            Ok(FaultSetting::Slow(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            "packet_loss=0.25".parse(),
+            Ok(FaultSetting::PacketLoss(0.25))
+        );
+        assert!(matches!(
+            "slow".parse::<FaultSetting>(),
+            Err(FaultError::BadValue { .. })
+        ));
+        assert!(matches!(
+            "busy=1".parse::<FaultSetting>(),
+            Err(FaultError::BadValue { .. })
+        ));
+        assert!(matches!(
+            "packet_loss=2".parse::<FaultSetting>(),
+            Err(FaultError::BadFraction { .. })
+        ));
+        assert!(matches!(
+            "melting".parse::<FaultSetting>(),
+            Err(FaultError::UnknownFault(_))
+        ));
+    }
+
+    #[test]
+    fn faults_json_round_trip_and_rejects_unknown() {
+        let f: Faults = serde_json::from_str(r#"{"slow": "1500ms", "busy": true}"#)
+            .unwrap_or_else(|e| panic!("valid faults must parse: {e}"));
+        assert_eq!(f.slow, Some(Duration::from_millis(1500)));
+        assert!(f.busy && !f.stuck);
+        let back = serde_json::to_value(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, serde_json::json!({"slow": "1s 500ms", "busy": true}));
+        assert!(serde_json::from_str::<Faults>(r#"{"bussy": true}"#).is_err());
+        assert!(Faults::default().is_healthy());
+    }
+
+    #[test]
+    fn fraction_is_seeded_and_sized() {
+        let a = pick_fraction(100, 0.1, 7).unwrap_or_default();
+        let b = pick_fraction(100, 0.1, 7).unwrap_or_default();
+        let c = pick_fraction(100, 0.1, 8).unwrap_or_default();
+        assert_eq!(a.len(), 10);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(pick_fraction(5, 1.0, 1).unwrap_or_default(), vec![0, 1, 2, 3, 4]);
+        assert!(pick_fraction(5, 1.5, 1).is_err());
+    }
+}

@@ -1,0 +1,475 @@
+//! The protocol-neutral model of one simulated server and its BMC: power state
+//! machine, boot override, faults, behaviour quirks and counters.
+//!
+//! Every protocol front end (Redfish over HTTP, IPMI over RMCP+) serves a
+//! request against a shared [`Node`] in the same steps:
+//!
+//! 1. `let guard = node.begin_request();` as soon as the request arrives —
+//!    counts it and marks it in flight (for `max_concurrent`) until dropped.
+//! 2. `match guard.admit().await` — pays the configured latency plus the `slow`
+//!    fault, then applies the request-level faults: [`Admission::NoAnswer`]
+//!    (hold the request and never reply), [`Admission::InternalError`] (HTTP
+//!    500 / IPMI 0xFF), [`Admission::Busy`] (HTTP 503 + `Retry-After` / IPMI
+//!    0xC0), or [`Admission::Serve`].
+//! 3. Authenticate with [`Node::check_credentials`] (HTTP) or derive session
+//!    keys from [`Node::password_for`] (RMCP+ RAKP); both honour the
+//!    `wrong_credentials` fault. IPMI also asks [`Node::drop_packet`] per
+//!    datagram for the `packet_loss` fault.
+//! 4. Read with [`Node::power_state`], [`Node::boot_override`]; act with
+//!    [`Node::power_command`] (counts the command, applies `stuck`) and
+//!    [`Node::set_boot_override`].
+//! 5. Drop the guard after the reply is sent.
+//!
+//! Nothing here knows HTTP or RMCP; the control API and tests use the same
+//! methods (plus [`Node::set_power_out_of_band`], which is not a command).
+
+mod boot;
+mod counters;
+mod faults;
+mod power;
+mod quirks;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+pub use boot::{BootEnabled, BootMode, BootOverride, BootTarget};
+pub use counters::{CounterSnapshot, Counters};
+pub use faults::{check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES};
+pub use power::{CommandOutcome, Delays, NotInPresentState, PowerAction, PowerState};
+pub use quirks::{AlreadyInStateReply, Quirks, ResetReply};
+
+use power::Phase;
+
+/// How long a `busy` BMC tells clients to wait (`Retry-After`).
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The account a BMC accepts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"******")
+            .finish()
+    }
+}
+
+/// Settings every node of a rack shares.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Latency every request pays before it is served.
+    pub latency: Duration,
+    /// Power transition times.
+    pub delays: Delays,
+    /// The account the BMC accepts.
+    pub credentials: Credentials,
+}
+
+/// Where a node's BMC listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Address all endpoints are bound to.
+    pub address: IpAddr,
+    /// Redfish TCP port.
+    pub redfish_port: u16,
+    /// IPMI UDP port, when the rack serves IPMI.
+    pub ipmi_port: Option<u16>,
+}
+
+/// Identity of a node within its rack.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    /// Position in the rack, from 0.
+    pub index: usize,
+    /// Unique name (`node-0000`).
+    pub name: String,
+    /// Power domain (PDU) label.
+    pub power_domain: String,
+    /// System UUID (also the Redfish service UUID).
+    pub uuid: Uuid,
+}
+
+/// Mutable state of a node, behind one short-held lock.
+#[derive(Debug)]
+struct NodeInner {
+    phase: Phase,
+    boot: BootOverride,
+    last_boot: BootTarget,
+    faults: Faults,
+    quirks: Quirks,
+}
+
+/// One simulated server with its BMC. Shared (`Arc`) by every front end.
+#[derive(Debug)]
+pub struct Node {
+    identity: NodeIdentity,
+    endpoints: Endpoints,
+    settings: Arc<NodeSettings>,
+    inner: Mutex<NodeInner>,
+    counters: Counters,
+}
+
+/// The outcome of [`RequestGuard::admit`]: serve the request, or what fault to play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Serve normally.
+    Serve,
+    /// `no_answer`: keep the request open and never reply.
+    NoAnswer,
+    /// `http_500`: answer an internal error.
+    InternalError,
+    /// `busy`: answer "busy, retry after" [`BUSY_RETRY_AFTER`].
+    Busy,
+}
+
+/// Marks one request in flight on a node; see the module docs.
+#[derive(Debug)]
+pub struct RequestGuard {
+    node: Arc<Node>,
+}
+
+impl RequestGuard {
+    /// Pays the latency (configured + `slow`), then decides from the node's
+    /// faults whether to serve.
+    pub async fn admit(&self) -> Admission {
+        let (slow, admission) = {
+            let inner = self.node.lock();
+            (inner.faults.slow, request_admission(&inner.faults))
+        };
+        let wait = self.node.settings.latency + slow.unwrap_or_default();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        admission
+    }
+
+    /// The node this request is for.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.node.counters.leave();
+    }
+}
+
+fn request_admission(faults: &Faults) -> Admission {
+    if faults.no_answer {
+        Admission::NoAnswer
+    } else if faults.http_500 {
+        Admission::InternalError
+    } else if faults.busy {
+        Admission::Busy
+    } else {
+        Admission::Serve
+    }
+}
+
+/// A snapshot of one node, as the control API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub name: String,
+    /// Position in the rack.
+    pub index: usize,
+    /// Power domain label.
+    pub power_domain: String,
+    /// Power state (control API words).
+    pub power_state: PowerState,
+    /// Redfish TCP port.
+    pub redfish_port: u16,
+    /// IPMI UDP port, if served.
+    pub ipmi_port: Option<u16>,
+    /// Boot source override.
+    pub boot_override: BootOverride,
+    /// Device the last boot used (`None` = normal boot order).
+    pub last_boot: BootTarget,
+    /// Active faults (healthy = `{}`).
+    pub faults: Faults,
+    /// Behaviour choices.
+    pub quirks: Quirks,
+    /// Counters.
+    pub counters: CounterSnapshot,
+}
+
+impl Node {
+    /// Creates a node in the given initial power state (`true` = on).
+    pub fn new(
+        identity: NodeIdentity,
+        endpoints: Endpoints,
+        settings: Arc<NodeSettings>,
+        powered_on: bool,
+        quirks: Quirks,
+    ) -> Node {
+        Node {
+            identity,
+            endpoints,
+            settings,
+            inner: Mutex::new(NodeInner {
+                phase: if powered_on { Phase::On } else { Phase::Off },
+                boot: BootOverride::default(),
+                last_boot: BootTarget::None,
+                faults: Faults::default(),
+                quirks,
+            }),
+            counters: Counters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NodeInner> {
+        // The inner state is always left consistent; a panic elsewhere while
+        // holding the lock must not take the node down with it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks and settles the power machine up to now.
+    fn settled(&self) -> MutexGuard<'_, NodeInner> {
+        let mut inner = self.lock();
+        let hung = inner.faults.hung_os;
+        let seen = inner
+            .phase
+            .settle(Instant::now(), &self.settings.delays, hung);
+        self.record(&mut inner, seen);
+        inner
+    }
+
+    fn record(&self, inner: &mut NodeInner, seen: power::Settled) {
+        for _ in 0..seen.boots_started {
+            inner.last_boot = inner.boot.consume_for_boot();
+        }
+        self.counters.add_boots(seen.boots_started);
+        self.counters.add_power_offs(seen.offs_reached);
+    }
+
+    /// Position in the rack.
+    pub fn index(&self) -> usize {
+        self.identity.index
+    }
+
+    /// Unique name.
+    pub fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    /// Power domain label.
+    pub fn power_domain(&self) -> &str {
+        &self.identity.power_domain
+    }
+
+    /// System UUID.
+    pub fn uuid(&self) -> Uuid {
+        self.identity.uuid
+    }
+
+    /// Where the BMC listens.
+    pub fn endpoints(&self) -> Endpoints {
+        self.endpoints
+    }
+
+    /// The Redfish socket address.
+    pub fn redfish_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.endpoints.address, self.endpoints.redfish_port)
+    }
+
+    /// The IPMI socket address, when the rack serves IPMI.
+    pub fn ipmi_addr(&self) -> Option<SocketAddr> {
+        self.endpoints
+            .ipmi_port
+            .map(|p| SocketAddr::new(self.endpoints.address, p))
+    }
+
+    /// The account this BMC is configured with (the real one, whatever the faults).
+    pub fn credentials(&self) -> &Credentials {
+        &self.settings.credentials
+    }
+
+    /// Step 1 of every request: count it and mark it in flight until the guard drops.
+    pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
+        self.counters.enter();
+        RequestGuard {
+            node: Arc::clone(self),
+        }
+    }
+
+    /// Whether `username`/`password` are accepted now (the `wrong_credentials`
+    /// fault refuses the configured password).
+    pub fn check_credentials(&self, username: &str, password: &str) -> bool {
+        self.password_for(username)
+            .is_some_and(|expected| constant_time_eq(expected.as_bytes(), password.as_bytes()))
+    }
+
+    /// The password the BMC holds now for `username` (for RMCP+ key
+    /// derivation), or `None` for an unknown user. Under `wrong_credentials`
+    /// it differs from the configured one.
+    pub fn password_for(&self, username: &str) -> Option<String> {
+        let creds = &self.settings.credentials;
+        if username != creds.username {
+            return None;
+        }
+        if self.lock().faults.wrong_credentials {
+            Some(format!("{}-rotated", creds.password))
+        } else {
+            Some(creds.password.clone())
+        }
+    }
+
+    /// For the `packet_loss` fault: whether to drop this datagram.
+    pub fn drop_packet(&self) -> bool {
+        let loss = self.lock().faults.packet_loss;
+        loss > 0.0 && rand::rng().random_bool(loss.min(1.0))
+    }
+
+    /// The current power state.
+    pub fn power_state(&self) -> PowerState {
+        self.settled().phase.state()
+    }
+
+    /// Executes a power command: counts it, honours `stuck`, and starts the
+    /// transition the present state allows.
+    pub fn power_command(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState> {
+        self.counters.power_command();
+        let mut inner = self.settled();
+        if inner.faults.stuck {
+            return Ok(CommandOutcome::Ignored);
+        }
+        let next = power::transition(inner.phase, action, Instant::now(), &self.settings.delays)?;
+        let Some(next) = next else {
+            return Ok(CommandOutcome::AlreadyInState);
+        };
+        if action == PowerAction::Nmi {
+            self.counters.crash_dump();
+        }
+        if matches!(next, Phase::PoweringOn { .. }) {
+            self.record(
+                &mut inner,
+                power::Settled {
+                    boots_started: 1,
+                    offs_reached: 0,
+                },
+            );
+        }
+        inner.phase = next;
+        Ok(CommandOutcome::Applied)
+    }
+
+    /// Changes the power out of band, at once (a person at the rack, a PDU):
+    /// not a BMC command and not counted as one.
+    pub fn set_power_out_of_band(&self, on: bool) {
+        let mut inner = self.settled();
+        let was_powered = inner.phase.state().is_powered();
+        inner.phase = if on { Phase::On } else { Phase::Off };
+        let seen = power::Settled {
+            boots_started: u32::from(on && !was_powered),
+            offs_reached: u32::from(!on && was_powered),
+        };
+        self.record(&mut inner, seen);
+    }
+
+    /// The `flapping` fault's random out-of-band change: with probability one
+    /// half, toggles power. Returns whether it did.
+    pub fn flap(&self, rng: &mut impl Rng) -> bool {
+        let (flapping, state) = {
+            let inner = self.settled();
+            (inner.faults.flapping, inner.phase.state())
+        };
+        if !flapping || !rng.random_bool(0.5) {
+            return false;
+        }
+        self.set_power_out_of_band(!state.is_powered());
+        true
+    }
+
+    /// The boot source override.
+    pub fn boot_override(&self) -> BootOverride {
+        self.settled().boot
+    }
+
+    /// Replaces the boot source override.
+    pub fn set_boot_override(&self, boot: BootOverride) {
+        self.settled().boot = boot;
+    }
+
+    /// The device the last boot used.
+    pub fn last_boot(&self) -> BootTarget {
+        self.settled().last_boot
+    }
+
+    /// The active faults.
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// Replaces the faults (validated first).
+    pub fn set_faults(&self, faults: Faults) -> Result<(), FaultError> {
+        faults.validate()?;
+        // Settle first so a shutdown that ended while hung_os was off is kept.
+        self.settled().faults = faults;
+        Ok(())
+    }
+
+    /// Sets one fault, keeping the others.
+    pub fn apply_fault(&self, setting: FaultSetting) {
+        self.settled().faults.apply(setting);
+    }
+
+    /// The behaviour choices.
+    pub fn quirks(&self) -> Quirks {
+        self.lock().quirks.clone()
+    }
+
+    /// Replaces the behaviour choices.
+    pub fn set_quirks(&self, quirks: Quirks) {
+        self.lock().quirks = quirks;
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_counters(&self) {
+        self.counters.reset();
+    }
+
+    /// Everything about the node at once, for the control API.
+    pub fn status(&self) -> NodeStatus {
+        let inner = self.settled();
+        NodeStatus {
+            name: self.identity.name.clone(),
+            index: self.identity.index,
+            power_domain: self.identity.power_domain.clone(),
+            power_state: inner.phase.state(),
+            redfish_port: self.endpoints.redfish_port,
+            ipmi_port: self.endpoints.ipmi_port,
+            boot_override: inner.boot,
+            last_boot: inner.last_boot,
+            faults: inner.faults.clone(),
+            quirks: inner.quirks.clone(),
+            counters: self.counters.snapshot(),
+        }
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;
