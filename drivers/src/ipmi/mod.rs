@@ -1,0 +1,266 @@
+//! The IPMI power driver: raw chassis commands over one reused RMCP+ session
+//! per BMC (see [`session`] for the protocol steps).
+//!
+//! ipmi-rs is blocking and can panic (see the crate docs), so every call:
+//! 1. takes the BMC's session out of its slot (one call per BMC at a time);
+//! 2. runs on tokio's blocking pool inside `catch_unwind`, opening a session
+//!    when there is none or the old one idled too long;
+//! 3. on a reused session that stops answering, re-opens once and repeats;
+//! 4. puts the session back unless the call failed in a way that leaves it
+//!    doubtful (timeout, panic, transport error);
+//!
+//! and the whole call is bounded by the call deadline on the async side.
+
+mod commands;
+mod session;
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex as StdMutex;
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+
+use self::commands::Raw;
+use self::session::{ExchangeError, Session, Target, STALE_TRIES};
+use crate::{
+    with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind,
+    DriverOptions, PowerAction, PowerDriver, PowerState,
+};
+
+/// Longest user name and password IPMI 2.0 allows.
+const MAX_USERNAME: usize = 16;
+const MAX_PASSWORD: usize = 20;
+
+/// An IPMI 2.0 BMC.
+#[derive(Debug)]
+pub struct IpmiDriver {
+    target: Target,
+    options: DriverOptions,
+    session: Mutex<Option<Session>>,
+    /// Actions the BMC refused as unsupported, so capabilities can say so.
+    refused: StdMutex<HashSet<Option<PowerAction>>>,
+}
+
+impl IpmiDriver {
+    /// A driver for the BMC in `config` (no session is opened yet).
+    pub fn new(config: &DriverConfig) -> Result<Self, DriverError> {
+        if config.username.len() > MAX_USERNAME {
+            return Err(DriverError::Config(format!(
+                "IPMI user names are at most {MAX_USERNAME} bytes"
+            )));
+        }
+        if config.password.expose().len() > MAX_PASSWORD {
+            return Err(DriverError::Config(format!(
+                "IPMI passwords are at most {MAX_PASSWORD} bytes"
+            )));
+        }
+        let port = config.port.unwrap_or(623);
+        let address = match config.address.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]:{port}"),
+            Err(_) => format!("{}:{port}", config.address),
+        };
+        Ok(Self {
+            target: Target {
+                address,
+                username: config.username.clone(),
+                password: config.password.clone(),
+                retransmit: config.options.ipmi_retransmit_interval,
+                call_timeout: config.options.call_timeout,
+            },
+            options: config.options.clone(),
+            session: Mutex::new(None),
+            refused: StdMutex::new(HashSet::new()),
+        })
+    }
+
+    /// Sends one request through the BMC's session (steps 1–4 of the module doc).
+    async fn call(&self, operation: &'static str, request: Raw) -> Result<Vec<u8>, DriverError> {
+        let work = move |session: &mut Session, deadline: Instant, fresh: bool| {
+            let tries = (!fresh).then_some(STALE_TRIES);
+            session.exchange(&request, deadline, tries)
+        };
+        self.run(operation, work).await
+    }
+
+    async fn run<F>(&self, operation: &'static str, work: F) -> Result<Vec<u8>, DriverError>
+    where
+        F: Fn(&mut Session, Instant, bool) -> Result<Vec<u8>, ExchangeError> + Send + 'static,
+    {
+        let call_timeout = self.options.call_timeout;
+        let deadline = Instant::now() + call_timeout;
+        with_deadline(operation, call_timeout, async {
+            let mut slot = self.session.lock().await;
+            let session = slot.take();
+            let target = self.target.clone();
+            let idle = self.options.ipmi_session_idle;
+            let blocking = tokio::task::spawn_blocking(move || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    run_blocking(&target, session, idle, deadline, &work)
+                }))
+            });
+            let (session, result) = match blocking.await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => (None, Err(panic_error(operation, panic.as_ref()))),
+                Err(join) => (None, Err(DriverError::SessionFailed(join.to_string()))),
+            };
+            *slot = session;
+            result
+        })
+        .await
+    }
+
+    fn note_refused(&self, what: Option<PowerAction>, result: &Result<Vec<u8>, DriverError>) {
+        if let Err(DriverError::Unsupported(_)) = result {
+            if let Ok(mut refused) = self.refused.lock() {
+                refused.insert(what);
+            }
+        }
+    }
+
+    async fn set_power_inner(&self, action: PowerAction) -> Result<(), DriverError> {
+        let request = commands::power_control(action)
+            .ok_or_else(|| DriverError::Unsupported(format!("{action} over IPMI")))?;
+        let result = self.call("set_power", request).await;
+        self.note_refused(Some(action), &result);
+        result.map(drop)
+    }
+}
+
+/// The blocking part of a call: get a session, run `work`, keep the session
+/// when it is still good.
+fn run_blocking<F>(
+    target: &Target,
+    session: Option<Session>,
+    idle: std::time::Duration,
+    deadline: Instant,
+    work: &F,
+) -> (Option<Session>, Result<Vec<u8>, DriverError>)
+where
+    F: Fn(&mut Session, Instant, bool) -> Result<Vec<u8>, ExchangeError>,
+{
+    let reused = session.filter(|s| s.reusable(idle));
+    let (mut session, fresh) = match reused {
+        Some(session) => (session, false),
+        None => match Session::open(target, deadline) {
+            Ok(session) => (session, true),
+            Err(e) => return (None, Err(e)),
+        },
+    };
+    match work(&mut session, deadline, fresh) {
+        Ok(data) => (Some(session), Ok(data)),
+        Err(ExchangeError::Stale) => {
+            tracing::debug!(bmc = %target.address, "IPMI session stopped answering, re-opening");
+            drop(session);
+            match Session::open(target, deadline) {
+                Ok(mut session) => finish(session_result(&mut session, work, deadline), session),
+                Err(e) => (None, Err(e)),
+            }
+        }
+        Err(ExchangeError::Failed(e)) => finish(Err(e), session),
+    }
+}
+
+fn session_result<F>(
+    session: &mut Session,
+    work: &F,
+    deadline: Instant,
+) -> Result<Vec<u8>, DriverError>
+where
+    F: Fn(&mut Session, Instant, bool) -> Result<Vec<u8>, ExchangeError>,
+{
+    work(session, deadline, true).map_err(|e| match e {
+        ExchangeError::Stale => DriverError::SessionFailed("a fresh session went stale".into()),
+        ExchangeError::Failed(e) => e,
+    })
+}
+
+/// Keeps the session after answers from the BMC (success or a completion
+/// code), drops it after anything that leaves it doubtful.
+fn finish(
+    result: Result<Vec<u8>, DriverError>,
+    session: Session,
+) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
+    let keep = match &result {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e,
+            DriverError::Bmc { .. } | DriverError::Busy { .. } | DriverError::Unsupported(_)
+        ),
+    };
+    (keep.then_some(session), result)
+}
+
+/// The typed error for a panic inside ipmi-rs.
+fn panic_error(operation: &str, panic: &(dyn std::any::Any + Send)) -> DriverError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::warn!(operation, %message, "ipmi-rs panicked; IPMI session discarded");
+    DriverError::SessionFailed(format!("ipmi-rs panicked during {operation}: {message}"))
+}
+
+#[async_trait::async_trait]
+impl PowerDriver for IpmiDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Ipmi
+    }
+
+    async fn power_state(&self) -> Result<PowerState, DriverError> {
+        let data = self
+            .call("power_state", commands::get_chassis_status())
+            .await?;
+        commands::parse_chassis_status(&data)
+    }
+
+    async fn set_power(&self, action: PowerAction) -> Result<(), DriverError> {
+        self.set_power_inner(action).await
+    }
+
+    async fn boot_device(&self) -> Result<BootSetting, DriverError> {
+        let data = self.call("boot_device", commands::get_boot_flags()).await?;
+        commands::parse_boot_flags(&data)
+    }
+
+    async fn set_boot_device(
+        &self,
+        device: BootDevice,
+        persistent: bool,
+    ) -> Result<(), DriverError> {
+        let request = commands::set_boot_flags(device, persistent, self.options.ipmi_boot_efi);
+        self.call("set_boot_device", request).await.map(drop)
+    }
+
+    async fn inject_nmi(&self) -> Result<(), DriverError> {
+        let result = self.call("inject_nmi", commands::nmi()).await;
+        self.note_refused(None, &result);
+        result.map(drop)
+    }
+
+    async fn validate(&self) -> Result<(), DriverError> {
+        self.power_state().await.map(drop)
+    }
+
+    /// IPMI cannot list what Chassis Control accepts: every action the spec
+    /// defines is reported until the BMC refuses one (0xC1/0xCC).
+    async fn capabilities(&self) -> Result<Capabilities, DriverError> {
+        let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
+        Ok(Capabilities {
+            power_actions: PowerAction::ALL
+                .into_iter()
+                .filter(|a| commands::power_control(*a).is_some())
+                .filter(|a| !refused.contains(&Some(*a)))
+                .collect(),
+            boot_devices: BootDevice::ALL.to_vec(),
+            nmi: !refused.contains(&None),
+        })
+    }
+
+    /// ipmi-rs 0.6 does not expose the session id that Close Session needs,
+    /// so the session is dropped locally and the BMC times it out.
+    async fn close(&self) {
+        self.session.lock().await.take();
+    }
+}

@@ -1,0 +1,273 @@
+//! One RMCP+ session with one BMC, driven synchronously on the blocking pool.
+//!
+//! Opening a session (IPMI v2.0 §13.14–13.24, done by ipmi-rs):
+//! ASF presence ping → Get Channel Authentication Capabilities → RMCP+ Open
+//! Session (cipher suite 3: RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) →
+//! RAKP 1/2 → RAKP 3/4. Then this module sends Set Session Privilege Level
+//! (Administrator), which ipmi-rs does not.
+//!
+//! Each request is retransmitted every `retransmit` until an answer with the
+//! request's NetFn/command arrives or the deadline passes; other datagrams
+//! (late answers to earlier tries, garbage) are ignored. A lost answer during
+//! the session open makes the whole open start again on a new socket.
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use ipmi_rs::connection::{IpmiConnection, LogicalUnit, Message, Request, RequestTargetAddress};
+use ipmi_rs::rmcp::{
+    ActivationError, RakpMessage2ErrorStatusCode, RakpMessage2ParseError, Rmcp, RmcpIpmiError,
+    RmcpIpmiReceiveError, V2_0ActivationError,
+};
+
+use super::commands::{self, Raw};
+use crate::{DriverError, Secret};
+
+/// Re-open a session after this many requests, far below the 2^32 where
+/// ipmi-rs would panic on the sequence-number wrap.
+const MAX_REQUESTS_PER_SESSION: u64 = 1 << 30;
+
+/// On a reused session, give up after this many unanswered tries and re-open
+/// (the BMC may have dropped the session).
+pub(crate) const STALE_TRIES: u32 = 4;
+
+/// Where and how to open sessions with one BMC.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `host:port`.
+    pub address: String,
+    pub username: String,
+    pub password: Secret,
+    pub retransmit: Duration,
+    /// The call deadline, for error messages.
+    pub call_timeout: Duration,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// The session seems dead: re-open and try again if time allows.
+    Stale,
+    /// A final error.
+    Failed(DriverError),
+}
+
+impl From<DriverError> for ExchangeError {
+    fn from(e: DriverError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// An open, privileged RMCP+ session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    target: Target,
+    rmcp: Rmcp,
+    requests: u64,
+    last_used: Instant,
+}
+
+impl Session {
+    /// Opens a session, retrying lost exchanges until `deadline`.
+    pub fn open(target: &Target, deadline: Instant) -> Result<Self, DriverError> {
+        let mut rmcp = Rmcp::new(target.address.as_str(), target.retransmit).map_err(|e| {
+            DriverError::Unreachable {
+                address: target.address.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        loop {
+            let activated = rmcp.activate(
+                true,
+                Some(&target.username),
+                Some(target.password.expose().as_bytes()),
+            );
+            match activated.map_err(|e| activation_error(target, e)) {
+                Ok(()) => break,
+                Err(Retry::Lost) if Instant::now() < deadline => continue,
+                Err(Retry::Lost) => return Err(timeout("open session", target)),
+                Err(Retry::Fatal(e)) => return Err(e),
+            }
+        }
+        let mut session = Self {
+            target: target.clone(),
+            rmcp,
+            requests: 0,
+            last_used: Instant::now(),
+        };
+        match session.exchange(&commands::set_privilege_admin(), deadline, None) {
+            Ok(_) => Ok(session),
+            Err(ExchangeError::Stale) => Err(timeout("set privilege", target)),
+            Err(ExchangeError::Failed(DriverError::Bmc { code, .. })) => {
+                Err(DriverError::Auth(format!(
+                    "the user cannot have Administrator privilege (completion code {code:#04x})"
+                )))
+            }
+            Err(ExchangeError::Failed(e)) => Err(e),
+        }
+    }
+
+    /// True when the session may be used again.
+    pub fn reusable(&self, idle: Duration) -> bool {
+        self.requests < MAX_REQUESTS_PER_SESSION && self.last_used.elapsed() < idle
+    }
+
+    /// Sends `request` and returns the answer's data after a zero completion
+    /// code. `max_tries` bounds the tries (`None`: until the deadline).
+    pub fn exchange(
+        &mut self,
+        request: &Raw,
+        deadline: Instant,
+        max_tries: Option<u32>,
+    ) -> Result<Vec<u8>, ExchangeError> {
+        let mut tries = 0;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(ExchangeError::Failed(timeout("IPMI request", &self.target)));
+            }
+            if max_tries.is_some_and(|max| tries >= max) {
+                return Err(ExchangeError::Stale);
+            }
+            tries += 1;
+            self.send(request)?;
+            if let Some(answer) = self.await_answer(request, deadline)? {
+                self.last_used = Instant::now();
+                return answer_data(request, &answer).map_err(ExchangeError::Failed);
+            }
+            tracing::trace!(
+                netfn = request.netfn,
+                cmd = request.cmd,
+                tries,
+                "IPMI retransmit"
+            );
+        }
+    }
+
+    fn send(&mut self, request: &Raw) -> Result<(), DriverError> {
+        self.requests += 1;
+        let message = Message::new_raw(request.netfn, request.cmd, request.data.clone());
+        let mut request = Request::new(message, RequestTargetAddress::Bmc(LogicalUnit::Zero));
+        self.rmcp
+            .send(&mut request)
+            .map_err(|e| DriverError::SessionFailed(format!("IPMI send failed: {e:?}")))
+    }
+
+    /// Waits up to one retransmit interval for the answer to `request`;
+    /// `None` when it did not come.
+    fn await_answer(
+        &mut self,
+        request: &Raw,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, DriverError> {
+        loop {
+            match self.rmcp.recv() {
+                Ok(response) => {
+                    let netfn = response.netfn_raw() & !1;
+                    if netfn == request.netfn && response.cmd() == request.cmd {
+                        let mut answer = vec![response.cc()];
+                        answer.extend_from_slice(response.data());
+                        return Ok(Some(answer));
+                    }
+                    tracing::trace!(
+                        netfn,
+                        cmd = response.cmd(),
+                        "ignoring unrelated IPMI answer"
+                    );
+                }
+                Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) if is_timeout(&e) => {
+                    return Ok(None)
+                }
+                Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) => {
+                    return Err(DriverError::Unreachable {
+                        address: self.target.address.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+                Err(other) => {
+                    tracing::trace!(error = ?other, "ignoring unreadable IPMI datagram");
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The data after a zero completion code, or the completion code's error.
+fn answer_data(request: &Raw, answer: &[u8]) -> Result<Vec<u8>, DriverError> {
+    match answer.split_first() {
+        Some((0, data)) => Ok(data.to_vec()),
+        Some((code, _)) => Err(commands::completion_error(request, *code)),
+        None => Err(DriverError::InvalidResponse("empty IPMI answer".into())),
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+fn timeout(operation: &'static str, target: &Target) -> DriverError {
+    tracing::debug!(bmc = %target.address, operation, "IPMI BMC did not answer");
+    DriverError::Timeout {
+        operation,
+        deadline: target.call_timeout,
+    }
+}
+
+/// How a failed session open should continue.
+enum Retry {
+    /// A datagram was lost: try the whole open again.
+    Lost,
+    /// Give up with this error.
+    Fatal(DriverError),
+}
+
+/// Classifies an ipmi-rs activation error.
+fn activation_error(target: &Target, error: ActivationError) -> Retry {
+    use V2_0ActivationError as V2;
+    let io_lost = |e: &std::io::Error| is_timeout(e);
+    let received = |e: &RmcpIpmiReceiveError| match e {
+        RmcpIpmiReceiveError::Io(e) => is_timeout(e),
+        _ => false,
+    };
+    match &error {
+        ActivationError::PongReceive(e) if io_lost(e) => return Retry::Lost,
+        ActivationError::GetChannelAuthenticationCapabilities(_) => return Retry::Lost,
+        ActivationError::V2_0(
+            V2::OpenSessionResponseReceive(e)
+            | V2::RakpMessage2Receive(e)
+            | V2::RakpMessage4Receive(e),
+        ) if received(e) => return Retry::Lost,
+        _ => {}
+    }
+    let reason = format!("{error:?}");
+    let fatal = match error {
+        ActivationError::PongReceive(e) | ActivationError::PingSend(e) => {
+            DriverError::Unreachable {
+                address: target.address.clone(),
+                reason: e.to_string(),
+            }
+        }
+        ActivationError::V2_0(V2::RakpMessage2Parse(RakpMessage2ParseError::ErrorStatusCode(
+            RakpMessage2ErrorStatusCode::Common(_),
+        ))) => DriverError::Busy {
+            message: format!("RMCP+ session refused: {reason}"),
+            retry_after: None,
+        },
+        ActivationError::V2_0(
+            V2::RakpMessage2Parse(_)
+            | V2::ServerAuthenticationFailed
+            | V2::RakpMessage4InvalidIntegrityCheckValue
+            | V2::RakpMessage4Parse(_),
+        ) => DriverError::Auth(format!(
+            "RMCP+ authentication failed for user {:?}: {reason}",
+            target.username
+        )),
+        ActivationError::IpmiNotSupported | ActivationError::NoSupportedIpmiLANVersions => {
+            DriverError::Unsupported(format!("IPMI 2.0 over LAN: {reason}"))
+        }
+        _ => DriverError::InvalidResponse(format!("RMCP+ session open failed: {reason}")),
+    };
+    Retry::Fatal(fatal)
+}

@@ -1,0 +1,357 @@
+//! The HTTP side of one Redfish BMC: authentication and request/response
+//! plumbing.
+//!
+//! Login, per the Redfish spec (DSP0266 §13.3):
+//! 1. `GET /redfish/v1/` without credentials (the service root is public) and
+//!    read `Links.Sessions`.
+//! 2. `POST` `{"UserName", "Password"}` to that collection; the answer's
+//!    `X-Auth-Token` header authenticates every later request and its
+//!    `Location` is the session, deleted at [`RedfishClient::logout`].
+//! 3. When the service has no session collection (or refuses to create one
+//!    with 404/405/501), fall back to HTTP basic auth on every request.
+//! 4. A 401 on a session-authenticated request means the session expired:
+//!    log in once more and repeat the request; a second 401 is an auth error.
+//!
+//! One session per BMC, shared by every call of its driver.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, ETAG, IF_MATCH, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use super::model;
+
+const X_AUTH_TOKEN: &str = "x-auth-token";
+use crate::{DriverError, Secret};
+
+/// How the client authenticates.
+#[derive(Debug, Clone)]
+enum Auth {
+    /// Not logged in yet.
+    None,
+    /// A Redfish session.
+    Session {
+        token: Secret,
+        location: Option<String>,
+    },
+    /// HTTP basic auth on every request.
+    Basic,
+}
+
+/// An HTTP answer with the parts the driver reads.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub etag: Option<String>,
+    /// The `X-Auth-Token` header of a login answer.
+    pub auth_token: Option<Secret>,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The reply itself when its status is 2xx, the matching error otherwise.
+    pub fn check(self) -> Result<Self, DriverError> {
+        if self.status.is_success() {
+            Ok(self)
+        } else {
+            Err(self.error())
+        }
+    }
+
+    /// The typed error for a non-2xx reply.
+    pub fn error(&self) -> DriverError {
+        let code = self.status.as_u16();
+        let message = model::error_message(&self.body, self.status);
+        match self.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => DriverError::Auth(message),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => DriverError::Busy {
+                message: format!("HTTP {code}: {message}"),
+                retry_after: self.retry_after,
+            },
+            StatusCode::NOT_IMPLEMENTED => DriverError::Unsupported(message),
+            s => DriverError::Bmc {
+                code,
+                message,
+                transient: s.is_server_error(),
+            },
+        }
+    }
+}
+
+/// The HTTP client of one Redfish BMC.
+#[derive(Debug)]
+pub(crate) struct RedfishClient {
+    http: reqwest::Client,
+    /// `https://host:port`, no trailing slash.
+    base: String,
+    username: String,
+    password: Secret,
+    connect_timeout: Duration,
+    auth: Mutex<Auth>,
+}
+
+impl RedfishClient {
+    pub fn new(
+        http: reqwest::Client,
+        base: String,
+        username: String,
+        password: Secret,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            http,
+            base,
+            username,
+            password,
+            connect_timeout,
+            auth: Mutex::new(Auth::None),
+        }
+    }
+
+    /// `host:port` for error messages.
+    pub fn address(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, rest)| rest)
+    }
+
+    /// GET `path` and check the status.
+    pub async fn get(&self, path: &str) -> Result<Reply, DriverError> {
+        self.request(Method::GET, path, None, None).await?.check()
+    }
+
+    /// Sends an authenticated request, logging in first when needed and once
+    /// more when the session expired.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, DriverError> {
+        let auth = self.current_auth().await?;
+        let reply = self
+            .send(method.clone(), path, body, if_match, &auth)
+            .await?;
+        if reply.status != StatusCode::UNAUTHORIZED || !matches!(auth, Auth::Session { .. }) {
+            return Ok(reply);
+        }
+        tracing::debug!(
+            bmc = self.address(),
+            "Redfish session expired, logging in again"
+        );
+        let auth = self.relogin(&auth).await?;
+        self.send(method, path, body, if_match, &auth).await
+    }
+
+    /// Deletes the session, if there is one. Errors are logged, not returned:
+    /// the BMC expires the session anyway.
+    pub async fn logout(&self) {
+        let old = std::mem::replace(&mut *self.auth.lock().await, Auth::None);
+        let Auth::Session {
+            location: Some(location),
+            ..
+        } = &old
+        else {
+            return;
+        };
+        match self.send(Method::DELETE, location, None, None, &old).await {
+            Ok(reply) if reply.status.is_success() => {
+                tracing::debug!(bmc = self.address(), "Redfish session deleted");
+            }
+            Ok(reply) => tracing::debug!(
+                bmc = self.address(),
+                status = reply.status.as_u16(),
+                "Redfish session delete refused"
+            ),
+            Err(error) => {
+                tracing::debug!(bmc = self.address(), %error, "Redfish session delete failed");
+            }
+        }
+    }
+
+    async fn current_auth(&self) -> Result<Auth, DriverError> {
+        let mut auth = self.auth.lock().await;
+        if matches!(*auth, Auth::None) {
+            *auth = self.login().await?;
+        }
+        Ok(auth.clone())
+    }
+
+    /// Logs in again unless another call already replaced `stale`.
+    async fn relogin(&self, stale: &Auth) -> Result<Auth, DriverError> {
+        let mut auth = self.auth.lock().await;
+        let replaced = match (&*auth, stale) {
+            (Auth::Session { token: a, .. }, Auth::Session { token: b, .. }) => a != b,
+            _ => true,
+        };
+        if !replaced {
+            *auth = self.login().await?;
+        }
+        Ok(auth.clone())
+    }
+
+    /// Steps 1–3 of the login described in the module doc.
+    async fn login(&self) -> Result<Auth, DriverError> {
+        let root = self
+            .send(Method::GET, model::SERVICE_ROOT, None, None, &Auth::None)
+            .await?
+            .check()?;
+        let Some(sessions) = model::sessions_path(&root.body) else {
+            tracing::debug!(bmc = self.address(), "no SessionService, using basic auth");
+            return Ok(Auth::Basic);
+        };
+        let credentials = json!({"UserName": self.username, "Password": self.password.expose()});
+        let reply = self
+            .send(
+                Method::POST,
+                &sessions,
+                Some(&credentials),
+                None,
+                &Auth::None,
+            )
+            .await?;
+        match reply.status {
+            s if s.is_success() => session_from(&reply),
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => {
+                tracing::debug!(bmc = self.address(), "sessions refused, using basic auth");
+                Ok(Auth::Basic)
+            }
+            _ => Err(reply.error()),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        auth: &Auth,
+    ) -> Result<Reply, DriverError> {
+        let url = self.url(path);
+        tracing::trace!(bmc = self.address(), %method, path, "Redfish request");
+        let mut request = self.http.request(method, url);
+        request = match auth {
+            Auth::None => request,
+            Auth::Session { token, .. } => request.header(X_AUTH_TOKEN, token.expose()),
+            Auth::Basic => request.basic_auth(&self.username, Some(self.password.expose())),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(etag) = if_match {
+            request = request.header(IF_MATCH, etag);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let body = parse_body(&bytes, status)?;
+        tracing::trace!(
+            bmc = self.address(),
+            status = status.as_u16(),
+            "Redfish reply"
+        );
+        Ok(Reply {
+            status,
+            location: header_str(&headers, LOCATION).map(|l| self.relative(&l)),
+            retry_after: header_str(&headers, RETRY_AFTER).and_then(|v| parse_retry_after(&v)),
+            etag: header_str(&headers, ETAG).or_else(|| model::odata_etag(&body)),
+            auth_token: header_str(&headers, X_AUTH_TOKEN).map(Secret::from),
+            body,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    /// Strips our own base from an absolute URL, so paths compare equal.
+    fn relative(&self, url: &str) -> String {
+        url.strip_prefix(&self.base).unwrap_or(url).to_owned()
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> DriverError {
+        if error.is_timeout() {
+            return DriverError::Timeout {
+                operation: "Redfish connect",
+                deadline: self.connect_timeout,
+            };
+        }
+        DriverError::Unreachable {
+            address: self.address().to_owned(),
+            reason: error_chain(error),
+        }
+    }
+}
+
+/// The session from a successful login answer.
+fn session_from(reply: &Reply) -> Result<Auth, DriverError> {
+    let token = reply.auth_token.clone().ok_or_else(|| {
+        DriverError::InvalidResponse("login answer has no X-Auth-Token header".into())
+    })?;
+    Ok(Auth::Session {
+        token,
+        location: reply.location.clone(),
+    })
+}
+
+fn header_str(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is read as "soon").
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+        .or(Some(Duration::from_secs(1)))
+}
+
+/// The body as JSON; empty bodies are `null`; non-JSON bodies of error
+/// answers are kept as a string so the error message can show them.
+fn parse_body(bytes: &[u8], status: StatusCode) -> Result<Value, DriverError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) if !status.is_success() => Ok(Value::String(
+            String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        )),
+        Err(e) => Err(DriverError::InvalidResponse(format!(
+            "HTTP {status} body is not JSON: {e}"
+        ))),
+    }
+}
+
+/// "outer: inner: innermost" for an error and its sources.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,445 @@
+//! The Redfish power driver.
+//!
+//! Steps, per DSP0266 and the `ComputerSystem` schema:
+//! 1. Find the system: `system_id` when configured, else the only member of
+//!    the service root's `Systems` collection (several members and no
+//!    `system_id` is a config error that lists them).
+//! 2. Power state: `GET` the system, read `PowerState`.
+//! 3. Power: `POST` `Actions/#ComputerSystem.Reset` with a `ResetType` picked
+//!    from `ResetType@Redfish.AllowableValues` (or the action's `ActionInfo`).
+//!    A 400/409 when the server is already in the requested state is success;
+//!    409 `ActionParameterValueConflict` (a BMC still settling after a power
+//!    change) is retried; 202 + `Location` is a task monitor, polled until it
+//!    stops answering 202, honouring `Retry-After`.
+//! 4. Boot override: `PATCH` the system's `Boot` with `If-Match` set to the
+//!    system's ETag (opt-out: `redfish_use_etag = false`); a 412 re-reads the
+//!    ETag and tries once more.
+//!
+//! The system path and reset action are learned once and kept.
+
+mod client;
+mod model;
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+use self::client::{RedfishClient, Reply};
+use crate::{
+    with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind,
+    DriverOptions, PowerAction, PowerDriver, PowerState,
+};
+
+/// Wait between tries of a reset the BMC answered with a conflict.
+const CONFLICT_RETRY: Duration = Duration::from_millis(500);
+/// Poll interval of a task monitor that sends no `Retry-After`.
+const TASK_POLL: Duration = Duration::from_secs(1);
+
+/// The system's reset action, learned once.
+#[derive(Debug)]
+struct ResetAction {
+    target: String,
+    allowed: Vec<String>,
+}
+
+/// A Redfish BMC.
+#[derive(Debug)]
+pub struct RedfishDriver {
+    client: RedfishClient,
+    system_id: Option<String>,
+    options: DriverOptions,
+    system: OnceCell<String>,
+    reset: OnceCell<ResetAction>,
+}
+
+impl RedfishDriver {
+    /// A driver for the BMC in `config`, sending through `http` (shared by
+    /// every BMC with the same TLS settings, see [`crate::DriverFactory`]).
+    pub fn new(config: &DriverConfig, http: reqwest::Client) -> Result<Self, DriverError> {
+        let base = base_url(&config.address, config.port)?;
+        Ok(Self {
+            client: RedfishClient::new(
+                http,
+                base,
+                config.username.clone(),
+                config.password.clone(),
+                config.options.connect_timeout,
+            ),
+            system_id: config.system_id.clone(),
+            options: config.options.clone(),
+            system: OnceCell::new(),
+            reset: OnceCell::new(),
+        })
+    }
+
+    /// Step 1: the system's path.
+    async fn system_path(&self) -> Result<&str, DriverError> {
+        self.system
+            .get_or_try_init(|| self.find_system())
+            .await
+            .map(String::as_str)
+    }
+
+    async fn find_system(&self) -> Result<String, DriverError> {
+        let root = self.client.get(model::SERVICE_ROOT).await?;
+        let systems = model::link(&root.body, "/Systems")
+            .ok_or_else(|| DriverError::Unsupported("a Redfish service without Systems".into()))?;
+        if let Some(id) = &self.system_id {
+            return Ok(format!("{}/{}", systems.trim_end_matches('/'), id));
+        }
+        let members = model::members(&self.client.get(&systems).await?.body);
+        match members.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(DriverError::InvalidResponse(format!(
+                "{systems} has no members"
+            ))),
+            several => Err(DriverError::Config(format!(
+                "the BMC has {} systems ({}); set system_id to one of them",
+                several.len(),
+                several.join(", ")
+            ))),
+        }
+    }
+
+    async fn get_system(&self) -> Result<Reply, DriverError> {
+        let path = self.system_path().await?;
+        self.client.get(path).await
+    }
+
+    async fn reset_action(&self) -> Result<&ResetAction, DriverError> {
+        self.reset.get_or_try_init(|| self.learn_reset()).await
+    }
+
+    async fn learn_reset(&self) -> Result<ResetAction, DriverError> {
+        let system = self.get_system().await?.body;
+        let action = system
+            .pointer("/Actions/#ComputerSystem.Reset")
+            .ok_or_else(|| DriverError::Unsupported("ComputerSystem.Reset".into()))?;
+        let target = model::required_str(action, "target")?.to_owned();
+        let allowed = match model::allowable(action, "ResetType") {
+            Some(allowed) => allowed,
+            None => self.action_info_allowable(action).await?,
+        };
+        tracing::debug!(bmc = self.client.address(), ?allowed, "Redfish reset types");
+        Ok(ResetAction { target, allowed })
+    }
+
+    /// The reset types of an `@Redfish.ActionInfo` resource, or the defaults.
+    async fn action_info_allowable(&self, action: &Value) -> Result<Vec<String>, DriverError> {
+        let Some(info) = action.get("@Redfish.ActionInfo").and_then(Value::as_str) else {
+            return Ok(model::default_reset_types());
+        };
+        let info = self.client.get(info).await?.body;
+        Ok(model::action_info_allowable(&info, "ResetType")
+            .unwrap_or_else(model::default_reset_types))
+    }
+
+    async fn read_power(&self) -> Result<PowerState, DriverError> {
+        model::power_state(&self.get_system().await?.body)
+    }
+
+    /// Step 3: send `reset_type`; `already` is the end state that makes a
+    /// refusal a success.
+    async fn reset(
+        &self,
+        reset_type: &str,
+        already: Option<PowerState>,
+    ) -> Result<(), DriverError> {
+        let target = &self.reset_action().await?.target;
+        let body = json!({ "ResetType": reset_type });
+        loop {
+            let reply = self
+                .client
+                .request(Method::POST, target, Some(&body), None)
+                .await?;
+            match reply.status {
+                StatusCode::ACCEPTED => return self.follow_task(reply).await,
+                s if s.is_success() => return Ok(()),
+                StatusCode::BAD_REQUEST | StatusCode::CONFLICT => {}
+                _ => return Err(reply.error()),
+            }
+            if self.is_already(already).await? {
+                tracing::debug!(
+                    bmc = self.client.address(),
+                    reset_type,
+                    "already in that state"
+                );
+                return Ok(());
+            }
+            if !model::has_message(&reply.body, "ActionParameterValueConflict") {
+                return Err(reply.error());
+            }
+            tracing::debug!(
+                bmc = self.client.address(),
+                reset_type,
+                "reset conflict, retrying"
+            );
+            tokio::time::sleep(reply.retry_after.unwrap_or(CONFLICT_RETRY)).await;
+        }
+    }
+
+    async fn is_already(&self, end_state: Option<PowerState>) -> Result<bool, DriverError> {
+        match end_state {
+            Some(end) => Ok(self.read_power().await? == end),
+            None => Ok(false),
+        }
+    }
+
+    /// Polls a task monitor until it stops answering 202.
+    async fn follow_task(&self, accepted: Reply) -> Result<(), DriverError> {
+        let Some(monitor) = accepted.location.clone() else {
+            return Ok(());
+        };
+        let mut wait = accepted.retry_after.unwrap_or(TASK_POLL);
+        loop {
+            tokio::time::sleep(wait).await;
+            let reply = self
+                .client
+                .request(Method::GET, &monitor, None, None)
+                .await?;
+            if reply.status == StatusCode::ACCEPTED {
+                wait = reply.retry_after.unwrap_or(TASK_POLL);
+                continue;
+            }
+            let reply = reply.check()?;
+            match reply.body.get("TaskState").and_then(Value::as_str) {
+                None | Some("Completed") => return Ok(()),
+                Some("Exception" | "Killed" | "Cancelled") => {
+                    return Err(DriverError::Bmc {
+                        code: reply.status.as_u16(),
+                        message: format!("task {monitor} failed: {}", task_messages(&reply.body)),
+                        transient: false,
+                    })
+                }
+                Some(_) => wait = reply.retry_after.unwrap_or(TASK_POLL),
+            }
+        }
+    }
+
+    async fn set_power_inner(&self, action: PowerAction) -> Result<(), DriverError> {
+        let allowed = &self.reset_action().await?.allowed;
+        let reset_type = model::choose_reset_type(action, allowed).ok_or_else(|| {
+            DriverError::Unsupported(format!("{action} (BMC allows {})", allowed.join(", ")))
+        })?;
+        let already = matches!(
+            action,
+            PowerAction::On | PowerAction::Off | PowerAction::SoftOff
+        )
+        .then(|| action.end_state());
+        self.reset(reset_type, already).await
+    }
+
+    async fn boot_device_inner(&self) -> Result<BootSetting, DriverError> {
+        let system = self.get_system().await?.body;
+        let boot = system
+            .get("Boot")
+            .ok_or_else(|| DriverError::Unsupported("boot override (no Boot property)".into()))?;
+        let enabled = boot
+            .get("BootSourceOverrideEnabled")
+            .and_then(Value::as_str)
+            .unwrap_or("Disabled");
+        let target = boot
+            .get("BootSourceOverrideTarget")
+            .and_then(Value::as_str)
+            .unwrap_or("None");
+        let device = match enabled {
+            "Disabled" => None,
+            _ => model::boot_device(target)?,
+        };
+        Ok(BootSetting {
+            device,
+            persistent: enabled == "Continuous",
+        })
+    }
+
+    /// Step 4.
+    async fn set_boot_inner(
+        &self,
+        device: BootDevice,
+        persistent: bool,
+    ) -> Result<(), DriverError> {
+        let path = self.system_path().await?;
+        let body = json!({"Boot": {
+            "BootSourceOverrideTarget": model::boot_target(device),
+            "BootSourceOverrideEnabled": if persistent { "Continuous" } else { "Once" },
+        }});
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let etag = match self.options.redfish_use_etag {
+                true => self.client.get(path).await?.etag,
+                false => None,
+            };
+            let reply = self
+                .client
+                .request(Method::PATCH, path, Some(&body), etag.as_deref())
+                .await?;
+            if reply.status == StatusCode::PRECONDITION_FAILED && tries < 2 {
+                continue;
+            }
+            return reply.check().map(drop);
+        }
+    }
+
+    async fn capabilities_inner(&self) -> Result<Capabilities, DriverError> {
+        let allowed = &self.reset_action().await?.allowed;
+        let system = self.get_system().await?.body;
+        let boot_devices = match system
+            .get("Boot")
+            .and_then(|b| model::allowable(b, "BootSourceOverrideTarget"))
+        {
+            Some(targets) => BootDevice::ALL
+                .into_iter()
+                .filter(|d| targets.iter().any(|t| t == model::boot_target(*d)))
+                .collect(),
+            None => BootDevice::ALL.to_vec(),
+        };
+        Ok(Capabilities {
+            power_actions: PowerAction::ALL
+                .into_iter()
+                .filter(|a| model::choose_reset_type(*a, allowed).is_some())
+                .collect(),
+            boot_devices,
+            nmi: model::allows_nmi(allowed),
+        })
+    }
+
+    async fn inject_nmi_inner(&self) -> Result<(), DriverError> {
+        if !model::allows_nmi(&self.reset_action().await?.allowed) {
+            return Err(DriverError::Unsupported("NMI (no Nmi ResetType)".into()));
+        }
+        self.reset("Nmi", None).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PowerDriver for RedfishDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Redfish
+    }
+
+    async fn power_state(&self) -> Result<PowerState, DriverError> {
+        with_deadline("power_state", self.options.call_timeout, self.read_power()).await
+    }
+
+    async fn set_power(&self, action: PowerAction) -> Result<(), DriverError> {
+        let deadline = self.options.call_timeout;
+        with_deadline("set_power", deadline, self.set_power_inner(action)).await
+    }
+
+    async fn boot_device(&self) -> Result<BootSetting, DriverError> {
+        let deadline = self.options.call_timeout;
+        with_deadline("boot_device", deadline, self.boot_device_inner()).await
+    }
+
+    async fn set_boot_device(
+        &self,
+        device: BootDevice,
+        persistent: bool,
+    ) -> Result<(), DriverError> {
+        let deadline = self.options.call_timeout;
+        with_deadline(
+            "set_boot_device",
+            deadline,
+            self.set_boot_inner(device, persistent),
+        )
+        .await
+    }
+
+    async fn inject_nmi(&self) -> Result<(), DriverError> {
+        with_deadline(
+            "inject_nmi",
+            self.options.call_timeout,
+            self.inject_nmi_inner(),
+        )
+        .await
+    }
+
+    async fn validate(&self) -> Result<(), DriverError> {
+        with_deadline("validate", self.options.call_timeout, async {
+            self.get_system().await.map(drop)
+        })
+        .await
+    }
+
+    async fn capabilities(&self) -> Result<Capabilities, DriverError> {
+        let deadline = self.options.call_timeout;
+        with_deadline("capabilities", deadline, self.capabilities_inner()).await
+    }
+
+    async fn close(&self) {
+        let deadline = self.options.call_timeout;
+        let logout = async {
+            self.client.logout().await;
+            Ok(())
+        };
+        if let Err(error) = with_deadline("close", deadline, logout).await {
+            tracing::debug!(bmc = self.client.address(), %error, "Redfish logout timed out");
+        }
+    }
+}
+
+/// `scheme://host:port` from a node's address and port (HTTPS by default).
+fn base_url(address: &str, port: Option<u16>) -> Result<String, DriverError> {
+    let (scheme, host) = match address.split_once("://") {
+        Some((scheme @ ("http" | "https"), host)) => (scheme, host),
+        Some((other, _)) => {
+            return Err(DriverError::Config(format!(
+                "Redfish address scheme {other:?}; use https:// or http://"
+            )))
+        }
+        None => ("https", address),
+    };
+    let host = host.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return Err(DriverError::Config(format!(
+            "Redfish address {address:?} must be a host name or IP, optionally with a scheme"
+        )));
+    }
+    let host = match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => host.to_owned(),
+    };
+    let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Ok(format!("{scheme}://{host}:{port}"))
+}
+
+/// The messages of a failed task, joined.
+fn task_messages(task: &Value) -> String {
+    task.get("Messages")
+        .and_then(Value::as_array)
+        .map(|messages| {
+            messages
+                .iter()
+                .filter_map(|m| m.get("Message").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| "no message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_defaults_to_https_and_brackets_ipv6() {
+        assert_eq!(
+            base_url("10.0.0.1", None).ok(),
+            Some("https://10.0.0.1:443".into())
+        );
+        assert_eq!(
+            base_url("http://bmc1", Some(8000)).ok(),
+            Some("http://bmc1:8000".into())
+        );
+        assert_eq!(
+            base_url("::1", Some(8443)).ok(),
+            Some("https://[::1]:8443".into())
+        );
+        assert!(base_url("ftp://bmc", None).is_err());
+        assert!(base_url("bmc/redfish", None).is_err());
+    }
+}
