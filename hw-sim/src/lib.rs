@@ -6,6 +6,7 @@
 //! - [`config`]: [`RackConfig`], what a rack is started from.
 
 pub mod config;
+pub mod ipmi;
 pub mod model;
 
 pub use config::{ConfigProblem, FaultPlan, InitialPower, NodeFault, RackConfig};
