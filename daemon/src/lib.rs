@@ -1,1 +1,16 @@
-//! placeholder
+//! batond: the baton conductor daemon, and the library its binaries (`batond`
+//! and the `baton` CLI) and the end-to-end tests are built from.
+//!
+//! Layout: [`config`] (the config file), [`daemon`] (start/run/shutdown),
+//! [`socket`] (owning the Unix socket), [`api`] (the HTTP/JSON action API and
+//! its types), [`conductor`] (the core the API calls), [`client`] (an HTTP
+//! client over the socket) and [`cli`] (the `baton` admin CLI).
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod conductor;
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod socket;

@@ -260,6 +260,9 @@ fn check_len(fail: &mut impl FnMut(&'static str, String), field: &'static str, v
     }
 }
 
+/// Path segments under `/v1/nodes/` that are routes, not nodes.
+const RESERVED_NAMES: [&str; 2] = ["detail", "import"];
+
 /// Names are identifiers in URLs and CLI arguments: RFC 3986 unreserved
 /// characters only, and never something that parses as a UUID (that would
 /// make `/v1/nodes/{ident}` ambiguous).
@@ -274,6 +277,9 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "contains {bad:?}; use letters, digits, '-', '.', '_' and '~' only"
         ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!("{name:?} is reserved by the API (/v1/nodes/{name}); pick another name"));
     }
     if Uuid::parse_str(name).is_ok() {
         return Err("must not be a UUID (names and uuids share /v1/nodes/{ident})".into());

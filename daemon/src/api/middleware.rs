@@ -1,0 +1,131 @@
+//! Request-wide concerns, applied around every route: the `X-Request-Id`
+//! header, the error envelope (for our errors and the router's own 404/405),
+//! per-route metrics and one log line per request. Bodies are never logged,
+//! so BMC passwords cannot reach the log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::{ApiError, ErrorKind};
+use super::metrics::Metrics;
+use super::types::{ErrorBody, ErrorEnvelope};
+
+/// The request's id (`req-<uuid>`), available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The route template that served a request, carried back on the response.
+#[derive(Debug, Clone)]
+struct RouteTag(String);
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Innermost layer (per route): remembers which route template matched.
+pub async fn tag_route(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteTag(route));
+    }
+    response
+}
+
+/// Outermost layer: request id, error envelope, metrics, access log.
+pub async fn around_request(
+    State(metrics): State<Arc<Metrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+
+    let response = next.run(request).await;
+    let mut response = render_error(response, &id, &method, &path);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let route = response
+        .extensions()
+        .get::<RouteTag>()
+        .map_or("unmatched", |r| r.0.as_str());
+    metrics.observe(route, method.as_str(), status.as_u16(), elapsed);
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    if method == Method::GET && status.is_success() {
+        tracing::debug!(request_id = %id, %method, %path, status = status.as_u16(), micros, "request");
+    } else {
+        tracing::info!(request_id = %id, %method, %path, status = status.as_u16(), micros, "request");
+    }
+    response
+}
+
+/// Gives every error response the envelope, keeping its status and headers
+/// (such as `Allow` on a 405).
+fn render_error(mut response: Response, request_id: &str, method: &Method, path: &str) -> Response {
+    let status = response.status();
+    let error = match response.extensions_mut().remove::<ApiError>() {
+        Some(error) => error,
+        None if status.is_client_error() || status.is_server_error() => {
+            router_error(&response, status, method, path)
+        }
+        None => return response,
+    };
+    let envelope = ErrorEnvelope {
+        error: ErrorBody {
+            code: error.kind.code().to_owned(),
+            message: error.message,
+            request_id: request_id.to_owned(),
+        },
+    };
+    let mut rendered = (error.kind.status(), Json(envelope)).into_response();
+    for (name, value) in response.headers() {
+        let keep = name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && !value.is_empty();
+        if keep {
+            rendered.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    rendered
+}
+
+/// An error the router produced itself, described for an operator.
+fn router_error(response: &Response, status: StatusCode, method: &Method, path: &str) -> ApiError {
+    let kind = ErrorKind::from_status(status);
+    let message = match kind {
+        ErrorKind::MethodNotAllowed => {
+            let allowed: Vec<&str> = response
+                .headers()
+                .get_all(header::ALLOW)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .collect();
+            let allowed = allowed.join(",");
+            format!("{method} is not allowed on {path}; allowed methods: {allowed}")
+        }
+        ErrorKind::NotFound => not_found_message(path),
+        _ => format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        ),
+    };
+    ApiError::new(kind, message)
+}
+
+pub fn not_found_message(path: &str) -> String {
+    format!("no such resource {path}; GET /v1 lists the API's resources")
+}

@@ -1,0 +1,316 @@
+//! Handlers of `/v1/nodes…`: parse the request into a conductor call, render
+//! what it returns. Also the listing's query rules (filters and paging).
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use baton_state::{Driver, NodeFilter, NodeSpec, PowerState};
+use json_patch::Patch;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::request::{parse_json, query_pairs, read_body, BODY_LIMIT, IMPORT_BODY_LIMIT};
+use super::types::{
+    node_href, ImportResult, NodeList, NodeStates, NodeSummary, NodeView, NEVER_READ,
+};
+use super::AppState;
+
+/// Default and largest page of a node listing.
+pub const DEFAULT_LIMIT: usize = 1000;
+pub const MAX_LIMIT: usize = 10_000;
+
+const LIST_PARAMS: [&str; 6] = [
+    "limit",
+    "marker",
+    "power_state",
+    "maintenance",
+    "driver",
+    "power_domain",
+];
+
+/// A parsed listing query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub filter: NodeFilter,
+    pub limit: usize,
+    pub marker: Option<Uuid>,
+}
+
+impl ListQuery {
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut parsed = ListQuery {
+            filter: NodeFilter::default(),
+            limit: DEFAULT_LIMIT,
+            marker: None,
+        };
+        for (key, value) in query_pairs(query, &LIST_PARAMS)? {
+            match key.as_str() {
+                "limit" => parsed.limit = parse_limit(&value)?,
+                "marker" => {
+                    parsed.marker = Some(Uuid::parse_str(&value).map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "marker {value:?} is not a node uuid; use the uuid of the last node of the previous page"
+                        ))
+                    })?);
+                }
+                "power_state" => parsed.filter.power_state = Some(parse_power_state(&value)?),
+                "maintenance" => {
+                    parsed.filter.maintenance = Some(parse_bool("maintenance", &value)?)
+                }
+                "driver" => {
+                    parsed.filter.driver = Some(Driver::parse(&value).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "driver {value:?} is unknown; use redfish or ipmi"
+                        ))
+                    })?);
+                }
+                _ => {
+                    if value.is_empty() {
+                        return Err(ApiError::bad_request("power_domain must not be empty"));
+                    }
+                    parsed.filter.power_domain = Some(value);
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The URL of the page after one ending with `last`.
+    fn next_url(&self, base: &str, last: Uuid) -> String {
+        let mut pairs: Vec<(&str, String)> = vec![("limit", self.limit.to_string())];
+        pairs.push(("marker", last.to_string()));
+        if let Some(state) = self.filter.power_state {
+            pairs.push((
+                "power_state",
+                state.map_or(NEVER_READ, PowerState::as_str).to_owned(),
+            ));
+        }
+        if let Some(m) = self.filter.maintenance {
+            pairs.push(("maintenance", m.to_string()));
+        }
+        if let Some(d) = self.filter.driver {
+            pairs.push(("driver", d.as_str().to_owned()));
+        }
+        if let Some(p) = &self.filter.power_domain {
+            pairs.push(("power_domain", p.clone()));
+        }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        format!("{base}?{query}")
+    }
+}
+
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "limit must be a whole number from 1 to {MAX_LIMIT}, got {value:?}"
+            ))
+        })
+}
+
+fn parse_power_state(value: &str) -> Result<Option<PowerState>, ApiError> {
+    if value == NEVER_READ {
+        return Ok(None);
+    }
+    PowerState::parse(value).map(Some).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "power_state {value:?} is unknown; use \"power on\", \"power off\", \"error\" or \"null\""
+        ))
+    })
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "{key} must be true or false, got {value:?}"
+        ))),
+    }
+}
+
+/// `POST /v1/nodes`.
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, BODY_LIMIT).await?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::bad_request(
+            "POST /v1/nodes enrolls one node and takes a JSON object; \
+             to enroll several, POST the array to /v1/nodes/import",
+        ));
+    }
+    let spec: NodeSpec = parse_json(&bytes, "node")?;
+    let node = app.conductor.create_node(spec).await?;
+    let location = node_href(node.uuid);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(NodeView::from(node)),
+    )
+        .into_response())
+}
+
+/// `POST /v1/nodes/import`.
+pub async fn import(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ImportResult>, ApiError> {
+    let bytes = read_body(&headers, body, IMPORT_BODY_LIMIT).await?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "an import is a JSON array of nodes; to enroll one node, POST the object to /v1/nodes",
+        ));
+    }
+    let entries: Vec<serde_json::Value> = parse_json(&bytes, "import")?;
+    let uuids = app.conductor.import_nodes(entries).await?;
+    Ok(Json(ImportResult {
+        count: uuids.len(),
+        uuids,
+    }))
+}
+
+/// `GET /v1/nodes`.
+pub async fn list(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    list_as::<NodeSummary>(app, query, "/v1/nodes").await
+}
+
+/// `GET /v1/nodes/detail`.
+pub async fn list_detail(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    list_as::<NodeView>(app, query, "/v1/nodes/detail").await
+}
+
+async fn list_as<T>(app: AppState, query: Option<String>, base: &str) -> Result<Response, ApiError>
+where
+    T: From<baton_state::Node> + serde::Serialize,
+{
+    let query = ListQuery::parse(query.as_deref())?;
+    let nodes = app
+        .conductor
+        .list_nodes(query.filter.clone(), query.limit, query.marker)
+        .await?;
+    let next = match nodes.last() {
+        Some(last) if nodes.len() == query.limit => Some(query.next_url(base, last.uuid)),
+        _ => None,
+    };
+    let nodes: Vec<T> = nodes.into_iter().map(T::from).collect();
+    Ok(Json(NodeList { nodes, next }).into_response())
+}
+
+/// `GET /v1/nodes/{ident}`.
+pub async fn show(
+    State(app): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    Ok(Json(app.conductor.node(&ident).await?.into()))
+}
+
+/// `PATCH /v1/nodes/{ident}`.
+pub async fn patch(
+    State(app): State<AppState>,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<NodeView>, ApiError> {
+    let bytes = read_body(&headers, body, BODY_LIMIT).await?;
+    let patch: Patch = parse_json(&bytes, "JSON Patch (RFC 6902)")?;
+    Ok(Json(app.conductor.patch_node(&ident, patch).await?.into()))
+}
+
+/// `DELETE /v1/nodes/{ident}`.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.conductor.delete_node(&ident).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/nodes/{ident}/states`.
+pub async fn states(
+    State(app): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<Json<NodeStates>, ApiError> {
+    let node = app.conductor.node(&ident).await?;
+    Ok(Json(NodeStates::from(&node)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_defaults_and_bounds() {
+        let q = ListQuery::parse(None).unwrap();
+        assert_eq!((q.limit, q.marker), (DEFAULT_LIMIT, None));
+        assert_eq!(ListQuery::parse(Some("limit=10000")).unwrap().limit, 10_000);
+        for bad in ["limit=-3", "limit=0", "limit=10001", "limit=ten", "limit="] {
+            let err = ListQuery::parse(Some(bad)).unwrap_err();
+            assert!(
+                err.message.starts_with("limit must be"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        assert!(ListQuery::parse(Some("marker=nope")).is_err());
+    }
+
+    #[test]
+    fn filters_parse_strictly() {
+        let q = ListQuery::parse(Some(
+            "power_state=power+off&maintenance=false&driver=ipmi&power_domain=rack-1",
+        ))
+        .unwrap();
+        assert_eq!(q.filter.power_state, Some(Some(PowerState::Off)));
+        assert_eq!(q.filter.maintenance, Some(false));
+        assert_eq!(q.filter.driver, Some(Driver::Ipmi));
+        assert_eq!(q.filter.power_domain.as_deref(), Some("rack-1"));
+        assert_eq!(
+            ListQuery::parse(Some("power_state=null"))
+                .unwrap()
+                .filter
+                .power_state,
+            Some(None)
+        );
+        for bad in [
+            "power_state=on",
+            "maintenance=yes",
+            "driver=telnet",
+            "power_domain=",
+            "colour=red",
+        ] {
+            assert!(ListQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_link_keeps_filters() {
+        let q = ListQuery::parse(Some("limit=5&power_state=power+on&power_domain=r+1")).unwrap();
+        let last = Uuid::nil();
+        let url = q.next_url("/v1/nodes", last);
+        assert_eq!(
+            url,
+            format!("/v1/nodes?limit=5&marker={last}&power_state=power+on&power_domain=r+1")
+        );
+        assert_eq!(
+            ListQuery::parse(url.split_once('?').map(|x| x.1))
+                .unwrap()
+                .marker,
+            Some(last)
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! The conductor: the daemon's core, and the one interface the socket API
+//! (and, later, the scheduler and tests) call. Handlers parse requests into
+//! calls on [`Conductor`] and render what it returns; they never touch the
+//! store or a driver themselves.
+//!
+//! At this stage the conductor owns node enrollment (one validation path for
+//! single nodes, imports and hw-sim inventories), edits and its own health
+//! report. Reconciliation, the worker pool, power sync and batch jobs live in
+//! sibling modules as they are built.
+
+mod health;
+pub mod patch;
+
+use std::sync::Arc;
+
+use baton_state::{
+    FieldError, Node, NodeFilter, NodeIdent, NodeSpec, Store, StoreError, UpdateError,
+};
+use json_patch::Patch;
+use uuid::Uuid;
+
+use crate::config::Config;
+pub use health::Health;
+pub use patch::PatchError;
+
+/// Most nodes one import may carry.
+pub const MAX_IMPORT: usize = 10_000;
+
+/// A problem with one entry of an import (or a single node: index 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryProblem {
+    pub index: usize,
+    pub name: Option<String>,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConductorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid node: {}", join_reasons(.0))]
+    InvalidNode(Vec<FieldError>),
+    #[error("{} of {total} entries are invalid, nothing was imported: {}", .problems.len(), describe_entries(.problems))]
+    InvalidImport {
+        total: usize,
+        problems: Vec<EntryProblem>,
+    },
+    #[error("an import holds at most {MAX_IMPORT} nodes, this one has {0}; split it into several imports")]
+    ImportTooLarge(usize),
+    #[error("the import is empty; send a JSON array of nodes")]
+    ImportEmpty,
+    #[error(transparent)]
+    Patch(#[from] PatchError),
+}
+
+fn join_reasons(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn describe_entries(problems: &[EntryProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            let name = p
+                .name
+                .as_deref()
+                .map_or_else(|| "unnamed".to_owned(), |n| format!("{n:?}"));
+            format!("[{}] {name}: {}", p.index, p.reasons.join("; "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Cheap to clone; clones share the store and health state.
+#[derive(Clone, Debug)]
+pub struct Conductor {
+    store: Store,
+    config: Arc<Config>,
+    health: Arc<Health>,
+}
+
+impl Conductor {
+    pub fn new(store: Store, config: Arc<Config>) -> Self {
+        Self {
+            store,
+            config,
+            health: Arc::new(Health::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Enrolls one node.
+    pub async fn create_node(&self, spec: NodeSpec) -> Result<Node, ConductorError> {
+        let problems = spec.validate();
+        if !problems.is_empty() {
+            return Err(ConductorError::InvalidNode(problems));
+        }
+        Ok(self.store.create_node(spec).await?)
+    }
+
+    /// Enrolls every entry of an inventory, or none. Each entry is parsed and
+    /// validated on its own so the error lists every offending one.
+    pub async fn import_nodes(
+        &self,
+        entries: Vec<serde_json::Value>,
+    ) -> Result<Vec<Uuid>, ConductorError> {
+        if entries.is_empty() {
+            return Err(ConductorError::ImportEmpty);
+        }
+        if entries.len() > MAX_IMPORT {
+            return Err(ConductorError::ImportTooLarge(entries.len()));
+        }
+        let total = entries.len();
+        let mut specs = Vec::with_capacity(total);
+        let mut problems = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            match parse_entry(entry) {
+                Ok(spec) => specs.push(spec),
+                Err((name, reasons)) => problems.push(EntryProblem {
+                    index,
+                    name,
+                    reasons,
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConductorError::InvalidImport { total, problems });
+        }
+        Ok(self.store.import_nodes(specs).await?)
+    }
+
+    pub async fn node(&self, ident: &str) -> Result<Node, ConductorError> {
+        Ok(self.store.get_node(NodeIdent::parse(ident)).await?)
+    }
+
+    pub async fn list_nodes(
+        &self,
+        filter: NodeFilter,
+        limit: usize,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Node>, ConductorError> {
+        Ok(self.store.list_nodes(filter, limit, marker).await?)
+    }
+
+    /// Applies a JSON Patch to a node's operator-set fields, atomically.
+    pub async fn patch_node(&self, ident: &str, patch: Patch) -> Result<Node, ConductorError> {
+        patch::check_paths(&patch)?;
+        self.store
+            .update_node(NodeIdent::parse(ident), move |node| {
+                patch::apply(node, &patch)
+            })
+            .await
+            .map_err(|e| match e {
+                UpdateError::Store(s) => ConductorError::Store(s),
+                UpdateError::Rejected(p) => ConductorError::Patch(p),
+            })
+    }
+
+    pub async fn delete_node(&self, ident: &str) -> Result<Node, ConductorError> {
+        Ok(self.store.delete_node(NodeIdent::parse(ident)).await?)
+    }
+
+    /// The conductor's health report.
+    pub async fn status(&self) -> Result<crate::api::types::ConductorStatus, ConductorError> {
+        let counts = self.store.count_by_power_state().await?;
+        Ok(self.health.report(&self.config, &self.store, &counts))
+    }
+
+    pub async fn power_state_counts(
+        &self,
+    ) -> Result<baton_state::PowerStateCounts, ConductorError> {
+        Ok(self.store.count_by_power_state().await?)
+    }
+}
+
+/// One import entry: parsed (naming the bad field) and validated.
+fn parse_entry(entry: serde_json::Value) -> Result<NodeSpec, (Option<String>, Vec<String>)> {
+    let name = entry
+        .get("name")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let spec: NodeSpec = serde_path_to_error::deserialize(entry).map_err(|e| {
+        let at = e.path().to_string();
+        let reason = if at == "." {
+            e.inner().to_string()
+        } else {
+            format!("{at}: {}", e.inner())
+        };
+        (name.clone(), vec![reason])
+    })?;
+    let problems = spec.validate();
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err((name, problems.iter().map(ToString::to_string).collect()))
+    }
+}

@@ -1,0 +1,436 @@
+//! batond's configuration file: one TOML file, one serde struct with
+//! defaults, and validation that reports every bad key at once.
+//!
+//! Loading works in two passes so that an operator sees all mistakes in one
+//! run: serde (the single source of truth for key names and types) is run
+//! repeatedly, each failing key is recorded with its dotted path and removed,
+//! until the rest deserializes; then the semantic rules (ranges, path limits)
+//! run over the result. Nothing binds or opens until [`Config::load`] has
+//! returned without errors.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub state: StateConfig,
+    pub conductor: ConductorConfig,
+    pub sync: SyncConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The Unix socket the action API listens on.
+    pub socket: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+        }
+    }
+}
+
+/// Where the CLI and the daemon look for the socket by default.
+pub const DEFAULT_SOCKET: &str = "/run/baton/baton.sock";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// The SQLite database file (created 0600, directory 0750).
+    pub database: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            database: PathBuf::from("/var/lib/baton/baton.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConductorConfig {
+    /// The most BMC requests in flight at once.
+    pub workers: u32,
+}
+
+impl Default for ConductorConfig {
+    fn default() -> Self {
+        Self { workers: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// Record the BMC's state in the database and log a `power-sync` action.
+    Record,
+    /// Drive the node back to the recorded state.
+    Enforce,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// How often the power-sync sweep reads every idle node.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub policy: SyncPolicy,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            policy: SyncPolicy::Record,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a tracing
+    /// filter directive such as `info,batond::api=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted path of the key (`api.socket`), or empty for the whole file.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.key, self.reason)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} has {} problem(s):\n{}", .problems.len(), list(.problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+fn list(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Longest path a Unix socket address can hold (`sun_path` is 108 bytes
+/// including the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+const MAX_WORKERS: u32 = 10_000;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// Parses and validates config text, returning every problem found.
+    pub fn parse(text: &str) -> Result<Self, Vec<ConfigProblem>> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            vec![ConfigProblem {
+                key: String::new(),
+                reason: format!("not valid TOML: {}", e.message().trim()),
+            }]
+        })?;
+        let (config, mut problems) = deserialize_collecting(&mut table);
+        problems.extend(config.semantic_problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn semantic_problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, reason: String| {
+            problems.push(ConfigProblem {
+                key: key.into(),
+                reason,
+            });
+        };
+        let socket_len = self.api.socket.as_os_str().len();
+        if socket_len == 0 {
+            bad("api.socket", "must not be empty".into());
+        } else if socket_len > MAX_SOCKET_PATH {
+            bad(
+                "api.socket",
+                format!("is {socket_len} bytes long; a Unix socket path can be at most {MAX_SOCKET_PATH}"),
+            );
+        }
+        if self.state.database.as_os_str().is_empty() {
+            bad("state.database", "must not be empty".into());
+        }
+        if !(1..=MAX_WORKERS).contains(&self.conductor.workers) {
+            bad(
+                "conductor.workers",
+                format!(
+                    "is {}; must be between 1 and {MAX_WORKERS}",
+                    self.conductor.workers
+                ),
+            );
+        }
+        if self.sync.interval < Duration::from_secs(1) {
+            bad(
+                "sync.interval",
+                format!(
+                    "is {}; must be at least 1s",
+                    humantime::format_duration(self.sync.interval)
+                ),
+            );
+        }
+        if let Err(e) = check_log_level(&self.log.level) {
+            bad(
+                "log.level",
+                format!(
+                    "{:?} is not a level (error, warn, info, debug, trace) or filter directive: {e}",
+                    self.log.level
+                ),
+            );
+        }
+        problems
+    }
+}
+
+/// A bare word must be a level; anything with `=` or `,` is a filter
+/// directive (a bare unknown word would silently mean "trace for target X").
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if !level.contains(['=', ',']) && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        return Err(format!("expected one of {}", LEVELS.join(", ")));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Deserializes `table`, recording each failing key and removing it so the
+/// next attempt can find the following one. Removed keys take their defaults.
+fn deserialize_collecting(table: &mut toml::Table) -> (Config, Vec<ConfigProblem>) {
+    let mut problems = Vec::new();
+    loop {
+        let value = toml::Value::Table(table.clone());
+        match serde_path_to_error::deserialize::<_, Config>(value) {
+            Ok(config) => return (config, problems),
+            Err(err) => {
+                let key = err.path().to_string();
+                let reason = err.inner().to_string();
+                let removed = remove_key(table, &key, &reason);
+                problems.push(ConfigProblem {
+                    key: if key == "." { String::new() } else { key },
+                    reason: clean_reason(&reason),
+                });
+                if !removed {
+                    return (Config::default(), problems);
+                }
+            }
+        }
+    }
+}
+
+/// Removes the key an error points at. For an unknown key, serde's path
+/// names the enclosing table and the message names the key.
+fn remove_key(table: &mut toml::Table, path: &str, reason: &str) -> bool {
+    let mut segments: Vec<String> = if path == "." {
+        Vec::new()
+    } else {
+        path.split('.').map(str::to_owned).collect()
+    };
+    if let Some(unknown) = unknown_field_name(reason) {
+        if segments.last() != Some(&unknown) {
+            segments.push(unknown);
+        }
+    }
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for parent in parents {
+        match current.get_mut(parent) {
+            Some(toml::Value::Table(t)) => current = t,
+            _ => return false,
+        }
+    }
+    current.remove(last).is_some()
+}
+
+fn unknown_field_name(reason: &str) -> Option<String> {
+    let rest = reason.strip_prefix("unknown field `")?;
+    rest.split('`').next().map(str::to_owned)
+}
+
+/// Serde's messages for unknown keys name them; make that read as a config
+/// message and point at the documented reference.
+fn clean_reason(reason: &str) -> String {
+    match unknown_field_name(reason) {
+        Some(name) => {
+            let first_line = reason.lines().next().unwrap_or(reason);
+            let expected = first_line
+                .split_once(", expected ")
+                .map(|(_, e)| format!("; expected {}", e.trim()))
+                .unwrap_or_default();
+            format!("unknown key `{name}`{expected} (config/batond.toml lists every key)")
+        }
+        None => reason.lines().next().unwrap_or(reason).trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> Vec<String> {
+        Config::parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.key)
+            .collect()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.api.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(c.conductor.workers, 100);
+        assert_eq!(c.sync.interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn reports_every_bad_key_with_its_path() {
+        let text = "[api]\nsocket = 5\n[conductor]\nworkers = \"many\"\n";
+        assert_eq!(keys(text), ["api.socket", "conductor.workers"]);
+        let problems = Config::parse(text).unwrap_err();
+        assert!(problems[0].reason.contains("integer `5`"), "{problems:?}");
+    }
+
+    #[test]
+    fn reports_unknown_keys_and_sections() {
+        let text = "[api]\nsokcet = \"/x\"\n[bogus]\na = 1\n[sync]\npolicy = \"maybe\"\n";
+        let problems = Config::parse(text).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("api.sokcet: unknown key `sokcet`; expected `socket`")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|s| s.contains("unknown key `bogus`")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|s| s.starts_with("sync.policy")),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn semantic_rules_are_checked_with_type_errors() {
+        let long = "/x".repeat(60);
+        let text = format!(
+            "[api]\nsocket = \"{long}\"\n[conductor]\nworkers = 0\n[sync]\ninterval = \"10ms\"\n\
+             [log]\nlevel = \"lots\"\nformat = \"xml\"\n"
+        );
+        assert_eq!(
+            keys(&text),
+            [
+                "log.format",
+                "api.socket",
+                "conductor.workers",
+                "sync.interval",
+                "log.level"
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_use_humantime() {
+        let c = Config::parse("[sync]\ninterval = \"2m 30s\"\npolicy = \"enforce\"").unwrap();
+        assert_eq!(c.sync.interval, Duration::from_secs(150));
+        assert_eq!(c.sync.policy, SyncPolicy::Enforce);
+        assert_eq!(keys("[sync]\ninterval = \"soon\""), ["sync.interval"]);
+    }
+
+    #[test]
+    fn toml_syntax_errors_are_one_problem() {
+        let problems = Config::parse("[api\nsocket=").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].reason.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn shipped_config_files_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for file in ["batond.toml", "demo.toml"] {
+            let loaded = Config::load(&root.join(file));
+            assert!(loaded.is_ok(), "{file}: {loaded:?}");
+        }
+        let documented = Config::load(&root.join("batond.toml")).unwrap();
+        assert_eq!(
+            documented,
+            Config::default(),
+            "batond.toml must document the defaults"
+        );
+    }
+}

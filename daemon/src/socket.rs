@@ -1,0 +1,162 @@
+//! Owning the API's Unix socket strictly.
+//!
+//! 1. Create the socket's directory (0750) if it is missing.
+//! 2. Take an exclusive `flock` on `<socket>.lock`, held for the daemon's
+//!    life: a second batond on the same path stops here with a clear message.
+//! 3. If a socket file is already there, see whether anything answers on it:
+//!    a live listener (not ours) is left alone, a dead one's file is removed.
+//!    Anything that is not a socket is never removed.
+//! 4. Bind, then set the socket's mode to 0660.
+//!
+//! The socket file is removed when the [`SocketGuard`] is dropped.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("another batond is already serving on {path} (lock {lock} is held{holder}); stop it first or choose another [api] socket")]
+    AlreadyRunning {
+        path: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("{path} is answered by a running process that is not this batond; stop it or choose another [api] socket")]
+    InUse { path: PathBuf },
+    #[error("{path} exists and is not a socket; refusing to replace it — remove it or choose another [api] socket")]
+    NotASocket { path: PathBuf },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound listener plus the guard that makes the path ours.
+#[derive(Debug)]
+pub struct BoundSocket {
+    pub listener: UnixListener,
+    pub guard: SocketGuard,
+}
+
+/// Holds the lock; removes the socket file when dropped.
+#[derive(Debug)]
+pub struct SocketGuard {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl SocketGuard {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SocketError + 'a {
+    move |source| SocketError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Binds the API socket at `path`, following the steps in the module docs.
+/// Must be called inside a tokio runtime.
+pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(io("create directory", dir))?;
+    }
+    let lock = take_lock(path)?;
+    remove_stale(path)?;
+    let listener = UnixListener::bind(path).map_err(io("bind", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("set permissions on", path))?;
+    Ok(BoundSocket {
+        listener,
+        guard: SocketGuard {
+            path: path.to_owned(),
+            _lock: lock,
+        },
+    })
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn take_lock(path: &Path) -> Result<Flock<File>, SocketError> {
+    let lock = lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .map_err(io("open lock file", &lock))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut locked) => {
+            let _ = locked.set_len(0);
+            let _ = writeln!(locked, "{}", std::process::id());
+            Ok(locked)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = std::fs::read_to_string(&lock)
+                .ok()
+                .map(|pid| format!(" by pid {}", pid.trim()))
+                .unwrap_or_default();
+            Err(SocketError::AlreadyRunning {
+                path: path.to_owned(),
+                lock,
+                holder,
+            })
+        }
+        Err((_, errno)) => Err(SocketError::Io {
+            action: "lock",
+            path: lock,
+            source: std::io::Error::from(errno),
+        }),
+    }
+}
+
+fn remove_stale(path: &Path) -> Result<(), SocketError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("inspect", path)(e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(SocketError::NotASocket {
+            path: path.to_owned(),
+        });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(SocketError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing stale socket left by a stopped batond");
+            std::fs::remove_file(path).map_err(io("remove stale socket", path))
+        }
+        Err(e) => Err(io("probe existing socket", path)(e)),
+    }
+}
