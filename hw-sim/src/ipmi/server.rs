@@ -26,15 +26,92 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::bmc::{Bmc, BmcConfig, Incoming, OsEntropy, Service};
+use super::session::Timeouts;
 use super::wire::MAX_DATAGRAM;
+use crate::config::RackConfig;
 use crate::model::{Admission, Node};
 
 /// Datagrams one BMC serves at once; more are dropped.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// Binds the UDP socket of one BMC (port 0 = a free port).
-pub async fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    UdpSocket::bind(addr).await
+/// Sessions one BMC holds at once (in any handshake stage).
+pub const SESSIONS_PER_BMC: usize = 16;
+
+/// A node's UDP port could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("Cannot bind the IPMI endpoint of {node} on {addr}")]
+pub struct BindError {
+    /// The node.
+    pub node: String,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Binds one UDP socket per node when the rack serves IPMI — port
+/// `ipmi_base_port + index`, or a free port — and none otherwise.
+pub async fn bind_all(config: &RackConfig) -> Result<Vec<UdpSocket>, BindError> {
+    if !config.ipmi {
+        return Ok(Vec::new());
+    }
+    let mut sockets = Vec::with_capacity(config.nodes);
+    for index in 0..config.nodes {
+        let port = config
+            .ipmi_base_port
+            .and_then(|base| u16::try_from(usize::from(base) + index).ok())
+            .unwrap_or(0);
+        let addr = SocketAddr::new(config.bind, port);
+        let socket = UdpSocket::bind(addr).await.map_err(|source| BindError {
+            node: config.node_name(index),
+            addr,
+            source,
+        })?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// The bound port of each node's socket (`None` for every node when the
+/// rack serves no IPMI).
+pub fn ports(sockets: &[UdpSocket], config: &RackConfig) -> Result<Vec<Option<u16>>, BindError> {
+    if sockets.is_empty() {
+        return Ok(vec![None; config.nodes]);
+    }
+    sockets
+        .iter()
+        .enumerate()
+        .map(|(index, socket)| {
+            socket
+                .local_addr()
+                .map(|a| Some(a.port()))
+                .map_err(|source| BindError {
+                    node: config.node_name(index),
+                    addr: SocketAddr::new(config.bind, 0),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// Starts serving each node's socket (in node order) until `shutdown`.
+pub fn spawn_all(
+    nodes: &[Arc<Node>],
+    sockets: Vec<UdpSocket>,
+    config: &RackConfig,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    for (node, socket) in nodes.iter().zip(sockets) {
+        let bmc = BmcConfig {
+            username: config.credentials.username.clone(),
+            session_capacity: SESSIONS_PER_BMC,
+            timeouts: Timeouts::default(),
+            guid: *node.uuid().as_bytes(),
+        };
+        spawn(socket, Arc::clone(node), bmc, shutdown.clone(), tracker);
+    }
 }
 
 /// Starts serving `socket` for `node` until `shutdown` is cancelled. The
