@@ -279,7 +279,9 @@ fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!("{name:?} is reserved by the API (/v1/nodes/{name}); pick another name"));
+        return Err(format!(
+            "{name:?} is reserved by the API (/v1/nodes/{name}); pick another name"
+        ));
     }
     if Uuid::parse_str(name).is_ok() {
         return Err("must not be a UUID (names and uuids share /v1/nodes/{ident})".into());

@@ -138,7 +138,11 @@ impl RawNode {
 /// Inserts every spec, or none: name collisions (with enrolled nodes or
 /// within the list) are all collected and reported together.
 pub(crate) fn insert_all(conn: &Connection, specs: &[NodeSpec]) -> Result<Vec<Uuid>, StoreError> {
-    let duplicates = find_duplicate_names(conn, specs)?;
+    let names = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.name.as_deref().map(|n| (i, n)));
+    let duplicates = find_duplicate_names(conn, names)?;
     if !duplicates.is_empty() {
         return Err(StoreError::DuplicateNames(duplicates));
     }
@@ -174,17 +178,15 @@ pub(crate) fn insert_all(conn: &Connection, specs: &[NodeSpec]) -> Result<Vec<Uu
     Ok(created)
 }
 
-fn find_duplicate_names(
+/// Names (with their positions) that are enrolled already or repeated.
+pub(crate) fn find_duplicate_names<'a>(
     conn: &Connection,
-    specs: &[NodeSpec],
+    names: impl Iterator<Item = (usize, &'a str)>,
 ) -> Result<Vec<DuplicateName>, StoreError> {
     let mut exists = conn.prepare_cached("SELECT 1 FROM nodes WHERE name = ?1")?;
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
     let mut duplicates = Vec::new();
-    for (index, spec) in specs.iter().enumerate() {
-        let Some(name) = spec.name.as_deref() else {
-            continue;
-        };
+    for (index, name) in names {
         if exists.exists([name])? {
             duplicates.push(DuplicateName {
                 index,

@@ -150,6 +150,18 @@ impl Store {
         self.write(move |tx| nodes::insert_all(tx, &specs)).await
     }
 
+    /// Which of these names (with their positions in a request) are taken
+    /// or repeated; lets a caller report name clashes beside other problems.
+    pub async fn duplicate_names(
+        &self,
+        names: Vec<(usize, String)>,
+    ) -> Result<Vec<crate::DuplicateName>, StoreError> {
+        self.read(move |conn| {
+            nodes::find_duplicate_names(conn, names.iter().map(|(i, n)| (*i, n.as_str())))
+        })
+        .await
+    }
+
     pub async fn get_node(&self, ident: NodeIdent) -> Result<Node, StoreError> {
         self.read(move |conn| nodes::get(conn, &ident)).await
     }

@@ -93,7 +93,8 @@ fn render_error(mut response: Response, request_id: &str, method: &Method, path:
     };
     let mut rendered = (error.kind.status(), Json(envelope)).into_response();
     for (name, value) in response.headers() {
-        let keep = name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && !value.is_empty();
+        let keep =
+            name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && !value.is_empty();
         if keep {
             rendered.headers_mut().append(name.clone(), value.clone());
         }

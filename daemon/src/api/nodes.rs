@@ -57,7 +57,7 @@ impl ListQuery {
                 }
                 "power_state" => parsed.filter.power_state = Some(parse_power_state(&value)?),
                 "maintenance" => {
-                    parsed.filter.maintenance = Some(parse_bool("maintenance", &value)?)
+                    parsed.filter.maintenance = Some(parse_bool("maintenance", &value)?);
                 }
                 "driver" => {
                     parsed.filter.driver = Some(Driver::parse(&value).ok_or_else(|| {

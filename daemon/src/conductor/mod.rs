@@ -126,7 +126,7 @@ impl Conductor {
         let mut problems = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
             match parse_entry(entry) {
-                Ok(spec) => specs.push(spec),
+                Ok(spec) => specs.push((index, spec)),
                 Err((name, reasons)) => problems.push(EntryProblem {
                     index,
                     name,
@@ -135,9 +135,38 @@ impl Conductor {
             }
         }
         if !problems.is_empty() {
+            self.add_name_clashes(&specs, &mut problems).await?;
             return Err(ConductorError::InvalidImport { total, problems });
         }
+        let specs = specs.into_iter().map(|(_, spec)| spec).collect();
         Ok(self.store.import_nodes(specs).await?)
+    }
+
+    /// Adds name clashes among the valid entries to the problems of an
+    /// import that is refused anyway, so one answer lists everything.
+    async fn add_name_clashes(
+        &self,
+        specs: &[(usize, NodeSpec)],
+        problems: &mut Vec<EntryProblem>,
+    ) -> Result<(), ConductorError> {
+        let names = specs
+            .iter()
+            .filter_map(|(i, s)| s.name.clone().map(|n| (*i, n)))
+            .collect();
+        for clash in self.store.duplicate_names(names).await? {
+            let why = if clash.already_enrolled {
+                "name is already enrolled"
+            } else {
+                "name is repeated in this import"
+            };
+            problems.push(EntryProblem {
+                index: clash.index,
+                name: Some(clash.name),
+                reasons: vec![why.into()],
+            });
+        }
+        problems.sort_by_key(|p| p.index);
+        Ok(())
     }
 
     pub async fn node(&self, ident: &str) -> Result<Node, ConductorError> {
