@@ -120,6 +120,7 @@ impl Bmc {
         out: &mut Vec<u8>,
     ) -> bool {
         out.clear();
+        self.state.sessions.expire(input.now);
         match wire::decode_datagram(datagram) {
             Ok(Datagram::AsfPing { rmcp_seq, tag }) => {
                 wire::encode_pong(rmcp_seq, tag, out);

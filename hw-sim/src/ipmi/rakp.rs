@@ -140,17 +140,29 @@ pub fn open_session(
             None => return Ok(error_reply(RSP, tag, status::INVALID_ROLE, console_id)),
         },
     };
-    let bmc_id = fresh_id(table, entropy);
-    let new = NewSession {
-        bmc_id,
-        console_id,
-        suite,
-        max_privilege,
-        peer,
+    // A retransmitted request (same console, same id, reply lost) gets the
+    // session already opened for it instead of a second slot.
+    let existing = table
+        .iter()
+        .find(|s| matches!(s.stage, Stage::Opened) && s.console_id == console_id && s.peer == peer)
+        .map(|s| s.bmc_id);
+    let bmc_id = match existing {
+        Some(id) => id,
+        None => {
+            let bmc_id = fresh_id(table, entropy);
+            let new = NewSession {
+                bmc_id,
+                console_id,
+                suite,
+                max_privilege,
+                peer,
+            };
+            if table.open(new, now).is_none() {
+                return Ok(error_reply(RSP, tag, status::NO_RESOURCES, console_id));
+            }
+            bmc_id
+        }
     };
-    if table.open(new, now).is_none() {
-        return Ok(error_reply(RSP, tag, status::NO_RESOURCES, console_id));
-    }
     let mut out = vec![tag, status::OK, max_privilege as u8, 0];
     out.extend_from_slice(&console_id.to_le_bytes());
     out.extend_from_slice(&bmc_id.to_le_bytes());

@@ -83,10 +83,14 @@ impl Rig {
     }
 
     fn send(&mut self, dgram: &[u8]) -> Option<Vec<u8>> {
+        self.send_at(dgram, Instant::now())
+    }
+
+    fn send_at(&mut self, dgram: &[u8], now: Instant) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         let input = Incoming {
             peer: PEER,
-            now: Instant::now(),
+            now,
             service: self.service,
         };
         self.bmc
@@ -273,6 +277,23 @@ fn replayed_and_tampered_packets_are_dropped() {
     assert!(rig.send(&tampered).is_none(), "tampered");
     assert!(rig.send(&req).is_some(), "the genuine packet still passes");
     assert_eq!(rig.node.counters().power_commands, 1);
+}
+
+#[test]
+fn idle_sessions_expire_and_retransmitted_open_reuses_the_slot() {
+    let mut rig = Rig::new(true);
+    let mut s = rig.connect(CipherSuite::Suite3);
+    let mut req = Vec::new();
+    s.request(0x00, 0x01, &[], &mut req);
+    let later = Instant::now() + Duration::from_secs(61);
+    assert!(rig.send_at(&req, later).is_none(), "idle session expired");
+    assert_eq!(rig.bmc.sessions().iter().count(), 0);
+
+    let hs = Handshake::new(CipherSuite::Suite3, "admin", "secret");
+    let first = rig.send(&hs.open_session_request()).expect("answers");
+    let again = rig.send(&hs.open_session_request()).expect("answers");
+    assert_eq!(first, again, "same session for a retransmitted request");
+    assert_eq!(rig.bmc.sessions().iter().count(), 1);
 }
 
 #[test]
