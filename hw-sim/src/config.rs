@@ -122,7 +122,9 @@ pub enum ConfigProblem {
     #[error("nodes must be at least 1")]
     NoNodes,
     /// A base port that leaves no room for every node.
-    #[error("{what} {base} + {nodes} nodes goes past port 65535; use a lower base port or fewer nodes")]
+    #[error(
+        "{what} {base} + {nodes} nodes goes past port 65535; use a lower base port or fewer nodes"
+    )]
     PortRange {
         /// Which base port.
         what: &'static str,

@@ -1,3 +1,302 @@
-//! `baton-hwsim`: runs a simulated rack of BMCs (command line in progress).
+//! `baton-hwsim`: runs a simulated rack of BMCs until SIGINT/SIGTERM.
+//!
+//! Reads the command line into a [`RackConfig`] (every problem reported at
+//! once, exit code 2), starts the rack, writes the inventory (and the CA with
+//! `--tls`) once every endpoint is bound, prints where things listen, and
+//! shuts down cleanly on a signal.
 
-fn main() {}
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use baton_hwsim::{
+    AlreadyInStateReply, Credentials, Delays, ExportDriver, FaultPlan, FaultSetting, InitialPower,
+    NodeFault, PowerAction, Quirks, Rack, RackConfig, ResetReply,
+};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// A simulated rack of Redfish BMCs with a shared power model, faults and a
+/// control API.
+#[derive(Debug, Parser)]
+#[command(name = "baton-hwsim", version)]
+struct Cli {
+    /// Number of simulated servers (one BMC each).
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Control API port (0 = a free port).
+    #[arg(long, default_value_t = 0)]
+    control_port: u16,
+    /// Write the inventory (the JSON `POST /v1/nodes/import` takes) to FILE.
+    #[arg(long, value_name = "FILE")]
+    export_inventory: Option<PathBuf>,
+    /// Driver of the exported entries: redfish, ipmi or mixed (alternating).
+    #[arg(long, default_value = "redfish")]
+    export_driver: ExportDriver,
+    /// Latency every BMC request pays.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Time from power-on to on.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    power_on_delay: Duration,
+    /// Time a hard power-off takes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    power_off_delay: Duration,
+    /// Time the OS takes for a graceful shutdown.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    shutdown_delay: Duration,
+    /// Power state of every node at start.
+    #[arg(long, default_value = "on", value_parser = parse_initial_power)]
+    initial_power: InitialPower,
+    /// Address every endpoint binds to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Redfish port of node 0 (node i gets base + i); default: free ports.
+    #[arg(long)]
+    redfish_base_port: Option<u16>,
+    /// BMC user name.
+    #[arg(long, default_value = "admin")]
+    username: String,
+    /// BMC password.
+    #[arg(long, default_value = "password", env = "BATON_HWSIM_PASSWORD")]
+    password: String,
+    /// Serve Redfish over HTTPS with a certificate generated at start; the CA
+    /// is written beside the inventory as <stem>-ca.pem.
+    #[arg(long)]
+    tls: bool,
+    /// Seed for UUIDs and random choices.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fraction of nodes (seeded) that get each --fault.
+    #[arg(long, default_value_t = 1.0)]
+    fault_fraction: f64,
+    /// A fault for --fault-fraction of the nodes: no_answer, http_500, busy,
+    /// slow=<duration>, wrong_credentials, stuck, hung_os, flapping,
+    /// packet_loss=<fraction>. Repeatable.
+    #[arg(long, value_name = "NAME[=VALUE]")]
+    fault: Vec<FaultSetting>,
+    /// A fault for one node, as NODE:NAME[=VALUE] (e.g. node-0003:slow=2s). Repeatable.
+    #[arg(long, value_name = "NODE:NAME[=VALUE]", value_parser = parse_node_fault)]
+    node_fault: Vec<NodeFault>,
+    /// ResetType values the BMCs allow (comma-separated), to mimic BMCs that lack some.
+    #[arg(long, value_delimiter = ',', value_parser = parse_reset_type)]
+    reset_types: Vec<PowerAction>,
+    /// Answer to a reset to the present state: ok, 409 or 400.
+    #[arg(long, default_value = "ok", value_parser = parse_already)]
+    already_in_state: AlreadyInStateReply,
+    /// Answer to an accepted reset: 204, or 202 with a task monitor.
+    #[arg(long, default_value = "204", value_parser = parse_reset_reply)]
+    reset_reply: ResetReply,
+    /// Idle time after which a Redfish session expires.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    session_timeout: Duration,
+    /// How often a flapping node may change power.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    flap_interval: Duration,
+    /// Node names are <prefix>-NNNN.
+    #[arg(long, default_value = "node")]
+    name_prefix: String,
+    /// Nodes per power domain (PDU label).
+    #[arg(long, default_value_t = 40)]
+    nodes_per_domain: usize,
+}
+
+fn parse_initial_power(s: &str) -> Result<InitialPower, String> {
+    match s {
+        "on" => Ok(InitialPower::On),
+        "off" => Ok(InitialPower::Off),
+        other => Err(format!("{other:?} is not on or off")),
+    }
+}
+
+fn parse_node_fault(s: &str) -> Result<NodeFault, String> {
+    let (node, fault) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not NODE:NAME[=VALUE] (e.g. node-0003:busy)"))?;
+    let setting = fault.parse::<FaultSetting>().map_err(|e| e.to_string())?;
+    Ok(NodeFault {
+        node: node.to_owned(),
+        setting,
+    })
+}
+
+fn parse_reset_type(s: &str) -> Result<PowerAction, String> {
+    PowerAction::parse(s).ok_or_else(|| {
+        let all: Vec<_> = PowerAction::ALL.iter().map(|a| a.as_str()).collect();
+        format!("{s:?} is not a ResetType; valid: {}", all.join(", "))
+    })
+}
+
+fn parse_already(s: &str) -> Result<AlreadyInStateReply, String> {
+    match s {
+        "ok" | "200" | "204" => Ok(AlreadyInStateReply::Ok),
+        "409" => Ok(AlreadyInStateReply::Conflict),
+        "400" => Ok(AlreadyInStateReply::BadRequest),
+        other => Err(format!("{other:?} is not ok, 409 or 400")),
+    }
+}
+
+fn parse_reset_reply(s: &str) -> Result<ResetReply, String> {
+    match s {
+        "204" => Ok(ResetReply::NoContent),
+        "202" => Ok(ResetReply::Task),
+        other => Err(format!("{other:?} is not 204 or 202")),
+    }
+}
+
+impl Cli {
+    fn into_config(self) -> (RackConfig, Option<PathBuf>, ExportDriver) {
+        let quirks = Quirks {
+            reset_types: if self.reset_types.is_empty() {
+                PowerAction::ALL.to_vec()
+            } else {
+                self.reset_types
+            },
+            already_in_state: self.already_in_state,
+            reset_reply: self.reset_reply,
+        };
+        let fault_plans = self
+            .fault
+            .iter()
+            .map(|&setting| FaultPlan {
+                fraction: self.fault_fraction,
+                setting,
+                seed: self.seed,
+            })
+            .collect();
+        let config = RackConfig {
+            nodes: self.nodes,
+            bind: self.bind,
+            name_prefix: self.name_prefix,
+            nodes_per_domain: self.nodes_per_domain,
+            redfish_base_port: self.redfish_base_port,
+            control_port: Some(self.control_port),
+            credentials: Credentials {
+                username: self.username,
+                password: self.password,
+            },
+            latency: self.latency,
+            delays: Delays {
+                power_on: self.power_on_delay,
+                power_off: self.power_off_delay,
+                shutdown: self.shutdown_delay,
+            },
+            initial_power: self.initial_power,
+            tls: self.tls,
+            seed: self.seed,
+            fault_plans,
+            node_faults: self.node_fault,
+            quirks,
+            session_timeout: self.session_timeout,
+            flap_interval: self.flap_interval,
+            ..RackConfig::default()
+        };
+        (config, self.export_inventory, self.export_driver)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let (config, inventory, driver) = Cli::parse().into_config();
+    let problems = config.problems();
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("baton-hwsim: {problem}");
+        }
+        return ExitCode::from(2);
+    }
+    match run(config, inventory, driver).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("baton-hwsim: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    config: RackConfig,
+    inventory: Option<PathBuf>,
+    driver: ExportDriver,
+) -> Result<(), baton_hwsim::Error> {
+    // Refuse an impossible export before binding anything.
+    if driver != ExportDriver::Redfish && !config.ipmi {
+        return Err(baton_hwsim::Error::NoIpmi {
+            driver: driver.as_str(),
+        });
+    }
+    let started = std::time::Instant::now();
+    let rack = Rack::start(config).await?;
+    if let Some(path) = &inventory {
+        if let Err(error) = rack.write_inventory(path, driver) {
+            rack.shutdown().await;
+            return Err(error);
+        }
+    }
+    print_banner(&rack, inventory.as_deref(), started.elapsed());
+    shutdown_signal().await;
+    rack.shutdown().await;
+    Ok(())
+}
+
+fn print_banner(rack: &Rack, inventory: Option<&std::path::Path>, took: Duration) {
+    let nodes = rack.nodes();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.endpoints().redfish_port).collect();
+    let (low, high) = (
+        ports.iter().min().copied().unwrap_or(0),
+        ports.iter().max().copied().unwrap_or(0),
+    );
+    println!(
+        "baton-hwsim: {} nodes up in {:.2}s; Redfish on {} ports {low}-{high}{}",
+        nodes.len(),
+        took.as_secs_f64(),
+        nodes
+            .first()
+            .map(|n| n.redfish_addr().ip().to_string())
+            .unwrap_or_default(),
+        if rack.ca_certificate_pem().is_some() {
+            " (HTTPS)"
+        } else {
+            ""
+        },
+    );
+    if let Some(url) = rack.control_url() {
+        println!("baton-hwsim: control API {url}");
+    }
+    if let Some(path) = inventory {
+        println!("baton-hwsim: inventory written to {}", path.display());
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // Without a SIGTERM handler, Ctrl-C still works.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

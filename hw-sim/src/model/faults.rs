@@ -298,7 +298,10 @@ mod tests {
         assert_eq!(a.len(), 10);
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(pick_fraction(5, 1.0, 1).unwrap_or_default(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            pick_fraction(5, 1.0, 1).unwrap_or_default(),
+            vec![0, 1, 2, 3, 4]
+        );
         assert!(pick_fraction(5, 1.5, 1).is_err());
     }
 }

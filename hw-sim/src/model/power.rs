@@ -267,10 +267,9 @@ pub(crate) fn transition(
         (PowerAction::ForceRestart | PowerAction::PowerCycle, S::On | S::PoweringOn) => {
             Ok(Some(hard_off(true)))
         }
-        (
-            PowerAction::GracefulRestart | PowerAction::ForceRestart | PowerAction::PowerCycle,
-            _,
-        ) => refuse,
+        (PowerAction::GracefulRestart | PowerAction::ForceRestart | PowerAction::PowerCycle, _) => {
+            refuse
+        }
 
         (PowerAction::Nmi, S::On) => Ok(Some(phase)),
         (PowerAction::Nmi, _) => refuse,
@@ -356,7 +355,10 @@ mod tests {
         let now = Instant::now();
         let d = delays();
         assert_eq!(transition(Phase::On, PowerAction::On, now, &d), Ok(None));
-        assert_eq!(transition(Phase::Off, PowerAction::ForceOff, now, &d), Ok(None));
+        assert_eq!(
+            transition(Phase::Off, PowerAction::ForceOff, now, &d),
+            Ok(None)
+        );
         assert_eq!(
             transition(Phase::Off, PowerAction::GracefulShutdown, now, &d),
             Ok(None)

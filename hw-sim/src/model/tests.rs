@@ -70,7 +70,10 @@ async fn hung_os_then_recovery_finishes_the_shutdown() {
 async fn stuck_ignores_commands_but_counts_them() {
     let n = node(false);
     n.apply_fault(FaultSetting::Stuck);
-    assert_eq!(n.power_command(PowerAction::On), Ok(CommandOutcome::Ignored));
+    assert_eq!(
+        n.power_command(PowerAction::On),
+        Ok(CommandOutcome::Ignored)
+    );
     tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(n.power_state(), PowerState::Off);
     assert_eq!(n.counters().power_commands, 1);
@@ -135,7 +138,10 @@ fn wrong_credentials_refuses_the_configured_password() {
 #[test]
 fn nmi_records_a_crash_dump_only_when_on() {
     let n = node(true);
-    assert_eq!(n.power_command(PowerAction::Nmi), Ok(CommandOutcome::Applied));
+    assert_eq!(
+        n.power_command(PowerAction::Nmi),
+        Ok(CommandOutcome::Applied)
+    );
     assert_eq!(n.counters().crash_dumps, 1);
     n.set_power_out_of_band(false);
     assert!(n.power_command(PowerAction::Nmi).is_err());

@@ -1,0 +1,233 @@
+//! The Redfish operations that change something: `ComputerSystem.Reset`, the
+//! boot override `PATCH` (with `If-Match`), session create/delete, and the
+//! task monitors of 202 replies. Each parses its body strictly and answers
+//! what is wrong with a Base registry message.
+
+// The error side of these results is the finished reply, built at most once
+// per request; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use bytes::Bytes;
+use http::header::{HeaderValue, IF_MATCH, LOCATION, RETRY_AFTER};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Map, Value};
+
+use super::resources::{self as res, SESSIONS, TASK_MONITORS};
+use super::sessions::MAX_SESSIONS;
+use super::tasks::Task;
+use super::{errors, reply, Bmc, Reply};
+use crate::model::{
+    AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootTarget, CommandOutcome,
+    PowerAction, PowerState, ResetReply,
+};
+
+const RESET: &str = "ComputerSystem.Reset";
+
+/// Seconds a client should wait between task monitor polls.
+const TASK_RETRY_AFTER: &str = "1";
+
+fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Reply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(errors::malformed_body()),
+    }
+}
+
+/// `POST .../Actions/ComputerSystem.Reset` with `{"ResetType": "..."}`.
+pub(crate) fn reset(bmc: &Bmc, body: &Bytes) -> Reply {
+    let mut params = match parse_object(body) {
+        Ok(params) => params,
+        Err(reply) => return reply,
+    };
+    let Some(value) = params.remove("ResetType") else {
+        return errors::action_parameter_missing(RESET, "ResetType");
+    };
+    if let Some(unknown) = params.keys().next() {
+        return errors::action_parameter_unknown(RESET, unknown);
+    }
+    let Value::String(name) = value else {
+        return errors::action_parameter_type(&value.to_string(), "ResetType", RESET);
+    };
+    let quirks = bmc.node.quirks();
+    let action = match PowerAction::parse(&name) {
+        Some(action) if quirks.allows(action) => action,
+        _ => return errors::action_parameter_not_in_list(&name, "ResetType", RESET),
+    };
+    match bmc.node.power_command(action) {
+        Ok(CommandOutcome::Applied | CommandOutcome::Ignored) => accepted(bmc, action),
+        Ok(CommandOutcome::AlreadyInState) => already(bmc, action, quirks.already_in_state),
+        Err(refused) => errors::action_parameter_conflict(
+            "ResetType",
+            &name,
+            &format!("the system is {}", res::power_state(refused.state)),
+        ),
+    }
+}
+
+fn accepted(bmc: &Bmc, action: PowerAction) -> Reply {
+    match bmc.node.quirks().reset_reply {
+        ResetReply::NoContent => reply::empty(StatusCode::NO_CONTENT),
+        ResetReply::Task => {
+            let id = bmc.tasks.create(action);
+            let reply = match task(bmc, &id) {
+                Some(t) => reply::json(StatusCode::ACCEPTED, &res::task(&t)),
+                None => reply::empty(StatusCode::ACCEPTED),
+            };
+            with_task_headers(reply, &id)
+        }
+    }
+}
+
+fn already(bmc: &Bmc, action: PowerAction, answer: AlreadyInStateReply) -> Reply {
+    let state = res::power_state(bmc.node.power_state());
+    let what = format!("the system is already {state} for ResetType {action}");
+    match answer {
+        AlreadyInStateReply::Ok => accepted(bmc, action),
+        AlreadyInStateReply::Conflict => errors::no_operation(StatusCode::CONFLICT, &what),
+        AlreadyInStateReply::BadRequest => errors::no_operation(StatusCode::BAD_REQUEST, &what),
+    }
+}
+
+/// Task `id`, completed once the node's power has settled.
+pub(crate) fn task(bmc: &Bmc, id: &str) -> Option<Task> {
+    let settled = matches!(bmc.node.power_state(), PowerState::On | PowerState::Off);
+    bmc.tasks.get(id, settled)
+}
+
+/// `GET .../TaskMonitors/{id}`: 202 while running, 204 when done.
+pub(crate) fn task_monitor(bmc: &Bmc, id: &str) -> Reply {
+    match task(bmc, id) {
+        None => errors::resource_not_found("TaskMonitor", id),
+        Some(t) if t.ended.is_some() => reply::empty(StatusCode::NO_CONTENT),
+        Some(t) => with_task_headers(reply::json(StatusCode::ACCEPTED, &res::task(&t)), &t.id),
+    }
+}
+
+fn with_task_headers(mut reply: Reply, id: &str) -> Reply {
+    let headers = reply.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("{TASK_MONITORS}/{id}")) {
+        headers.insert(LOCATION, location);
+    }
+    headers.insert(RETRY_AFTER, HeaderValue::from_static(TASK_RETRY_AFTER));
+    reply
+}
+
+/// `PATCH /redfish/v1/Systems/1`: only the `Boot` override properties are
+/// writable; `If-Match` must carry the current `ETag` (or `*`).
+pub(crate) fn patch_system(bmc: &Bmc, headers: &HeaderMap, body: &Bytes) -> Reply {
+    let current = res::system(bmc);
+    if let Some(if_match) = headers.get(IF_MATCH) {
+        let tag = reply::etag(&current);
+        let matches = if_match
+            .to_str()
+            .is_ok_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == tag));
+        if !matches {
+            return errors::precondition_failed();
+        }
+    }
+    let patch = match parse_object(body) {
+        Ok(patch) => patch,
+        Err(reply) => return reply,
+    };
+    let mut boot = bmc.node.boot_override();
+    for (key, value) in &patch {
+        let outcome = match key.as_str() {
+            "Boot" => apply_boot(&mut boot, value),
+            other if current.get(other).is_some() => Err(errors::property_not_writable(other)),
+            other => Err(errors::property_unknown(other)),
+        };
+        if let Err(reply) = outcome {
+            return reply;
+        }
+    }
+    bmc.node.set_boot_override(boot);
+    reply::resource(&res::system(bmc), "GET, HEAD, PATCH")
+}
+
+fn apply_boot(boot: &mut BootOverride, value: &Value) -> Result<(), Reply> {
+    let Value::Object(fields) = value else {
+        return Err(errors::property_value_type(&value.to_string(), "Boot"));
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "BootSourceOverrideTarget" => {
+                boot.target = pick(key, value, &BootTarget::ALL, BootTarget::as_str)?;
+            }
+            "BootSourceOverrideEnabled" => {
+                boot.enabled = pick(key, value, &BootEnabled::ALL, BootEnabled::as_str)?;
+            }
+            "BootSourceOverrideMode" => {
+                boot.mode = pick(key, value, &BootMode::ALL, BootMode::as_str)?;
+            }
+            other => return Err(errors::property_unknown(&format!("Boot/{other}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The enum value named by a JSON string, or the Redfish error saying why not.
+fn pick<T: Copy>(
+    property: &str,
+    value: &Value,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, Reply> {
+    let Value::String(s) = value else {
+        return Err(errors::property_value_type(&value.to_string(), property));
+    };
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == s)
+        .ok_or_else(|| errors::property_value_not_in_list(s, property))
+}
+
+/// `POST /redfish/v1/SessionService/Sessions` with `{"UserName", "Password"}`.
+pub(crate) fn create_session(bmc: &Bmc, body: &Bytes) -> Reply {
+    let fields = match parse_object(body) {
+        Ok(fields) => fields,
+        Err(reply) => return reply,
+    };
+    let text = |key: &str| fields.get(key).and_then(Value::as_str);
+    let Some(username) = text("UserName") else {
+        return errors::create_missing_property("UserName");
+    };
+    let Some(password) = text("Password") else {
+        return errors::create_missing_property("Password");
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "UserName" | "Password"))
+    {
+        return errors::property_unknown(unknown);
+    }
+    if !bmc.node.check_credentials(username, password) {
+        return errors::unauthorized(SESSIONS);
+    }
+    let Some(created) = bmc.sessions.create(username) else {
+        tracing::debug!(
+            node = bmc.node.name(),
+            limit = MAX_SESSIONS,
+            "session limit reached"
+        );
+        return errors::session_limit();
+    };
+    let body = res::session(&created.id, username);
+    let mut reply = reply::json(StatusCode::CREATED, &body);
+    let headers = reply.headers_mut();
+    if let Ok(token) = HeaderValue::from_str(&created.token) {
+        headers.insert("X-Auth-Token", token);
+    }
+    if let Ok(location) = HeaderValue::from_str(&format!("{SESSIONS}/{}", created.id)) {
+        headers.insert(LOCATION, location);
+    }
+    reply
+}
+
+/// `DELETE /redfish/v1/SessionService/Sessions/{id}`.
+pub(crate) fn delete_session(bmc: &Bmc, id: &str) -> Reply {
+    if bmc.sessions.delete(id) {
+        reply::empty(StatusCode::NO_CONTENT)
+    } else {
+        errors::resource_not_found("Session", id)
+    }
+}

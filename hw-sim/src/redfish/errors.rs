@@ -1,0 +1,271 @@
+//! Redfish error replies: `{"error": {"code", "message", "@Message.ExtendedInfo":
+//! [...]}}` with message ids and texts from the DMTF Base message registry.
+
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::{reply, Reply};
+use crate::model::BUSY_RETRY_AFTER;
+
+/// The Base registry version the message ids name.
+const BASE: &str = "Base.1.18";
+
+/// One Base registry message with its arguments.
+#[derive(Debug)]
+pub(crate) struct Message {
+    key: &'static str,
+    text: String,
+    args: Vec<String>,
+    resolution: &'static str,
+}
+
+impl Message {
+    fn new(key: &'static str, text: String, args: &[&str], resolution: &'static str) -> Message {
+        Message {
+            key,
+            text,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            resolution,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "@odata.type": "#Message.v1_1_2.Message",
+            "MessageId": format!("{BASE}.{}", self.key),
+            "Message": self.text,
+            "MessageArgs": self.args,
+            "MessageSeverity": "Critical",
+            "Severity": "Critical",
+            "Resolution": self.resolution,
+        })
+    }
+}
+
+/// An error reply with one message.
+pub(crate) fn error(status: StatusCode, message: &Message) -> Reply {
+    let body = json!({
+        "error": {
+            "code": format!("{BASE}.{}", message.key),
+            "message": message.text,
+            "@Message.ExtendedInfo": [message.to_json()],
+        }
+    });
+    reply::json(status, &body)
+}
+
+pub(crate) fn resource_not_found(kind: &str, name: &str) -> Reply {
+    let m = Message::new(
+        "ResourceNotFound",
+        format!("The requested resource of type {kind} named '{name}' was not found."),
+        &[kind, name],
+        "Provide a valid resource identifier and resubmit the request.",
+    );
+    error(StatusCode::NOT_FOUND, &m)
+}
+
+pub(crate) fn method_not_allowed(allow: &'static str) -> Reply {
+    let m = Message::new(
+        "OperationNotAllowed",
+        format!("The HTTP method is not allowed on this resource; allowed: {allow}."),
+        &[],
+        "None.",
+    );
+    let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, &m);
+    reply
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    reply
+}
+
+pub(crate) fn unauthorized(uri: &str) -> Reply {
+    let m = Message::new(
+        "ResourceAtUriUnauthorized",
+        format!("While accessing the resource at '{uri}', the service received an authorization error 'unauthorized'."),
+        &[uri, "unauthorized"],
+        "Send valid credentials with HTTP basic authentication, or an X-Auth-Token from SessionService/Sessions.",
+    );
+    let mut reply = error(StatusCode::UNAUTHORIZED, &m);
+    reply.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"baton-hwsim\""),
+    );
+    reply
+}
+
+pub(crate) fn internal_error() -> Reply {
+    let m = Message::new(
+        "InternalError",
+        "The request failed due to an internal service error.  The service is still operational."
+            .into(),
+        &[],
+        "Resubmit the request.  If the problem persists, consider resetting the service.",
+    );
+    error(StatusCode::INTERNAL_SERVER_ERROR, &m)
+}
+
+pub(crate) fn busy() -> Reply {
+    let secs = BUSY_RETRY_AFTER.as_secs().max(1).to_string();
+    let m = Message::new(
+        "ServiceTemporarilyUnavailable",
+        format!("The service is temporarily unavailable.  Retry in {secs} seconds."),
+        &[&secs],
+        "Wait for the indicated retry duration and retry the operation.",
+    );
+    let mut reply = error(StatusCode::SERVICE_UNAVAILABLE, &m);
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        reply.headers_mut().insert(RETRY_AFTER, v);
+    }
+    reply
+}
+
+pub(crate) fn payload_too_large() -> Reply {
+    let m = Message::new(
+        "GeneralError",
+        format!("The request body is larger than {} bytes.", super::MAX_BODY),
+        &[],
+        "Send a smaller request body.",
+    );
+    error(StatusCode::PAYLOAD_TOO_LARGE, &m)
+}
+
+pub(crate) fn malformed_body() -> Reply {
+    let m = Message::new(
+        "MalformedJSON",
+        "The request body submitted was malformed JSON and could not be parsed by the receiving service.".into(),
+        &[],
+        "Ensure that the request body is valid JSON and resubmit the request.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn action_parameter_missing(action: &str, param: &str) -> Reply {
+    let m = Message::new(
+        "ActionParameterMissing",
+        format!("The action {action} requires the parameter {param} to be present in the request body."),
+        &[action, param],
+        "Supply the action with the required parameter in the request body when the request is resubmitted.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn action_parameter_unknown(action: &str, param: &str) -> Reply {
+    let m = Message::new(
+        "ActionParameterUnknown",
+        format!("The action {action} was submitted with the invalid parameter {param}."),
+        &[action, param],
+        "Correct the invalid parameter and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn action_parameter_type(value: &str, param: &str, action: &str) -> Reply {
+    let m = Message::new(
+        "ActionParameterValueTypeError",
+        format!("The value '{value}' for the parameter {param} in the action {action} is of a different type than the parameter can accept."),
+        &[value, param, action],
+        "Correct the value for the parameter in the request body and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn action_parameter_not_in_list(value: &str, param: &str, action: &str) -> Reply {
+    let m = Message::new(
+        "ActionParameterValueNotInList",
+        format!("The value '{value}' for the parameter {param} in the action {action} is not in the list of acceptable values."),
+        &[value, param, action],
+        "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn action_parameter_conflict(param: &str, value: &str, why: &str) -> Reply {
+    let m = Message::new(
+        "ActionParameterValueConflict",
+        format!("The parameter '{param}' with the requested value of '{value}' does not meet the constraints of the implementation: {why}."),
+        &[param, value],
+        "Retry once the system has finished its power transition, or choose a value allowed in the present power state.",
+    );
+    error(StatusCode::CONFLICT, &m)
+}
+
+pub(crate) fn no_operation(status: StatusCode, what: &str) -> Reply {
+    let m = Message::new(
+        "NoOperation",
+        format!("The request did not result in any changes because {what}."),
+        &[],
+        "None.",
+    );
+    error(status, &m)
+}
+
+pub(crate) fn property_unknown(property: &str) -> Reply {
+    let m = Message::new(
+        "PropertyUnknown",
+        format!("The property {property} is not in the list of valid properties for the resource."),
+        &[property],
+        "Remove the unknown property from the request body and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn property_not_writable(property: &str) -> Reply {
+    let m = Message::new(
+        "PropertyNotWritable",
+        format!("The property {property} is a read only property and cannot be assigned a value."),
+        &[property],
+        "Remove the property from the request body and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn property_value_not_in_list(value: &str, property: &str) -> Reply {
+    let m = Message::new(
+        "PropertyValueNotInList",
+        format!("The value '{value}' for the property {property} is not in the list of acceptable values."),
+        &[value, property],
+        "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn property_value_type(value: &str, property: &str) -> Reply {
+    let m = Message::new(
+        "PropertyValueTypeError",
+        format!("The value '{value}' for the property {property} is of a different type than the property can accept."),
+        &[value, property],
+        "Correct the value for the property in the request body and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn precondition_failed() -> Reply {
+    let m = Message::new(
+        "PreconditionFailed",
+        "The ETag supplied did not match the ETag required to change this resource.".into(),
+        &[],
+        "Try the operation again using the appropriate ETag.",
+    );
+    error(StatusCode::PRECONDITION_FAILED, &m)
+}
+
+pub(crate) fn create_missing_property(property: &str) -> Reply {
+    let m = Message::new(
+        "CreateFailedMissingReqProperties",
+        format!("The create operation failed because the required property {property} was missing from the request."),
+        &[property],
+        "Correct the body to include the required property with a valid value and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+pub(crate) fn session_limit() -> Reply {
+    let m = Message::new(
+        "SessionLimitExceeded",
+        "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.".into(),
+        &[],
+        "Reduce the number of other sessions before trying to establish the session or increase the limit of simultaneous sessions, if supported.",
+    );
+    error(StatusCode::SERVICE_UNAVAILABLE, &m)
+}

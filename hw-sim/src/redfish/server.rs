@@ -1,0 +1,107 @@
+//! Connection handling of a node's Redfish endpoint: the accept loop, the
+//! optional TLS handshake, HTTP/1.1 keep-alive serving with hyper, bounded
+//! body reading, and graceful stop on the rack's cancellation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{errors, handle, Bmc, Reply, MAX_BODY};
+
+/// Longest time a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `no_answer` fault: the request is dropped without a reply.
+#[derive(Debug)]
+pub(crate) struct NoAnswer;
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no_answer fault: request dropped without a reply")
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
+/// Accepts connections until the rack stops.
+pub(crate) async fn accept_loop(bmc: Arc<Bmc>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = bmc.shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                // Nagle only delays small replies; failing to disable it is harmless.
+                let _ = stream.set_nodelay(true);
+                bmc.shared
+                    .tasks
+                    .spawn(serve_connection(Arc::clone(&bmc), stream));
+            }
+            Err(error) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!(node = bmc.node.name(), %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(bmc: Arc<Bmc>, stream: TcpStream) {
+    let Some(acceptor) = bmc.shared.tls.clone() else {
+        return serve_http(bmc, stream).await;
+    };
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    let tls = tokio::select! {
+        () = bmc.shared.cancel.cancelled() => return,
+        tls = handshake => tls,
+    };
+    match tls {
+        Ok(Ok(stream)) => serve_http(bmc, stream).await,
+        Ok(Err(error)) => tracing::debug!(node = bmc.node.name(), %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(node = bmc.node.name(), "TLS handshake timed out"),
+    }
+}
+
+async fn serve_http<I>(bmc: Arc<Bmc>, io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cancel = bmc.shared.cancel.clone();
+    let service = service_fn(move |request| handle(Arc::clone(&bmc), request));
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                tracing::trace!(%error, "Redfish connection ended");
+            }
+        }
+        () = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            // In-flight requests finish (no_answer ones give up on cancel).
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes.
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, Box<Reply>> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(Box::new(errors::payload_too_large()))
+        }
+        Err(_) => Err(Box::new(errors::malformed_body())),
+    }
+}
