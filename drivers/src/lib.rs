@@ -30,6 +30,7 @@ mod error;
 mod factory;
 mod ipmi;
 mod redfish;
+mod refused;
 mod types;
 
 use std::future::Future;

@@ -1,1 +1,5 @@
 //! Shared harness for baton's end-to-end tests.
+
+pub mod conformance;
+pub mod logcapture;
+pub mod peers;

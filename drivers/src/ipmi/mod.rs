@@ -14,15 +14,14 @@
 mod commands;
 mod session;
 
-use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use tokio::sync::Mutex;
 
 use self::commands::Raw;
 use self::session::{ExchangeError, Session, Target, STALE_TRIES};
+use crate::refused::{Feature, Refused};
 use crate::{
     with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind,
     DriverOptions, PowerAction, PowerDriver, PowerState,
@@ -38,8 +37,7 @@ pub struct IpmiDriver {
     target: Target,
     options: DriverOptions,
     session: Mutex<Option<Session>>,
-    /// Actions the BMC refused as unsupported, so capabilities can say so.
-    refused: StdMutex<HashSet<Option<PowerAction>>>,
+    refused: Refused,
 }
 
 impl IpmiDriver {
@@ -70,7 +68,7 @@ impl IpmiDriver {
             },
             options: config.options.clone(),
             session: Mutex::new(None),
-            refused: StdMutex::new(HashSet::new()),
+            refused: Refused::default(),
         })
     }
 
@@ -110,19 +108,11 @@ impl IpmiDriver {
         .await
     }
 
-    fn note_refused(&self, what: Option<PowerAction>, result: &Result<Vec<u8>, DriverError>) {
-        if let Err(DriverError::Unsupported(_)) = result {
-            if let Ok(mut refused) = self.refused.lock() {
-                refused.insert(what);
-            }
-        }
-    }
-
     async fn set_power_inner(&self, action: PowerAction) -> Result<(), DriverError> {
         let request = commands::power_control(action)
             .ok_or_else(|| DriverError::Unsupported(format!("{action} over IPMI")))?;
         let result = self.call("set_power", request).await;
-        self.note_refused(Some(action), &result);
+        self.refused.note(Feature::Power(action), &result);
         result.map(drop)
     }
 }
@@ -235,7 +225,7 @@ impl PowerDriver for IpmiDriver {
 
     async fn inject_nmi(&self) -> Result<(), DriverError> {
         let result = self.call("inject_nmi", commands::nmi()).await;
-        self.note_refused(None, &result);
+        self.refused.note(Feature::Nmi, &result);
         result.map(drop)
     }
 
@@ -246,16 +236,14 @@ impl PowerDriver for IpmiDriver {
     /// IPMI cannot list what Chassis Control accepts: every action the spec
     /// defines is reported until the BMC refuses one (0xC1/0xCC).
     async fn capabilities(&self) -> Result<Capabilities, DriverError> {
-        let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
-        Ok(Capabilities {
+        Ok(self.refused.filter(Capabilities {
             power_actions: PowerAction::ALL
                 .into_iter()
                 .filter(|a| commands::power_control(*a).is_some())
-                .filter(|a| !refused.contains(&Some(*a)))
                 .collect(),
             boot_devices: BootDevice::ALL.to_vec(),
-            nmi: !refused.contains(&None),
-        })
+            nmi: true,
+        }))
     }
 
     /// ipmi-rs 0.6 does not expose the session id that Close Session needs,

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
 use self::client::{RedfishClient, Reply};
+use crate::refused::{Feature, Refused};
 use crate::{
     with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind,
     DriverOptions, PowerAction, PowerDriver, PowerState,
@@ -52,6 +53,7 @@ pub struct RedfishDriver {
     options: DriverOptions,
     system: OnceCell<String>,
     reset: OnceCell<ResetAction>,
+    refused: Refused,
 }
 
 impl RedfishDriver {
@@ -71,6 +73,7 @@ impl RedfishDriver {
             options: config.options.clone(),
             system: OnceCell::new(),
             reset: OnceCell::new(),
+            refused: Refused::default(),
         })
     }
 
@@ -296,14 +299,14 @@ impl RedfishDriver {
                 .collect(),
             None => BootDevice::ALL.to_vec(),
         };
-        Ok(Capabilities {
+        Ok(self.refused.filter(Capabilities {
             power_actions: PowerAction::ALL
                 .into_iter()
                 .filter(|a| model::choose_reset_type(*a, allowed).is_some())
                 .collect(),
             boot_devices,
             nmi: model::allows_nmi(allowed),
-        })
+        }))
     }
 
     async fn inject_nmi_inner(&self) -> Result<(), DriverError> {
@@ -326,7 +329,9 @@ impl PowerDriver for RedfishDriver {
 
     async fn set_power(&self, action: PowerAction) -> Result<(), DriverError> {
         let deadline = self.options.call_timeout;
-        with_deadline("set_power", deadline, self.set_power_inner(action)).await
+        let result = with_deadline("set_power", deadline, self.set_power_inner(action)).await;
+        self.refused.note(Feature::Power(action), &result);
+        result
     }
 
     async fn boot_device(&self) -> Result<BootSetting, DriverError> {
@@ -349,12 +354,10 @@ impl PowerDriver for RedfishDriver {
     }
 
     async fn inject_nmi(&self) -> Result<(), DriverError> {
-        with_deadline(
-            "inject_nmi",
-            self.options.call_timeout,
-            self.inject_nmi_inner(),
-        )
-        .await
+        let deadline = self.options.call_timeout;
+        let result = with_deadline("inject_nmi", deadline, self.inject_nmi_inner()).await;
+        self.refused.note(Feature::Nmi, &result);
+        result
     }
 
     async fn validate(&self) -> Result<(), DriverError> {
