@@ -1,5 +1,6 @@
 //! Shared harness for baton's end-to-end tests.
 
 pub mod conformance;
+pub mod hwsim;
 pub mod logcapture;
 pub mod peers;

@@ -77,7 +77,7 @@ pub(crate) fn service_root(bmc: &Bmc) -> Value {
         "Chassis": link(CHASSIS_COLLECTION),
         "Managers": link(MANAGERS),
         "SessionService": link(SESSION_SERVICE),
-        "TaskService": link(TASK_SERVICE),
+        "Tasks": link(TASK_SERVICE),
         "Links": { "Sessions": link(SESSIONS) },
     })
 }

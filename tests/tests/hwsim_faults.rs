@@ -1,0 +1,230 @@
+//! hw-sim's faults as a Redfish client meets them, set at start (config) and
+//! at run time (control API), and `max_concurrent` counting real overlap.
+//! Assertions about time are lower bounds only (a fault never makes a reply
+//! faster), so the tests cannot flake on a slow machine.
+
+use std::time::{Duration, Instant};
+
+use baton_hwsim::{FaultPlan, FaultSetting, NodeFault, PowerState};
+use baton_tests::hwsim::{
+    client, config, control_get, control_url, message_key, redfish, send, start, wait_for,
+};
+use reqwest::Method;
+use serde_json::json;
+
+const SYSTEM: &str = "/redfish/v1/Systems/1";
+const RESET: &str = "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset";
+
+#[tokio::test]
+async fn request_faults_set_at_start() {
+    let mut cfg = config(5);
+    let fault = |node: &str, setting| NodeFault {
+        node: node.into(),
+        setting,
+    };
+    cfg.node_faults = vec![
+        fault("node-0001", FaultSetting::Http500),
+        fault("node-0002", FaultSetting::Busy),
+        fault("node-0003", FaultSetting::WrongCredentials),
+        fault("node-0004", FaultSetting::NoAnswer),
+    ];
+    let rack = start(cfg).await;
+    let http = client();
+    let get = |i: usize| redfish(&http, &rack, &rack.nodes()[i], Method::GET, SYSTEM);
+
+    assert_eq!(send(get(0)).await.0, 200);
+    let (status, error) = send(get(1)).await;
+    assert_eq!(
+        (status, message_key(&error)),
+        (500, "InternalError".to_owned())
+    );
+    let busy = get(2).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(
+        send(get(3)).await.0,
+        401,
+        "wrong_credentials refuses the configured password"
+    );
+
+    let silent = get(4).timeout(Duration::from_millis(300)).send().await;
+    assert!(
+        silent.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "no_answer must never reply: {silent:?}"
+    );
+    // The unanswered request was received and counted.
+    assert_eq!(rack.nodes()[4].counters().requests, 1);
+    rack.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_adds_latency_and_fraction_picks_seeded_nodes() {
+    let mut cfg = config(10);
+    cfg.fault_plans = vec![FaultPlan {
+        fraction: 0.3,
+        setting: FaultSetting::Slow(Duration::from_millis(400)),
+        seed: 42,
+    }];
+    let rack = start(cfg).await;
+    let http = client();
+    let slow: Vec<_> = rack
+        .nodes()
+        .iter()
+        .filter(|n| n.faults().slow.is_some())
+        .collect();
+    assert_eq!(slow.len(), 3, "30% of 10 nodes");
+    let expected: Vec<String> = rack
+        .state()
+        .apply_fault_fraction(FaultSetting::Slow(Duration::from_millis(400)), 0.3, 42)
+        .unwrap_or_default();
+    let names: Vec<String> = slow.iter().map(|n| n.name().to_owned()).collect();
+    assert_eq!(names, expected, "same seed, same nodes");
+
+    let started = Instant::now();
+    assert_eq!(
+        send(redfish(&http, &rack, slow[0], Method::GET, SYSTEM))
+            .await
+            .0,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    rack.shutdown().await;
+}
+
+#[tokio::test]
+async fn stuck_and_hung_os_at_run_time_through_the_control_api() {
+    let rack = start(config(2)).await;
+    let http = client();
+    let (stuck, hung) = (&rack.nodes()[0], &rack.nodes()[1]);
+    let put = |name: &str, body: serde_json::Value| {
+        http.put(control_url(&rack, &format!("/nodes/{name}/faults")))
+            .json(&body)
+    };
+    assert_eq!(send(put(stuck.name(), json!({"stuck": true}))).await.0, 200);
+    assert_eq!(
+        send(put(hung.name(), json!({"hung_os": true}))).await.0,
+        200
+    );
+
+    // stuck: the command is accepted (204) and ignored.
+    let (status, _) = send(
+        redfish(&http, &rack, stuck, Method::POST, RESET).json(&json!({"ResetType": "ForceOff"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // hung_os: the graceful shutdown starts and never ends.
+    let (status, _) = send(
+        redfish(&http, &rack, hung, Method::POST, RESET)
+            .json(&json!({"ResetType": "GracefulShutdown"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    let longest = rack.state().config().delays.shutdown * 3;
+    tokio::time::sleep(longest).await;
+    assert_eq!(stuck.power_state(), PowerState::On);
+    assert_eq!(stuck.counters().power_commands, 1);
+    let (_, system) = send(redfish(&http, &rack, hung, Method::GET, SYSTEM)).await;
+    assert_eq!(system["PowerState"], "PoweringOff");
+
+    // A hard off still works on a hung OS.
+    let (status, _) = send(
+        redfish(&http, &rack, hung, Method::POST, RESET).json(&json!({"ResetType": "ForceOff"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    wait_for("hung node off", || async {
+        (hung.power_state() == PowerState::Off).then_some(())
+    })
+    .await;
+
+    // DELETE clears the faults: the stuck node obeys again.
+    let cleared = http.delete(control_url(
+        &rack,
+        &format!("/nodes/{}/faults", stuck.name()),
+    ));
+    let (status, node) = send(cleared).await;
+    assert_eq!((status, &node["faults"]), (200, &json!({})));
+    let (status, _) = send(
+        redfish(&http, &rack, stuck, Method::POST, RESET).json(&json!({"ResetType": "ForceOff"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    wait_for("unstuck node off", || async {
+        (stuck.power_state() == PowerState::Off).then_some(())
+    })
+    .await;
+    rack.shutdown().await;
+}
+
+#[tokio::test]
+async fn flapping_changes_power_out_of_band() {
+    let mut cfg = config(1);
+    cfg.flap_interval = Duration::from_millis(10);
+    let rack = start(cfg).await;
+    let http = client();
+    let node = &rack.nodes()[0];
+    let (status, _) = send(
+        http.post(control_url(&rack, "/faults"))
+            .json(&json!({"fraction": 1.0, "fault": "flapping", "seed": 1})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_for("a flap to off and back on", || async {
+        let c = node.counters();
+        (c.power_offs >= 1 && c.boots >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        node.counters().power_commands,
+        0,
+        "flaps are not BMC commands"
+    );
+    rack.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_concurrent_counts_real_overlap() {
+    let rack = start(config(2)).await;
+    let http = client();
+    let node = &rack.nodes()[0];
+
+    // Sequential requests never overlap.
+    for _ in 0..5 {
+        assert_eq!(
+            send(redfish(&http, &rack, node, Method::GET, SYSTEM))
+                .await
+                .0,
+            200
+        );
+    }
+    let stats = control_get(&http, &rack, "/stats").await;
+    assert_eq!(stats["max_concurrent_per_bmc"], 1);
+    assert_eq!(stats["total_requests"], 5);
+
+    // Five requests held open by a slow BMC are five at once.
+    node.apply_fault(FaultSetting::Slow(Duration::from_secs(3)));
+    let held: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(redfish(&http, &rack, node, Method::GET, SYSTEM).send()))
+        .collect();
+    wait_for("five requests in flight", || async {
+        (node.counters().in_flight == 5).then_some(())
+    })
+    .await;
+    let stats = control_get(&http, &rack, "/stats").await;
+    assert_eq!(stats["max_concurrent_per_bmc"], 5);
+    assert_eq!(rack.nodes()[1].counters().max_concurrent, 0);
+    for request in held {
+        let reply = request.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reply.map_or(0, |r| r.status().as_u16()), 200);
+    }
+    assert_eq!(node.counters().in_flight, 0);
+
+    let (status, reset) = send(http.post(control_url(&rack, "/stats/reset"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        reset,
+        json!({"total_requests": 0, "power_commands": 0, "max_concurrent_per_bmc": 0})
+    );
+    rack.shutdown().await;
+}
