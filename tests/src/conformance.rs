@@ -53,9 +53,23 @@ pub trait BmcUnderTest: Sync {
     /// What to expect.
     fn expect(&self) -> Expect;
     /// The power state as the BMC itself holds it, when the test can see it.
-    fn ground_truth_on(&self) -> Option<bool> {
-        None
+    fn ground_truth(&self) -> Truth {
+        Truth::Unknown
     }
+}
+
+/// The BMC's own view of the power, beside what the driver reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    /// The test cannot see inside this BMC.
+    Unknown,
+    /// Settled on.
+    On,
+    /// Settled off.
+    Off,
+    /// In a transition (IPMI reports a booting server as on; the suite
+    /// waits until the BMC itself is settled before the next step).
+    Changing,
 }
 
 /// What the suite did, for the test's own assertions and messages.
@@ -147,15 +161,22 @@ impl Ctx {
             let state = self.ok("power_state", self.driver.power_state()).await;
             last = Some(state);
             if state == target {
-                if let Some(on) = bmc.ground_truth_on() {
-                    assert_eq!(
-                        on,
-                        target == PowerState::On,
-                        "{}: driver reads {state} but the BMC holds on={on}",
-                        self.name
-                    );
+                let want = match target {
+                    PowerState::On => Truth::On,
+                    _ => Truth::Off,
+                };
+                match bmc.ground_truth() {
+                    Truth::Unknown => return,
+                    Truth::Changing => {}
+                    truth => {
+                        assert_eq!(
+                            truth, want,
+                            "{}: driver reads {state} but the BMC holds {truth:?}",
+                            self.name
+                        );
+                        return;
+                    }
                 }
-                return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use baton_drivers::{build_driver, DriverConfig, DriverError, DriverKind};
-use baton_tests::conformance::{run_suite, BmcUnderTest, BootReadback, Expect};
+use baton_tests::conformance::{run_suite, BmcUnderTest, BootReadback, Expect, Truth};
 use baton_tests::logcapture;
 use baton_tests::peers::{free_udp_port, IpmiSim, PeerError, SushyEmulator};
 
@@ -85,8 +85,11 @@ impl BmcUnderTest for Sim {
         }
     }
 
-    fn ground_truth_on(&self) -> Option<bool> {
-        Some(self.0.power_is_on())
+    fn ground_truth(&self) -> Truth {
+        match self.0.power_is_on() {
+            true => Truth::On,
+            false => Truth::Off,
+        }
     }
 }
 

@@ -1,0 +1,377 @@
+//! The driver conformance suite against hw-sim's Redfish (over HTTPS with the
+//! rack's CA) and IPMI nodes, with Redfish reply quirks, and the fault cases:
+//! `no_answer` → `Timeout` within the deadline, `wrong_credentials` → `Auth`
+//! without retries, `busy`/`http_500` → transient, `stuck` → no change,
+//! `slow`, and 20 % `packet_loss` survived by IPMI retransmits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_drivers::{
+    build_driver, DriverConfig, DriverError, DriverKind, PowerAction, PowerDriver, PowerState,
+};
+use baton_hwsim::model::{AlreadyInStateReply, ResetReply};
+use baton_hwsim::{Credentials, Delays, FaultSetting, InitialPower, Node, Rack, RackConfig};
+use baton_tests::conformance::{run_suite, BmcUnderTest, BootReadback, Expect, Truth};
+use baton_tests::logcapture;
+
+// Shorter than IPMI's 20-byte maximum: hw-sim's `wrong_credentials` appends
+// to the password, which a 20-byte password would hide (keys are cut at 20).
+const PASSWORD: &str = "hwsim-conf-pw";
+
+struct SimRack {
+    rack: Rack,
+    _dir: tempfile::TempDir,
+    ca_file: std::path::PathBuf,
+}
+
+async fn rack(nodes: usize, tls: bool) -> SimRack {
+    let config = RackConfig {
+        nodes,
+        tls,
+        credentials: Credentials {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        delays: Delays {
+            power_on: Duration::from_millis(150),
+            power_off: Duration::from_millis(100),
+            shutdown: Duration::from_millis(200),
+        },
+        initial_power: InitialPower::Off,
+        ..RackConfig::default()
+    };
+    let rack = Rack::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("hw-sim rack did not start: {e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca_file = dir.path().join("ca.pem");
+    if let Some(pem) = rack.ca_certificate_pem() {
+        std::fs::write(&ca_file, pem).unwrap_or_else(|e| panic!("{e}"));
+    }
+    SimRack {
+        rack,
+        _dir: dir,
+        ca_file,
+    }
+}
+
+/// One hw-sim node, seen through one protocol.
+struct SimBmc<'a> {
+    sim: &'a SimRack,
+    node: &'a Arc<Node>,
+    kind: DriverKind,
+}
+
+impl SimBmc<'_> {
+    fn driver(&self) -> Arc<dyn PowerDriver> {
+        build_driver(&self.config()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl BmcUnderTest for SimBmc<'_> {
+    fn name(&self) -> String {
+        format!("hw-sim {} {}", self.node.name(), self.kind)
+    }
+
+    fn config(&self) -> DriverConfig {
+        let (address, port) = match self.kind {
+            DriverKind::Redfish => {
+                let url = self.sim.rack.redfish_url(self.node);
+                let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+                (
+                    format!("{scheme}://127.0.0.1"),
+                    self.node.redfish_addr().port(),
+                )
+            }
+            DriverKind::Ipmi => {
+                let addr = self.node.ipmi_addr().unwrap_or_else(|| panic!("no IPMI"));
+                ("127.0.0.1".to_owned(), addr.port())
+            }
+        };
+        let mut config = DriverConfig::new(self.kind, address, Some(port), "admin", PASSWORD);
+        if self.sim.rack.ca_certificate_pem().is_some() {
+            config.ca_file = Some(self.sim.ca_file.clone());
+        }
+        config.options.call_timeout = Duration::from_secs(5);
+        config.options.ipmi_retransmit_interval = Duration::from_millis(200);
+        config
+    }
+
+    fn expect(&self) -> Expect {
+        Expect {
+            settle: Duration::from_secs(5),
+            power_steps: true,
+            boot_readback: BootReadback::Exact,
+            nmi: Some(true),
+        }
+    }
+
+    fn ground_truth(&self) -> Truth {
+        match self.node.power_state() {
+            baton_hwsim::PowerState::On => Truth::On,
+            baton_hwsim::PowerState::Off => Truth::Off,
+            _ => Truth::Changing,
+        }
+    }
+}
+
+fn node(sim: &SimRack, index: usize) -> &Arc<Node> {
+    &sim.rack.nodes()[index]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hwsim_redfish_over_tls_passes_the_suite() {
+    logcapture::capture();
+    let sim = rack(1, true).await;
+    let bmc = SimBmc {
+        sim: &sim,
+        node: node(&sim, 0),
+        kind: DriverKind::Redfish,
+    };
+    run_suite(&bmc).await;
+    assert!(
+        bmc.node.counters().crash_dumps >= 1,
+        "NMI did not reach the BMC"
+    );
+    assert_no_password();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hwsim_redfish_quirks_pass_the_suite() {
+    let sim = rack(3, false).await;
+    let quirks = [
+        (AlreadyInStateReply::Conflict, ResetReply::NoContent),
+        (AlreadyInStateReply::BadRequest, ResetReply::NoContent),
+        (AlreadyInStateReply::Ok, ResetReply::Task),
+    ];
+    for (index, (already, reply)) in quirks.into_iter().enumerate() {
+        let node = node(&sim, index);
+        let mut q = node.quirks();
+        q.already_in_state = already;
+        q.reset_reply = reply;
+        node.set_quirks(q);
+        let bmc = SimBmc {
+            sim: &sim,
+            node,
+            kind: DriverKind::Redfish,
+        };
+        run_suite(&bmc).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hwsim_redfish_tls_is_verified_by_default() {
+    let sim = rack(1, true).await;
+    let bmc = SimBmc {
+        sim: &sim,
+        node: node(&sim, 0),
+        kind: DriverKind::Redfish,
+    };
+    let mut config = bmc.config();
+    config.ca_file = None;
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+    let result = driver.validate().await;
+    assert!(
+        matches!(&result, Err(DriverError::Unreachable { reason, .. }) if reason.contains("certificate")),
+        "{result:?}"
+    );
+    config.verify_tls = false;
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+    assert!(driver.validate().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hwsim_ipmi_passes_the_suite() {
+    logcapture::capture();
+    let sim = rack(1, false).await;
+    let bmc = SimBmc {
+        sim: &sim,
+        node: node(&sim, 0),
+        kind: DriverKind::Ipmi,
+    };
+    run_suite(&bmc).await;
+    assert!(
+        bmc.node.counters().crash_dumps >= 1,
+        "NMI did not reach the BMC"
+    );
+    assert_no_password();
+}
+
+fn assert_no_password() {
+    let logs = logcapture::capture();
+    assert!(!logs.is_empty(), "the log capture saw nothing");
+    assert!(
+        !logs.contents().contains(PASSWORD),
+        "the BMC password appears in the trace logs"
+    );
+}
+
+const BOTH: [DriverKind; 2] = [DriverKind::Redfish, DriverKind::Ipmi];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_times_out_within_the_deadline() {
+    let sim = rack(2, false).await;
+    for (index, kind) in BOTH.into_iter().enumerate() {
+        let node = node(&sim, index);
+        node.apply_fault(FaultSetting::NoAnswer);
+        let bmc = SimBmc {
+            sim: &sim,
+            node,
+            kind,
+        };
+        let mut config = bmc.config();
+        config.options.call_timeout = Duration::from_secs(2);
+        let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+        let start = Instant::now();
+        let result = driver.power_state().await;
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(result, Err(DriverError::Timeout { .. })),
+            "{kind}: {result:?}"
+        );
+        assert!(result.is_err_and(|e| e.is_transient()));
+        assert!(elapsed < Duration::from_secs(3), "{kind}: took {elapsed:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_is_auth_and_not_retried() {
+    let sim = rack(2, false).await;
+    for (index, kind) in BOTH.into_iter().enumerate() {
+        let node = node(&sim, index);
+        node.apply_fault(FaultSetting::WrongCredentials);
+        let bmc = SimBmc {
+            sim: &sim,
+            node,
+            kind,
+        };
+        let before = node.counters().requests;
+        let result = bmc.driver().power_state().await;
+        assert!(
+            matches!(result, Err(DriverError::Auth(_))),
+            "{kind}: {result:?}"
+        );
+        assert!(result.is_err_and(|e| !e.is_transient()));
+        // One login attempt: Redfish service root + session POST; IPMI
+        // ping, capabilities, open session, RAKP 1, RAKP 3.
+        let requests = node.counters().requests - before;
+        assert!(
+            requests <= 5,
+            "{kind}: {requests} requests for one refused login"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_and_http_500_are_transient() {
+    let sim = rack(4, false).await;
+    let cases = [
+        (DriverKind::Redfish, FaultSetting::Busy),
+        (DriverKind::Redfish, FaultSetting::Http500),
+        (DriverKind::Ipmi, FaultSetting::Busy),
+        (DriverKind::Ipmi, FaultSetting::Http500),
+    ];
+    for (index, (kind, fault)) in cases.into_iter().enumerate() {
+        let node = node(&sim, index);
+        let bmc = SimBmc {
+            sim: &sim,
+            node,
+            kind,
+        };
+        let driver = bmc.driver();
+        // Open the session first, so the fault hits a power call.
+        assert!(driver.validate().await.is_ok(), "{kind}");
+        node.apply_fault(fault);
+        let result = driver.set_power(PowerAction::On).await;
+        let Err(error) = result else {
+            panic!("{kind} {fault:?}: the call succeeded");
+        };
+        assert!(error.is_transient(), "{kind} {fault:?}: {error:?}");
+        if fault == FaultSetting::Busy {
+            assert!(
+                matches!(error, DriverError::Busy { .. }),
+                "{kind}: {error:?}"
+            );
+        }
+        if kind == DriverKind::Redfish && fault == FaultSetting::Busy {
+            assert!(
+                error.retry_after().is_some(),
+                "503 without a Retry-After hint"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_accepts_commands_but_power_never_changes() {
+    let sim = rack(2, false).await;
+    for (index, kind) in BOTH.into_iter().enumerate() {
+        let node = node(&sim, index);
+        node.apply_fault(FaultSetting::Stuck);
+        let bmc = SimBmc {
+            sim: &sim,
+            node,
+            kind,
+        };
+        let driver = bmc.driver();
+        assert!(driver.set_power(PowerAction::On).await.is_ok(), "{kind}");
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let state = driver.power_state().await;
+            assert_eq!(state, Ok(PowerState::Off), "{kind}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bmcs_answer_within_the_deadline_and_time_out_beyond_it() {
+    let sim = rack(2, false).await;
+    for (index, kind) in BOTH.into_iter().enumerate() {
+        let node = node(&sim, index);
+        let bmc = SimBmc {
+            sim: &sim,
+            node,
+            kind,
+        };
+        let mut config = bmc.config();
+        config.options.call_timeout = Duration::from_secs(3);
+        config.options.ipmi_retransmit_interval = Duration::from_secs(1);
+        let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert!(driver.validate().await.is_ok(), "{kind}");
+        node.apply_fault(FaultSetting::Slow(Duration::from_millis(600)));
+        let start = Instant::now();
+        assert_eq!(driver.power_state().await, Ok(PowerState::Off), "{kind}");
+        assert!(start.elapsed() >= Duration::from_millis(600), "{kind}");
+        node.apply_fault(FaultSetting::Slow(Duration::from_secs(5)));
+        let result = driver.power_state().await;
+        assert!(
+            matches!(result, Err(DriverError::Timeout { .. })),
+            "{kind}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_survives_twenty_percent_packet_loss() {
+    let sim = rack(1, false).await;
+    let node = node(&sim, 0);
+    node.apply_fault(FaultSetting::PacketLoss(0.2));
+    let bmc = SimBmc {
+        sim: &sim,
+        node,
+        kind: DriverKind::Ipmi,
+    };
+    let mut config = bmc.config();
+    config.options.call_timeout = Duration::from_secs(10);
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+    for round in 0..20 {
+        let result = driver.power_state().await;
+        assert_eq!(result, Ok(PowerState::Off), "round {round}");
+    }
+    assert!(driver.set_power(PowerAction::On).await.is_ok());
+    let start = Instant::now();
+    while driver.power_state().await != Ok(PowerState::On) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never came on");
+    }
+}
