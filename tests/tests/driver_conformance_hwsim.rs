@@ -104,6 +104,7 @@ impl BmcUnderTest for SimBmc<'_> {
             power_steps: true,
             boot_readback: BootReadback::Exact,
             nmi: Some(true),
+            nmi_step: true,
         }
     }
 

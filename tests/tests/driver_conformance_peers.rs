@@ -51,6 +51,7 @@ impl BmcUnderTest for Sushy {
             boot_readback: BootReadback::DeviceAlwaysPersistent,
             // The fake driver lists Nmi but answers 501.
             nmi: Some(false),
+            nmi_step: true,
         }
     }
 }
@@ -82,6 +83,7 @@ impl BmcUnderTest for Sim {
             boot_readback: BootReadback::NoValidBit,
             // ipmi_sim answers Chassis Control NMI with 0xCC.
             nmi: Some(false),
+            nmi_step: true,
         }
     }
 
