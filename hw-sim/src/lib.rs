@@ -30,6 +30,7 @@ pub mod inventory;
 pub mod ipmi;
 mod limits;
 pub mod model;
+pub mod ports;
 pub mod rack;
 mod redfish;
 mod tls;

@@ -26,7 +26,7 @@ use crate::model::{
     pick_fraction, Endpoints, FaultError, FaultSetting, Node, NodeIdentity, NodeSettings,
 };
 use crate::tls::{self, TlsMaterial};
-use crate::{control, ipmi, redfish};
+use crate::{control, ipmi, ports, redfish};
 
 /// Totals over every node, as `GET /stats` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -128,7 +128,9 @@ impl Rack {
         };
         let listeners = bind_redfish(&config).await?;
         // One UDP socket per node when the rack serves IPMI (none otherwise).
-        let ipmi_sockets = ipmi::server::bind_all(&config).await.map_err(ipmi_bind_error)?;
+        let ipmi_sockets = ipmi::server::bind_all(&config)
+            .await
+            .map_err(ipmi_bind_error)?;
         let ipmi_ports = ipmi::server::ports(&ipmi_sockets, &config).map_err(ipmi_bind_error)?;
         let nodes = build_nodes(&config, &listeners, &ipmi_ports)?;
         let by_name = nodes
@@ -255,20 +257,18 @@ impl Drop for Rack {
 }
 
 async fn bind_redfish(config: &RackConfig) -> Result<Vec<TcpListener>, Error> {
-    let mut listeners = Vec::with_capacity(config.nodes);
-    for index in 0..config.nodes {
-        let port = port_for(config.redfish_base_port, index);
-        let addr = SocketAddr::new(config.bind, port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                what: format!("Redfish endpoint of {}", config.node_name(index)),
-                addr,
-                source,
-            })?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
+    ports::bind_many(
+        config.bind,
+        config.redfish_base_port,
+        config.nodes,
+        TcpListener::bind,
+    )
+    .await
+    .map_err(|failure| Error::Bind {
+        what: format!("Redfish endpoint of {}", config.node_name(failure.index)),
+        addr: failure.addr,
+        source: failure.source,
+    })
 }
 
 fn ipmi_bind_error(e: ipmi::server::BindError) -> Error {
@@ -292,13 +292,6 @@ async fn bind_control(config: &RackConfig) -> Result<Option<TcpListener>, Error>
             addr,
             source,
         })
-}
-
-/// Port for node `index`: base + index, or 0 (a free port). Validation has
-/// checked that base + index fits.
-pub(crate) fn port_for(base: Option<u16>, index: usize) -> u16 {
-    base.and_then(|b| u16::try_from(usize::from(b) + index).ok())
-        .unwrap_or(0)
 }
 
 fn build_nodes(
