@@ -52,7 +52,7 @@ pub struct RackConfig {
     pub nodes_per_domain: usize,
     /// Redfish port of node 0 (node i gets base + i); `None` = free ports.
     pub redfish_base_port: Option<u16>,
-    /// Whether each node also serves IPMI over UDP (the IPMI front end, issue 5).
+    /// Whether each node also serves IPMI over LAN (RMCP+, one UDP port each).
     pub ipmi: bool,
     /// IPMI port of node 0 (node i gets base + i); `None` = free ports.
     pub ipmi_base_port: Option<u16>,
@@ -90,7 +90,7 @@ impl Default for RackConfig {
             name_prefix: "node".into(),
             nodes_per_domain: 40,
             redfish_base_port: None,
-            ipmi: false,
+            ipmi: true,
             ipmi_base_port: None,
             control_port: Some(0),
             credentials: Credentials {

@@ -40,7 +40,7 @@ pub enum Error {
     #[error("Cannot build the TLS server configuration")]
     Tls(#[source] rustls::Error),
     /// An inventory export asked for IPMI entries from a rack that serves no IPMI.
-    #[error("Cannot export {driver} inventory: this rack serves no IPMI endpoints; export with driver redfish, or start the rack with IPMI")]
+    #[error("Cannot export {driver} inventory: this rack serves no IPMI endpoints; export with driver redfish, or start the rack without --no-ipmi")]
     NoIpmi {
         /// The driver asked for.
         driver: &'static str,

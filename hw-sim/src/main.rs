@@ -55,6 +55,12 @@ struct Cli {
     /// Redfish port of node 0 (node i gets base + i); default: free ports.
     #[arg(long)]
     redfish_base_port: Option<u16>,
+    /// IPMI (RMCP+, UDP) port of node 0 (node i gets base + i); default: free ports.
+    #[arg(long, conflicts_with = "no_ipmi")]
+    ipmi_base_port: Option<u16>,
+    /// Serve Redfish only: no IPMI UDP endpoints (halves the sockets per node).
+    #[arg(long)]
+    no_ipmi: bool,
     /// BMC user name.
     #[arg(long, default_value = "admin")]
     username: String,
@@ -171,6 +177,8 @@ impl Cli {
             name_prefix: self.name_prefix,
             nodes_per_domain: self.nodes_per_domain,
             redfish_base_port: self.redfish_base_port,
+            ipmi: !self.no_ipmi,
+            ipmi_base_port: self.ipmi_base_port,
             control_port: Some(self.control_port),
             credentials: Credentials {
                 username: self.username,
@@ -190,7 +198,6 @@ impl Cli {
             quirks,
             session_timeout: self.session_timeout,
             flap_interval: self.flap_interval,
-            ..RackConfig::default()
         };
         (config, self.export_inventory, self.export_driver)
     }
