@@ -1,0 +1,177 @@
+//! The `baton-hwsim` binary as rigs and demos run it: it comes up, writes the
+//! inventory, serves the control API, applies fault flags, refuses bad flags
+//! with exit code 2 and a message, and exits cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_baton-hwsim");
+
+/// A running simulator, killed on drop if the test did not stop it.
+struct Sim {
+    child: Child,
+    control: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and waits for its banner line naming the control API.
+fn spawn(args: &[&str]) -> Sim {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("no stdout pipe"));
+    let mut lines = BufReader::new(stdout).lines();
+    let control = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("baton-hwsim: control API ")
+                .map(|u| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("baton-hwsim exited before its banner"));
+    // Keep draining stdout so that later lines never meet a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Sim { child, control }
+}
+
+/// A blocking `GET` returning the JSON body.
+fn get(base: &str, path: &str) -> Value {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+#[test]
+fn twenty_nodes_come_up_with_inventory_and_control_api() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let inventory = dir.path().join("inv.json");
+    let inventory_arg = inventory.to_string_lossy().into_owned();
+    let mut sim = spawn(&[
+        "--nodes",
+        "20",
+        "--control-port",
+        "0",
+        "--export-inventory",
+        &inventory_arg,
+        "--export-driver",
+        "mixed",
+    ]);
+    let entries: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&inventory).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("inventory: {e}"));
+    assert_eq!(entries.len(), 20);
+    let nodes = get(&sim.control, "/nodes");
+    let nodes = nodes.as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 20);
+    for (i, (entry, node)) in entries.iter().zip(&nodes).enumerate() {
+        assert_eq!(entry["name"], node["name"]);
+        let (driver, port) = if i % 2 == 0 {
+            ("redfish", &node["redfish_port"])
+        } else {
+            ("ipmi", &node["ipmi_port"])
+        };
+        assert_eq!(entry["driver"], driver, "{entry}");
+        assert_eq!(&entry["bmc"]["port"], port, "{entry}");
+        assert_eq!(entry["bmc"]["username"], "admin");
+    }
+    let summary = get(&sim.control, "/");
+    assert_eq!(summary["power_states"]["on"], 20);
+
+    let pid = Pid::from_raw(i32::try_from(sim.child.id()).unwrap_or(0));
+    kill(pid, Signal::SIGTERM).unwrap_or_else(|e| panic!("{e}"));
+    let status = sim.child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "SIGTERM must end it cleanly: {status}");
+}
+
+#[test]
+fn fault_flags_apply_to_a_seeded_fraction_and_to_named_nodes() {
+    let sim = spawn(&[
+        "--nodes",
+        "10",
+        "--no-ipmi",
+        "--fault",
+        "busy",
+        "--fault",
+        "slow=250ms",
+        "--fault-fraction",
+        "0.3",
+        "--seed",
+        "5",
+        "--node-fault",
+        "node-0009:hung_os",
+        "--initial-power",
+        "off",
+    ]);
+    let nodes = get(&sim.control, "/nodes");
+    let nodes = nodes.as_array().cloned().unwrap_or_default();
+    let busy: Vec<&Value> = nodes
+        .iter()
+        .filter(|n| n["faults"]["busy"] == true)
+        .collect();
+    assert_eq!(busy.len(), 3, "30% of 10 nodes");
+    for node in &busy {
+        assert_eq!(
+            node["faults"]["slow"], "250ms",
+            "both faults hit the same seeded nodes"
+        );
+    }
+    assert_eq!(nodes[9]["faults"]["hung_os"], true);
+    assert!(nodes.iter().all(|n| n["power_state"] == "off"));
+    assert!(nodes.iter().all(|n| n["ipmi_port"].is_null()));
+}
+
+fn refused(args: &[&str]) -> String {
+    let output = Command::new(BIN)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{args:?} must be refused with exit 2"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_flags_exit_2_saying_what_is_wrong() {
+    assert!(refused(&["--fault", "melt"]).contains("no_answer"));
+    assert!(refused(&["--fault", "slow"]).contains("slow=<duration>"));
+    assert!(refused(&["--nodes", "0"]).contains("nodes must be at least 1"));
+    let unknown = refused(&["--nodes", "5", "--node-fault", "node-0099:busy"]);
+    assert!(unknown.contains("node-0000..node-0004"), "{unknown}");
+    assert!(refused(&["--export-driver", "serial"]).contains("redfish, ipmi, mixed"));
+    assert!(refused(&["--reset-types", "On,Explode"]).contains("ForceOff"));
+}
