@@ -30,6 +30,7 @@ use super::session::Timeouts;
 use super::wire::MAX_DATAGRAM;
 use crate::config::RackConfig;
 use crate::model::{Admission, Node};
+use crate::ports;
 
 /// Datagrams one BMC serves at once; more are dropped.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -51,26 +52,24 @@ pub struct BindError {
 }
 
 /// Binds one UDP socket per node when the rack serves IPMI — port
-/// `ipmi_base_port + index`, or a free port — and none otherwise.
+/// `ipmi_base_port + index`, or free ports as [`crate::ports`] picks them —
+/// and none otherwise.
 pub async fn bind_all(config: &RackConfig) -> Result<Vec<UdpSocket>, BindError> {
     if !config.ipmi {
         return Ok(Vec::new());
     }
-    let mut sockets = Vec::with_capacity(config.nodes);
-    for index in 0..config.nodes {
-        let port = config
-            .ipmi_base_port
-            .and_then(|base| u16::try_from(usize::from(base) + index).ok())
-            .unwrap_or(0);
-        let addr = SocketAddr::new(config.bind, port);
-        let socket = UdpSocket::bind(addr).await.map_err(|source| BindError {
-            node: config.node_name(index),
-            addr,
-            source,
-        })?;
-        sockets.push(socket);
-    }
-    Ok(sockets)
+    ports::bind_many(
+        config.bind,
+        config.ipmi_base_port,
+        config.nodes,
+        UdpSocket::bind,
+    )
+    .await
+    .map_err(|failure| BindError {
+        node: config.node_name(failure.index),
+        addr: failure.addr,
+        source: failure.source,
+    })
 }
 
 /// The bound port of each node's socket (`None` for every node when the
