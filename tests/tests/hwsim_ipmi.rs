@@ -480,5 +480,18 @@ async fn inventory_and_control_api_carry_the_udp_port() {
     assert!(ipmitool(node, None, &["power", "status"])
         .await
         .contains("Chassis Power is on"));
+
+    // A power command over IPMI shows in the control API's state and counters.
+    ipmitool(node, None, &["power", "off"]).await;
+    settles_at(node, PowerState::Off).await;
+    let view: serde_json::Value = match reqwest::get(&url).await {
+        Ok(rsp) => rsp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}")),
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    assert_eq!(view["power_state"], "off", "{view}");
+    assert_eq!(view["counters"]["power_commands"], 1, "{view}");
     rack.shutdown().await;
 }

@@ -386,7 +386,7 @@ pub fn checksum(bytes: &[u8]) -> u8 {
         .wrapping_neg()
 }
 
-/// A decoded IPMI LAN request message (13.8, table 13-10... request form).
+/// A decoded IPMI LAN request message (13.8, request form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
     /// Responder (BMC) address.
