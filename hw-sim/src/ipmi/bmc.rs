@@ -164,19 +164,21 @@ impl Bmc {
         out: &mut Vec<u8>,
     ) -> bool {
         let table = &mut self.state.sessions;
-        let reply = match p.payload_type {
-            payload::OPEN_SESSION_REQUEST => {
-                rakp::open_session(p.payload, input.peer, table, entropy, input.now).map(Some)
-            }
-            payload::RAKP1 => {
-                let password = node.password_for(&self.username).unwrap_or_default();
-                let account = account(&self.username, &password, self.state.guid);
-                rakp::rakp1(p.payload, table, &account, entropy, input.now).map(Some)
-            }
-            _ => {
-                let password = node.password_for(&self.username).unwrap_or_default();
-                let account = account(&self.username, &password, self.state.guid);
-                rakp::rakp3(p.payload, table, &account, input.now)
+        let (now, peer) = (input.now, input.peer);
+        let reply = if p.payload_type == payload::OPEN_SESSION_REQUEST {
+            rakp::open_session(p.payload, peer, table, entropy, now).map(Some)
+        } else {
+            // The password the BMC holds now (wrong_credentials changes it).
+            let password = node.password_for(&self.username).unwrap_or_default();
+            let account = Account {
+                username: &self.username,
+                password: &password,
+                max_privilege: Privilege::Administrator,
+                guid: self.state.guid,
+            };
+            match p.payload_type {
+                payload::RAKP1 => rakp::rakp1(p.payload, table, &account, entropy, now).map(Some),
+                _ => rakp::rakp3(p.payload, table, &account, now),
             }
         };
         match reply {
@@ -278,15 +280,6 @@ impl Bmc {
             }
             _ => commands::execute(command, req.data, caller, &mut self.state, node),
         }
-    }
-}
-
-fn account<'a>(username: &'a str, password: &'a str, guid: [u8; 16]) -> Account<'a> {
-    Account {
-        username,
-        password,
-        max_privilege: Privilege::Administrator,
-        guid,
     }
 }
 

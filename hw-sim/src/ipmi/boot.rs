@@ -17,7 +17,7 @@
 //! Any other parameter answers 80h "parameter not supported".
 
 use super::chassis::{decode_boot_flags, encode_boot_flags, Chassis};
-use super::commands::{cc, Answer, BmcState, SetProgress};
+use super::commands::{cc, length, Answer, BmcState, SetProgress};
 
 const PARAM_SET_IN_PROGRESS: u8 = 0;
 const PARAM_BOOT_INFO_ACK: u8 = 4;
@@ -26,11 +26,7 @@ const PARAMETER_VERSION: u8 = 0x01;
 
 /// Checks that `data` (after the selector byte) has exactly `n` bytes.
 fn exact(data: &[u8], n: usize) -> Result<(), Answer> {
-    match data.len().cmp(&n) {
-        std::cmp::Ordering::Less => Err(Answer::code(cc::LENGTH_INVALID)),
-        std::cmp::Ordering::Greater => Err(Answer::code(cc::LENGTH_EXCEEDED)),
-        std::cmp::Ordering::Equal => Ok(()),
-    }
+    length(data, n, n)
 }
 
 /// Set System Boot Options.
@@ -72,12 +68,7 @@ fn set_progress(value: u8, state: &mut BmcState) -> Result<Answer, Answer> {
 
 /// Get System Boot Options.
 pub fn get(data: &[u8], state: &BmcState, node: &dyn Chassis) -> Result<Answer, Answer> {
-    if data.len() < 3 {
-        return Err(Answer::code(cc::LENGTH_INVALID));
-    }
-    if data.len() > 3 {
-        return Err(Answer::code(cc::LENGTH_EXCEEDED));
-    }
+    length(data, 3, 3)?;
     let selector = data[0] & 0x7F;
     let value: Vec<u8> = match selector {
         PARAM_SET_IN_PROGRESS => vec![match state.boot_progress {

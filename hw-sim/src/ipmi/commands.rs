@@ -207,8 +207,8 @@ impl Answer {
     }
 }
 
-/// Checks the request data length: exactly `min..=max` bytes.
-fn length(data: &[u8], min: usize, max: usize) -> Result<(), Answer> {
+/// Checks the request data length: `min..=max` bytes (C7h short, C8h long).
+pub(super) fn length(data: &[u8], min: usize, max: usize) -> Result<(), Answer> {
     if data.len() < min {
         Err(Answer::code(cc::LENGTH_INVALID))
     } else if data.len() > max {
