@@ -270,6 +270,13 @@ async fn bad_password_and_unsupported_suite_fail_cleanly_and_the_node_keeps_serv
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no matching cipher suite"), "{err}");
 
+    // A User-level session may read but not control power.
+    let out = ipmitool_as(&node, Some(3), PASSWORD, &["-L", "USER", "power", "off"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Insufficient privilege level"), "{err}");
+    assert_eq!(node.power_state(), PowerState::On);
+
     // The same password is refused while the node has wrong_credentials.
     node.apply_fault(FaultSetting::WrongCredentials);
     assert!(

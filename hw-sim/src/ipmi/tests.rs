@@ -367,6 +367,88 @@ fn completion_codes_for_bad_requests_and_faults() {
     );
 }
 
+/// The response of a session-less v1.5 request: (completion code, data).
+fn sessionless_call(rig: &mut Rig, netfn: u8, cmd: u8, data: &[u8]) -> (u8, Vec<u8>) {
+    let rsp = rig
+        .send(&sessionless_v15(netfn, cmd, data))
+        .expect("answers");
+    let r = super::wire::decode_response(&rsp[14..]).expect("decodes");
+    (r.cc, r.data.to_vec())
+}
+
+#[test]
+fn cipher_suites_are_listed_in_16_byte_pages() {
+    let mut rig = Rig::new(true);
+    let (code, page0) = sessionless_call(&mut rig, 0x06, 0x54, &[0x0E, 0x00, 0x80]);
+    assert_eq!(code, cc::OK);
+    assert_eq!(
+        page0,
+        [0x01, 0xC0, 3, 0x01, 0x41, 0x81, 0xC0, 17, 0x03, 0x44, 0x81]
+    );
+    let (_, page1) = sessionless_call(&mut rig, 0x06, 0x54, &[0x0E, 0x00, 0x81]);
+    assert_eq!(page1, [0x01], "short page: end of list");
+    let (_, algs) = sessionless_call(&mut rig, 0x06, 0x54, &[0x0E, 0x00, 0x00]);
+    assert_eq!(algs, [0x01, 0x01, 0x41, 0x81, 0x03, 0x44]);
+    assert_eq!(
+        sessionless_call(&mut rig, 0x06, 0x54, &[0x05, 0x00, 0x80]).0,
+        cc::INVALID_DATA
+    );
+}
+
+#[test]
+fn outside_a_session_only_session_setup_commands_run() {
+    let mut rig = Rig::new(true);
+    assert_eq!(
+        sessionless_call(&mut rig, 0x06, 0x01, &[]).0,
+        cc::INSUFFICIENT_PRIVILEGE
+    );
+    assert_eq!(
+        sessionless_call(&mut rig, 0x00, 0x02, &[0x00]).0,
+        cc::INSUFFICIENT_PRIVILEGE
+    );
+    assert_eq!(rig.node.power_state(), PowerState::On);
+    assert_eq!(
+        sessionless_call(&mut rig, 0x06, 0x37, &[]),
+        (cc::OK, vec![0x42; 16])
+    );
+}
+
+#[test]
+fn sessions_are_listed_and_closed_by_handle() {
+    let mut rig = Rig::new(true);
+    let mut admin = rig.connect(CipherSuite::Suite3);
+    let mut user = rig
+        .connect_as(CipherSuite::Suite17, "secret")
+        .expect("opens");
+    let (_, by_index) = rig.call(&mut admin, 0x06, 0x3D, &[0x02]);
+    assert_eq!(
+        (by_index[0], by_index[2], by_index[4]),
+        (2, 2, 2),
+        "2nd session, user level"
+    );
+    let mut by_id = vec![0xFF];
+    by_id.extend_from_slice(&admin.bmc_id().to_le_bytes());
+    assert_eq!(rig.call(&mut user, 0x06, 0x3D, &by_id).1[0], 1);
+    // A User session may not close another session; Administrator may.
+    assert_eq!(
+        rig.call(&mut user, 0x06, 0x3C, &[0, 0, 0, 0, 1]).0,
+        cc::INSUFFICIENT_PRIVILEGE
+    );
+    assert_eq!(rig.call(&mut admin, 0x06, 0x3C, &[0, 0, 0, 0, 2]).0, cc::OK);
+    assert_eq!(
+        rig.call(&mut admin, 0x06, 0x3C, &[0, 0, 0, 0, 2]).0,
+        cc::INVALID_SESSION_HANDLE
+    );
+    assert_eq!(
+        rig.call(&mut admin, 0x06, 0x3C, &[9, 9, 9, 9]).0,
+        cc::INVALID_SESSION_ID
+    );
+    assert_eq!(
+        rig.call(&mut admin, 0x06, 0x3B, &[0x05]).0,
+        cc::PRIV_NOT_AVAILABLE
+    );
+}
+
 #[test]
 fn ping_gets_a_pong() {
     let mut rig = Rig::new(true);
