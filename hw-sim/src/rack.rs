@@ -224,8 +224,8 @@ impl Rack {
     }
 
     /// The inventory in the form `POST /v1/nodes/import` takes. With TLS,
-    /// `ca_file` names `ca_file` (which the caller writes; see
-    /// [`Rack::write_inventory`]).
+    /// every Redfish entry names `ca_file` as its CA (the caller writes the
+    /// file; [`Rack::write_inventory`] does both).
     pub fn inventory(
         &self,
         driver: ExportDriver,

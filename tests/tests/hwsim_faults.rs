@@ -228,3 +228,44 @@ async fn max_concurrent_counts_real_overlap() {
     );
     rack.shutdown().await;
 }
+
+#[tokio::test]
+async fn wrong_credentials_also_refuses_existing_sessions() {
+    let rack = start(config(1)).await;
+    let http = client();
+    let node = &rack.nodes()[0];
+    let base = rack.redfish_url(node);
+    let login = http
+        .post(format!("{base}/redfish/v1/SessionService/Sessions"))
+        .json(&json!({"UserName": baton_tests::hwsim::USER, "Password": baton_tests::hwsim::PASSWORD}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(login.status(), 201);
+    let token = login.headers()["x-auth-token"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let with_token = || {
+        http.get(format!("{base}{SYSTEM}"))
+            .header("X-Auth-Token", token.as_str())
+    };
+    assert_eq!(send(with_token()).await.0, 200);
+
+    node.apply_fault(FaultSetting::WrongCredentials);
+    assert_eq!(send(with_token()).await.0, 401);
+    assert_eq!(
+        send(redfish(&http, &rack, node, Method::GET, SYSTEM))
+            .await
+            .0,
+        401
+    );
+
+    assert!(node.set_faults(baton_hwsim::Faults::default()).is_ok());
+    assert_eq!(
+        send(with_token()).await.0,
+        200,
+        "the session outlives the fault"
+    );
+    rack.shutdown().await;
+}

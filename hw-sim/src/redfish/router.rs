@@ -193,10 +193,12 @@ fn get(bmc: &Bmc, resource: Resource<'_>) -> Reply {
     reply::resource(&body, allow)
 }
 
-/// A live session token (`X-Auth-Token`) or valid basic credentials.
+/// A live session token (`X-Auth-Token`) or valid basic credentials. While
+/// the `wrong_credentials` fault is set, existing sessions are refused too
+/// (as after a password rotation that revokes sessions).
 fn authorized(bmc: &Bmc, headers: &HeaderMap) -> bool {
     if let Some(token) = headers.get("X-Auth-Token").and_then(|v| v.to_str().ok()) {
-        if bmc.sessions.authenticate(token).is_some() {
+        if bmc.sessions.authenticate(token).is_some() && !bmc.node.faults().wrong_credentials {
             return true;
         }
     }
