@@ -24,7 +24,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The open-file limit is too low for this many nodes and cannot be raised.
-    #[error("Open-file limit {limit} is too low for {nodes} nodes (needs about {needed}); raise the hard limit (ulimit -Hn) or run fewer nodes")]
+    #[error("Open-file limit {limit} is too low for {nodes} nodes (needs about {needed}); raise the hard limit (ulimit -Hn), run fewer nodes, or serve Redfish only (--no-ipmi: one socket per node instead of two)")]
     FileLimit {
         /// Limit in force.
         limit: u64,
