@@ -48,13 +48,16 @@ impl IntoResponse for Refusal {
 
 impl From<JsonRejection> for Refusal {
     fn from(rejection: JsonRejection) -> Self {
-        Refusal(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "Bad JSON body: {}; send Content-Type: application/json",
-                rejection.body_text()
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Send the body as JSON with Content-Type: application/json".into(),
             ),
-        )
+            other => Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("Bad JSON body: {}", other.body_text()),
+            ),
+        }
     }
 }
 

@@ -126,6 +126,9 @@ impl Rack {
         } else {
             None
         };
+        // The control API's fixed port first: the free-port scan of a large
+        // rack must not take it.
+        let control_listener = bind_control(&config).await?;
         let listeners = bind_redfish(&config).await?;
         // One UDP socket per node when the rack serves IPMI (none otherwise).
         let ipmi_sockets = ipmi::server::bind_all(&config)
@@ -143,7 +146,6 @@ impl Rack {
             config,
         });
         apply_start_faults(&state);
-        let control_listener = bind_control(state.config()).await?;
 
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
