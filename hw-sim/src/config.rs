@@ -1,6 +1,7 @@
 //! What a simulated rack is started from ([`RackConfig`]), with defaults and
 //! whole-config validation (every problem reported at once, before anything binds).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -36,6 +37,15 @@ pub struct NodeFault {
     pub node: String,
     /// The fault.
     pub setting: FaultSetting,
+}
+
+/// The reset types one named node allows (narrower than the rack's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeResetTypes {
+    /// Node name (`node-0003`).
+    pub node: String,
+    /// The `ResetType` values it allows.
+    pub reset_types: Vec<PowerAction>,
 }
 
 /// Everything a rack is started from. `RackConfig::default()` is a 1-node
@@ -76,6 +86,8 @@ pub struct RackConfig {
     pub node_faults: Vec<NodeFault>,
     /// Behaviour choices every node starts with.
     pub quirks: Quirks,
+    /// Per-node reset types, applied at start over `quirks.reset_types`.
+    pub node_reset_types: Vec<NodeResetTypes>,
     /// Idle time after which a Redfish session expires.
     pub session_timeout: Duration,
     /// How often a `flapping` node may change power out of band.
@@ -109,6 +121,7 @@ impl Default for RackConfig {
             fault_plans: Vec::new(),
             node_faults: Vec::new(),
             quirks: Quirks::default(),
+            node_reset_types: Vec::new(),
             session_timeout: Duration::from_secs(1800),
             flap_interval: Duration::from_secs(2),
         }
@@ -151,13 +164,13 @@ pub enum ConfigProblem {
         #[source]
         source: FaultError,
     },
-    /// A node fault for a node that does not exist.
-    #[error("fault {setting} is for node {node:?}, which is not in the rack (names are {first}..{last})")]
+    /// A per-node setting for a node that does not exist.
+    #[error("{what} is for node {node:?}, which is not in the rack (names are {first}..{last})")]
     UnknownNode {
         /// The name given.
         node: String,
-        /// The fault.
-        setting: FaultSetting,
+        /// The setting (`fault busy`, `reset types`).
+        what: String,
         /// First node name.
         first: String,
         /// Last node name.
@@ -230,8 +243,12 @@ impl RackConfig {
                 });
             }
         }
-        self.check_node_faults(&mut out);
-        if self.quirks.reset_types.is_empty() {
+        self.check_node_settings(&mut out);
+        let empty_node_list = self
+            .node_reset_types
+            .iter()
+            .any(|n| n.reset_types.is_empty());
+        if self.quirks.reset_types.is_empty() || empty_node_list {
             let all: Vec<_> = PowerAction::ALL.iter().map(|a| a.as_str()).collect();
             out.push(ConfigProblem::NoResetTypes(all.join(", ")));
         }
@@ -241,16 +258,27 @@ impl RackConfig {
         out
     }
 
-    fn check_node_faults(&self, out: &mut Vec<ConfigProblem>) {
+    fn check_node_settings(&self, out: &mut Vec<ConfigProblem>) {
         if self.nodes == 0 {
             return;
         }
-        for fault in &self.node_faults {
-            let known = (0..self.nodes).any(|i| self.node_name(i) == fault.node);
-            if !known {
+        let wanted = self
+            .node_faults
+            .iter()
+            .map(|f| (&f.node, format!("fault {}", f.setting)))
+            .chain(
+                self.node_reset_types
+                    .iter()
+                    .map(|r| (&r.node, "reset types".to_owned())),
+            );
+        let mut names: Option<HashSet<String>> = None;
+        for (node, what) in wanted {
+            let names =
+                names.get_or_insert_with(|| (0..self.nodes).map(|i| self.node_name(i)).collect());
+            if !names.contains(node) {
                 out.push(ConfigProblem::UnknownNode {
-                    node: fault.node.clone(),
-                    setting: fault.setting,
+                    node: node.clone(),
+                    what,
                     first: self.node_name(0),
                     last: self.node_name(self.nodes - 1),
                 });

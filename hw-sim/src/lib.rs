@@ -35,7 +35,7 @@ pub mod rack;
 mod redfish;
 mod tls;
 
-pub use config::{ConfigProblem, FaultPlan, InitialPower, NodeFault, RackConfig};
+pub use config::{ConfigProblem, FaultPlan, InitialPower, NodeFault, NodeResetTypes, RackConfig};
 pub use error::Error;
 pub use inventory::{ExportDriver, InventoryEntry};
 pub use model::{

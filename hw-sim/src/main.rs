@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use baton_hwsim::{
     AlreadyInStateReply, Credentials, Delays, ExportDriver, FaultPlan, FaultSetting, InitialPower,
-    NodeFault, PowerAction, Quirks, Rack, RackConfig, ResetReply,
+    NodeFault, NodeResetTypes, PowerAction, Quirks, Rack, RackConfig, ResetReply,
 };
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -88,6 +88,10 @@ struct Cli {
     /// ResetType values the BMCs allow (comma-separated), to mimic BMCs that lack some.
     #[arg(long, value_delimiter = ',', value_parser = parse_reset_type)]
     reset_types: Vec<PowerAction>,
+    /// ResetType values one node allows, as NODE:LIST (e.g.
+    /// node-0003:On,ForceOff). Repeatable.
+    #[arg(long, value_name = "NODE:LIST", value_parser = parse_node_reset_types)]
+    node_reset_types: Vec<NodeResetTypes>,
     /// Answer to a reset to the present state: ok, 409 or 400.
     #[arg(long, default_value = "ok", value_parser = parse_already)]
     already_in_state: AlreadyInStateReply,
@@ -131,6 +135,20 @@ fn parse_reset_type(s: &str) -> Result<PowerAction, String> {
     PowerAction::parse(s).ok_or_else(|| {
         let all: Vec<_> = PowerAction::ALL.iter().map(|a| a.as_str()).collect();
         format!("{s:?} is not a ResetType; valid: {}", all.join(", "))
+    })
+}
+
+fn parse_node_reset_types(s: &str) -> Result<NodeResetTypes, String> {
+    let (node, list) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not NODE:LIST (e.g. node-0003:On,ForceOff)"))?;
+    let reset_types = list
+        .split(',')
+        .map(|t| parse_reset_type(t.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NodeResetTypes {
+        node: node.to_owned(),
+        reset_types,
     })
 }
 
@@ -196,6 +214,7 @@ impl Cli {
             fault_plans,
             node_faults: self.node_fault,
             quirks,
+            node_reset_types: self.node_reset_types,
             session_timeout: self.session_timeout,
             flap_interval: self.flap_interval,
         };

@@ -348,6 +348,13 @@ fn apply_start_faults(state: &RackState) {
             node.apply_fault(fault.setting);
         }
     }
+    for narrowed in &state.config().node_reset_types {
+        if let Some(node) = state.node(&narrowed.node) {
+            let mut quirks = node.quirks();
+            quirks.reset_types.clone_from(&narrowed.reset_types);
+            node.set_quirks(quirks);
+        }
+    }
 }
 
 /// Flips the power of `flapping` nodes at random, every flap interval.

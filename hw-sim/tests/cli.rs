@@ -131,6 +131,8 @@ fn fault_flags_apply_to_a_seeded_fraction_and_to_named_nodes() {
         "5",
         "--node-fault",
         "node-0009:hung_os",
+        "--node-reset-types",
+        "node-0002:On,ForceOff",
         "--initial-power",
         "off",
     ]);
@@ -148,6 +150,14 @@ fn fault_flags_apply_to_a_seeded_fraction_and_to_named_nodes() {
         );
     }
     assert_eq!(nodes[9]["faults"]["hung_os"], true);
+    assert_eq!(
+        nodes[2]["quirks"]["reset_types"],
+        serde_json::json!(["On", "ForceOff"])
+    );
+    assert_eq!(
+        nodes[3]["quirks"]["reset_types"].as_array().map(Vec::len),
+        Some(9)
+    );
     assert!(nodes.iter().all(|n| n["power_state"] == "off"));
     assert!(nodes.iter().all(|n| n["ipmi_port"].is_null()));
 }
@@ -174,4 +184,10 @@ fn bad_flags_exit_2_saying_what_is_wrong() {
     assert!(unknown.contains("node-0000..node-0004"), "{unknown}");
     assert!(refused(&["--export-driver", "serial"]).contains("redfish, ipmi, mixed"));
     assert!(refused(&["--reset-types", "On,Explode"]).contains("ForceOff"));
+    assert!(refused(&["--node-reset-types", "node-0001:Explode"]).contains("ForceOff"));
+    let unknown = refused(&["--nodes", "2", "--node-reset-types", "node-0007:On"]);
+    assert!(
+        unknown.contains("reset types is for node \"node-0007\""),
+        "{unknown}"
+    );
 }
