@@ -1,6 +1,7 @@
 //! Shared harness for baton's end-to-end tests.
 
 pub mod conformance;
+pub mod daemon;
 pub mod hwsim;
 pub mod logcapture;
 pub mod peers;

@@ -35,7 +35,7 @@ pub struct AppState {
 /// The whole API as one router.
 pub fn router(state: AppState) -> Router {
     let metrics = Arc::clone(&state.metrics);
-    Router::new()
+    let routes = Router::new()
         .route("/v1", get(version))
         .route("/v1/conductor", get(conductor_status))
         .route("/metrics", get(prometheus))
@@ -49,7 +49,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes/{ident}/states", get(nodes::states))
         .route_layer(axum::middleware::from_fn(middleware::tag_route))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    // The request-wide layer wraps the finished router (as its fallback
+    // service) rather than each route, so it sees responses after the router
+    // has completed them (e.g. the `Allow` header of a 405).
+    Router::new()
+        .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             middleware::around_request,

@@ -1,0 +1,243 @@
+//! Harness for batond end-to-end tests: a daemon in a temp dir, either
+//! in-process ([`TestDaemon`]) or as the real `batond` binary
+//! ([`DaemonProcess`]), plus the paths of the built `baton`/`batond`
+//! binaries and a polling helper instead of sleeps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use batond::client::{Client, RawResponse};
+use batond::config::Config;
+use batond::daemon::Daemon;
+use bytes::Bytes;
+use http::Method;
+use tempfile::TempDir;
+
+/// Polls `check` until it returns `Some`, or panics with `what` after
+/// `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config whose socket and database live in `dir`.
+pub fn temp_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.api.socket = dir.join("baton.sock");
+    config.state.database = dir.join("state/baton.db");
+    config
+}
+
+/// batond running inside the test process.
+#[derive(Debug)]
+pub struct TestDaemon {
+    pub dir: TempDir,
+    pub client: Client,
+    daemon: Option<Daemon>,
+}
+
+impl TestDaemon {
+    pub async fn start() -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let daemon = Daemon::start(temp_config(dir.path()))
+            .await
+            .expect("batond starts");
+        let client = Client::new(daemon.socket_path());
+        Self {
+            dir,
+            client,
+            daemon: Some(daemon),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        self.client.socket()
+    }
+
+    /// One request with an optional JSON body, as raw bytes.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&str>) -> RawResponse {
+        self.client
+            .request(method, path, body.map(|b| Bytes::from(b.to_owned())))
+            .await
+            .expect("batond answers")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// The directory cargo puts this workspace's binaries in (the test
+/// executable lives in its `deps/` subdirectory).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_owned()
+}
+
+/// Path of a workspace binary, which `cargo test --workspace` builds (batond
+/// has integration tests, so cargo builds its binaries).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; build it with `cargo build -p batond` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// The real `batond` binary running on a config file in a temp dir, its
+/// stderr captured to `batond.log`. Killed on drop.
+#[derive(Debug)]
+pub struct DaemonProcess {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl DaemonProcess {
+    /// Starts batond with `extra_toml` appended to a config pointing into
+    /// `dir`, and waits until its socket answers.
+    pub async fn start(dir: &Path, extra_toml: &str) -> Self {
+        let process = Self::spawn(dir, extra_toml);
+        let client = Client::new(&process.socket);
+        wait_until(
+            "batond to answer on its socket",
+            Duration::from_secs(20),
+            || async { client.get::<serde_json::Value>("/v1").await.ok() },
+        )
+        .await;
+        process
+    }
+
+    /// Starts batond without waiting for it.
+    pub fn spawn(dir: &Path, extra_toml: &str) -> Self {
+        let socket = dir.join("baton.sock");
+        let config_path = dir.join("batond.toml");
+        let config = format!(
+            "[api]\nsocket = {:?}\n[state]\ndatabase = {:?}\n{extra_toml}",
+            socket.display().to_string(),
+            dir.join("baton.db").display().to_string()
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let log = dir.join("batond.log");
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(workspace_bin("batond"))
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn batond");
+        Self {
+            dir: dir.to_owned(),
+            socket,
+            log,
+            child: Some(child),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends `signal` and waits for the process to exit; returns its status.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("batond is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+        let _ = nix::sys::signal::kill(pid, signal);
+        child.wait().expect("wait for batond")
+    }
+
+    /// Waits for the process to exit by itself (e.g. refused to start).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("batond was started");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll batond") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("batond did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the `baton` CLI against `socket`; returns (exit code, stdout, stderr).
+pub fn baton(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(workspace_bin("baton"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("BATON_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run baton");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A node as `POST /v1/nodes` takes it.
+pub fn node_json(name: &str, password: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "driver": "redfish",
+        "power_domain": "rack-1",
+        "bmc": {"address": "127.0.0.1", "port": 8443, "username": "admin", "password": password}
+    })
+}
+
+/// An inventory of `count` nodes named `{prefix}{i}`.
+pub fn inventory(prefix: &str, count: usize, password: &str) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..count)
+            .map(|i| node_json(&format!("{prefix}{i}"), password))
+            .collect(),
+    )
+}
