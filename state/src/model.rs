@@ -194,7 +194,7 @@ impl NodeSpec {
                 fail("name", reason);
             }
         }
-        if let Err(reason) = check_host(&self.bmc.address) {
+        if let Err(reason) = check_address(self.driver, &self.bmc.address) {
             fail("bmc.address", reason);
         }
         if self.bmc.port == Some(0) {
@@ -289,15 +289,34 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A BMC address: a host name, IPv4 or IPv6 literal — not a URL.
+/// A BMC address: a host name, IPv4 or IPv6 literal. Redfish addresses may
+/// carry the scheme (`http://` or `https://`, the default), as in Ironic.
+fn check_address(driver: Driver, address: &str) -> Result<(), String> {
+    let host = match (driver, address.split_once("://")) {
+        (_, None) => address,
+        (Driver::Redfish, Some(("http" | "https", host))) => host,
+        (Driver::Redfish, Some(_)) => {
+            return Err(format!(
+                "{address:?} has an unknown scheme; use https:// (the default) or http://"
+            ))
+        }
+        (Driver::Ipmi, Some(_)) => {
+            return Err(format!(
+                "must be a host name or IP address, not a URL ({address:?})"
+            ))
+        }
+    };
+    if host.contains(['/', ':']) && host.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!(
+            "{address:?} must name only the host; put the port in bmc.port"
+        ));
+    }
+    check_host(host)
+}
+
 fn check_host(address: &str) -> Result<(), String> {
     if address.is_empty() {
         return Err("must not be empty".into());
-    }
-    if address.contains("://") {
-        return Err(format!(
-            "must be a host name or IP address, not a URL ({address:?}); put the port in bmc.port"
-        ));
     }
     if address.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
@@ -480,9 +499,9 @@ mod tests {
     fn validation_reports_every_bad_field() {
         let mut s = spec();
         s.name = Some("bad name".into());
+        s.driver = Driver::Ipmi;
         s.bmc.address = "https://x".into();
         s.bmc.username.clear();
-        s.driver = Driver::Ipmi;
         s.bmc.system_id = Some("1".into());
         let fields: Vec<_> = s.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(
@@ -505,6 +524,17 @@ mod tests {
         assert!(!shown.contains("\"pw\""), "{shown}");
         assert!(shown.contains(MASK));
         assert_eq!(s.bmc.password.expose(), "pw");
+    }
+
+    #[test]
+    fn redfish_addresses_may_carry_a_scheme() {
+        assert!(check_address(Driver::Redfish, "http://127.0.0.1").is_ok());
+        assert!(check_address(Driver::Redfish, "https://bmc-1.lab").is_ok());
+        assert!(check_address(Driver::Redfish, "ftp://bmc").is_err());
+        assert!(check_address(Driver::Redfish, "https://bmc:8443").is_err());
+        assert!(check_address(Driver::Redfish, "https://bmc/redfish").is_err());
+        assert!(check_address(Driver::Ipmi, "http://bmc").is_err());
+        assert!(check_address(Driver::Ipmi, "fe80::1").is_ok());
     }
 
     #[test]

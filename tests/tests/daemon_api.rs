@@ -383,3 +383,30 @@ async fn shutdown_removes_the_socket() {
     d.stop().await;
     assert!(!socket.exists());
 }
+
+#[tokio::test]
+async fn hwsim_inventories_import_as_exported() {
+    use baton_hwsim::{ExportDriver, Rack, RackConfig};
+    let rack = Rack::start(RackConfig {
+        nodes: 6,
+        ..RackConfig::default()
+    })
+    .await
+    .unwrap();
+    let d = TestDaemon::start().await;
+    for (driver, prefix) in [(ExportDriver::Mixed, "mixed"), (ExportDriver::Ipmi, "ipmi")] {
+        let mut entries = serde_json::to_value(rack.inventory(driver, None).unwrap()).unwrap();
+        for entry in entries.as_array_mut().unwrap() {
+            let name = entry["name"].as_str().unwrap().to_owned();
+            entry["name"] = format!("{prefix}-{name}").into();
+        }
+        let r = d.call(Method::POST, "/v1/nodes/import", Some(&entries.to_string())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let redfish = d.call(Method::GET, "/v1/nodes/detail?driver=redfish", None).await;
+    let redfish: NodeList<NodeView> = serde_json::from_slice(&redfish.body).unwrap();
+    assert_eq!(redfish.nodes.len(), 3);
+    assert!(redfish.nodes[0].bmc.address.starts_with("http://"));
+    d.stop().await;
+    rack.shutdown().await;
+}
