@@ -376,3 +376,33 @@ async fn ipmi_survives_twenty_percent_packet_loss() {
         assert!(start.elapsed() < Duration::from_secs(10), "never came on");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_logs_in_again_when_the_session_expires() {
+    let logs = logcapture::capture();
+    let config = RackConfig {
+        credentials: Credentials {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        session_timeout: Duration::from_millis(500),
+        ..RackConfig::default()
+    };
+    let rack = Rack::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("hw-sim: {e}"));
+    let node = &rack.nodes()[0];
+    let config = DriverConfig::new(
+        DriverKind::Redfish,
+        "http://127.0.0.1",
+        Some(node.redfish_addr().port()),
+        "admin",
+        PASSWORD,
+    );
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    assert!(logs.contents().contains("Redfish session expired, logging in again"));
+    driver.close().await;
+}
