@@ -403,6 +403,8 @@ async fn redfish_logs_in_again_when_the_session_expires() {
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
-    assert!(logs.contents().contains("Redfish session expired, logging in again"));
+    assert!(logs
+        .contents()
+        .contains("Redfish session expired, logging in again"));
     driver.close().await;
 }
