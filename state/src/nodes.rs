@@ -156,23 +156,7 @@ pub(crate) fn insert_all(conn: &Connection, specs: &[NodeSpec]) -> Result<Vec<Uu
     let mut created = Vec::with_capacity(specs.len());
     for spec in specs {
         let uuid = Uuid::new_v4();
-        insert.execute(params![
-            uuid.to_string(),
-            spec.name,
-            spec.driver.as_str(),
-            spec.bmc.address,
-            spec.bmc.port,
-            spec.bmc.username,
-            spec.bmc.password.expose(),
-            spec.bmc.system_id,
-            spec.bmc.verify_tls,
-            spec.bmc.ca_file,
-            spec.power_domain,
-            spec.maintenance,
-            spec.maintenance_reason,
-            serde_json::Value::Object(spec.extra.clone()).to_string(),
-            now,
-        ])?;
+        execute_with_spec(&mut insert, uuid, spec, &now)?;
         created.push(uuid);
     }
     Ok(created)
@@ -294,14 +278,26 @@ pub(crate) fn update_spec(
             }]));
         }
     }
-    conn.prepare_cached(
+    let mut update = conn.prepare_cached(
         "UPDATE nodes SET name = ?2, driver = ?3, bmc_address = ?4, bmc_port = ?5,
              bmc_username = ?6, bmc_password = ?7, bmc_system_id = ?8, bmc_verify_tls = ?9,
              bmc_ca_file = ?10, power_domain = ?11, maintenance = ?12, maintenance_reason = ?13,
              extra = ?14, updated_at = ?15
          WHERE uuid = ?1",
-    )?
-    .execute(params![
+    )?;
+    execute_with_spec(&mut update, uuid, spec, &time_fmt::encode(time_fmt::now()))?;
+    Ok(())
+}
+
+/// Runs an insert or update whose parameters are laid out as: ?1 uuid,
+/// ?2..?14 the spec's columns in table order, ?15 the timestamp.
+fn execute_with_spec(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    uuid: Uuid,
+    spec: &NodeSpec,
+    now: &str,
+) -> rusqlite::Result<usize> {
+    stmt.execute(params![
         uuid.to_string(),
         spec.name,
         spec.driver.as_str(),
@@ -316,9 +312,8 @@ pub(crate) fn update_spec(
         spec.maintenance,
         spec.maintenance_reason,
         serde_json::Value::Object(spec.extra.clone()).to_string(),
-        time_fmt::encode(time_fmt::now()),
-    ])?;
-    Ok(())
+        now,
+    ])
 }
 
 pub(crate) fn delete(conn: &Connection, uuid: Uuid) -> Result<(), StoreError> {
