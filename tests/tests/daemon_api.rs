@@ -400,10 +400,19 @@ async fn hwsim_inventories_import_as_exported() {
             let name = entry["name"].as_str().unwrap().to_owned();
             entry["name"] = format!("{prefix}-{name}").into();
         }
-        let r = d.call(Method::POST, "/v1/nodes/import", Some(&entries.to_string())).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+        let r = d
+            .call(Method::POST, "/v1/nodes/import", Some(&entries.to_string()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
-    let redfish = d.call(Method::GET, "/v1/nodes/detail?driver=redfish", None).await;
+    let redfish = d
+        .call(Method::GET, "/v1/nodes/detail?driver=redfish", None)
+        .await;
     let redfish: NodeList<NodeView> = serde_json::from_slice(&redfish.body).unwrap();
     assert_eq!(redfish.nodes.len(), 3);
     assert!(redfish.nodes[0].bmc.address.starts_with("http://"));
