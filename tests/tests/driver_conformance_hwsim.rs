@@ -408,3 +408,47 @@ async fn redfish_logs_in_again_when_the_session_expires() {
         .contains("Redfish session expired, logging in again"));
     driver.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_retries_a_reset_the_bmc_refuses_while_settling() {
+    let config = RackConfig {
+        credentials: Credentials {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        },
+        delays: Delays {
+            power_on: Duration::from_millis(1200),
+            power_off: Duration::from_millis(100),
+            shutdown: Duration::from_millis(100),
+        },
+        initial_power: InitialPower::Off,
+        ..RackConfig::default()
+    };
+    let rack = Rack::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("hw-sim: {e}"));
+    let node = &rack.nodes()[0];
+    let mut config = DriverConfig::new(
+        DriverKind::Redfish,
+        "http://127.0.0.1",
+        Some(node.redfish_addr().port()),
+        "admin",
+        PASSWORD,
+    );
+    config.options.call_timeout = Duration::from_secs(5);
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+    assert!(driver.set_power(PowerAction::On).await.is_ok());
+    // A graceful shutdown needs the OS up: the BMC answers 409
+    // ActionParameterValueConflict while the server boots; the driver waits.
+    let before = node.counters().power_commands;
+    assert!(driver.set_power(PowerAction::SoftOff).await.is_ok());
+    assert!(
+        node.counters().power_commands - before >= 2,
+        "the conflict was not retried"
+    );
+    let start = Instant::now();
+    while driver.power_state().await != Ok(PowerState::Off) {
+        assert!(start.elapsed() < Duration::from_secs(5), "never went off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
