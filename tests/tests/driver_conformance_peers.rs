@@ -175,3 +175,18 @@ async fn redfish_connection_refused_is_unreachable_and_transient() {
     );
     assert!(result.is_err_and(|e| e.is_transient()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_to_a_closed_port_is_unreachable_and_transient() {
+    // Nothing bound: loopback answers ICMP port unreachable.
+    let port = free_udp_port().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = DriverConfig::new(DriverKind::Ipmi, "127.0.0.1", Some(port), "admin", "pw");
+    config.options.call_timeout = Duration::from_secs(5);
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+    let result = driver.power_state().await;
+    assert!(
+        matches!(result, Err(DriverError::Unreachable { .. })),
+        "{result:?}"
+    );
+    assert!(result.is_err_and(|e| e.is_transient()));
+}

@@ -19,6 +19,7 @@ use ipmi_rs::rmcp::{
     ActivationError, RakpMessage2ErrorStatusCode, RakpMessage2ParseError, Rmcp, RmcpIpmiError,
     RmcpIpmiReceiveError, V2_0ActivationError,
 };
+use ipmi_rs::IpmiError;
 
 use super::commands::{self, Raw};
 use crate::{DriverError, Secret};
@@ -82,7 +83,7 @@ impl Session {
                 Some(&target.username),
                 Some(target.password.expose().as_bytes()),
             );
-            match activated.map_err(|e| activation_error(target, e)) {
+            match activated.map_err(|e| activation_error(target, &e)) {
                 Ok(()) => break,
                 Err(Retry::Lost) if Instant::now() < deadline => continue,
                 Err(Retry::Lost) => return Err(timeout("open session", target)),
@@ -223,32 +224,41 @@ enum Retry {
     Fatal(DriverError),
 }
 
-/// Classifies an ipmi-rs activation error.
-fn activation_error(target: &Target, error: ActivationError) -> Retry {
+/// The socket error behind an activation error, if it was one.
+fn activation_io_error(error: &ActivationError) -> Option<&std::io::Error> {
     use V2_0ActivationError as V2;
-    let io_lost = |e: &std::io::Error| is_timeout(e);
-    let received = |e: &RmcpIpmiReceiveError| match e {
-        RmcpIpmiReceiveError::Io(e) => is_timeout(e),
-        _ => false,
-    };
-    match &error {
-        ActivationError::PongReceive(e) if io_lost(e) => return Retry::Lost,
-        ActivationError::GetChannelAuthenticationCapabilities(_) => return Retry::Lost,
-        ActivationError::V2_0(
-            V2::OpenSessionResponseReceive(e)
-            | V2::RakpMessage2Receive(e)
-            | V2::RakpMessage4Receive(e),
-        ) if received(e) => return Retry::Lost,
-        _ => {}
+    match error {
+        ActivationError::BindSocket(e)
+        | ActivationError::PingSend(e)
+        | ActivationError::PongReceive(e) => Some(e),
+        ActivationError::GetChannelAuthenticationCapabilities(IpmiError::Connection(
+            RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e)),
+        ))
+        | ActivationError::V2_0(
+            V2::OpenSessionResponseReceive(RmcpIpmiReceiveError::Io(e))
+            | V2::RakpMessage2Receive(RmcpIpmiReceiveError::Io(e))
+            | V2::RakpMessage4Receive(RmcpIpmiReceiveError::Io(e)),
+        ) => Some(e),
+        _ => None,
+    }
+}
+
+/// Classifies an ipmi-rs activation error: a timed-out receive is a lost
+/// datagram (retry), another socket error means unreachable, RAKP refusals
+/// are authentication errors.
+fn activation_error(target: &Target, error: &ActivationError) -> Retry {
+    use V2_0ActivationError as V2;
+    if let Some(e) = activation_io_error(error) {
+        if is_timeout(e) {
+            return Retry::Lost;
+        }
+        return Retry::Fatal(DriverError::Unreachable {
+            address: target.address.clone(),
+            reason: e.to_string(),
+        });
     }
     let reason = format!("{error:?}");
     let fatal = match error {
-        ActivationError::PongReceive(e) | ActivationError::PingSend(e) => {
-            DriverError::Unreachable {
-                address: target.address.clone(),
-                reason: e.to_string(),
-            }
-        }
         ActivationError::V2_0(V2::RakpMessage2Parse(RakpMessage2ParseError::ErrorStatusCode(
             RakpMessage2ErrorStatusCode::Common(_),
         ))) => DriverError::Busy {
