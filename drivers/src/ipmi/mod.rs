@@ -15,7 +15,7 @@ mod commands;
 mod session;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
@@ -74,17 +74,6 @@ impl IpmiDriver {
 
     /// Sends one request through the BMC's session (steps 1–4 of the module doc).
     async fn call(&self, operation: &'static str, request: Raw) -> Result<Vec<u8>, DriverError> {
-        let work = move |session: &mut Session, deadline: Instant, fresh: bool| {
-            let tries = (!fresh).then_some(STALE_TRIES);
-            session.exchange(&request, deadline, tries)
-        };
-        self.run(operation, work).await
-    }
-
-    async fn run<F>(&self, operation: &'static str, work: F) -> Result<Vec<u8>, DriverError>
-    where
-        F: Fn(&mut Session, Instant, bool) -> Result<Vec<u8>, ExchangeError> + Send + 'static,
-    {
         let call_timeout = self.options.call_timeout;
         let deadline = Instant::now() + call_timeout;
         with_deadline(operation, call_timeout, async {
@@ -94,7 +83,7 @@ impl IpmiDriver {
             let idle = self.options.ipmi_session_idle;
             let blocking = tokio::task::spawn_blocking(move || {
                 catch_unwind(AssertUnwindSafe(|| {
-                    run_blocking(&target, session, idle, deadline, &work)
+                    run_blocking(&target, session, idle, deadline, &request)
                 }))
             });
             let (session, result) = match blocking.await {
@@ -117,52 +106,36 @@ impl IpmiDriver {
     }
 }
 
-/// The blocking part of a call: get a session, run `work`, keep the session
-/// when it is still good.
-fn run_blocking<F>(
+/// The blocking part of a call: get a session, send `request`, keep the
+/// session when it is still good. A reused session gets [`STALE_TRIES`]
+/// tries before it is re-opened; a fresh one tries until the deadline.
+fn run_blocking(
     target: &Target,
     session: Option<Session>,
-    idle: std::time::Duration,
+    idle: Duration,
     deadline: Instant,
-    work: &F,
-) -> (Option<Session>, Result<Vec<u8>, DriverError>)
-where
-    F: Fn(&mut Session, Instant, bool) -> Result<Vec<u8>, ExchangeError>,
-{
-    let reused = session.filter(|s| s.reusable(idle));
-    let (mut session, fresh) = match reused {
-        Some(session) => (session, false),
-        None => match Session::open(target, deadline) {
-            Ok(session) => (session, true),
-            Err(e) => return (None, Err(e)),
-        },
-    };
-    match work(&mut session, deadline, fresh) {
-        Ok(data) => (Some(session), Ok(data)),
-        Err(ExchangeError::Stale) => {
-            tracing::debug!(bmc = %target.address, "IPMI session stopped answering, re-opening");
-            drop(session);
-            match Session::open(target, deadline) {
-                Ok(mut session) => finish(session_result(&mut session, work, deadline), session),
-                Err(e) => (None, Err(e)),
+    request: &Raw,
+) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
+    if let Some(mut session) = session.filter(|s| s.reusable(idle)) {
+        match session.exchange(request, deadline, Some(STALE_TRIES)) {
+            Ok(data) => return (Some(session), Ok(data)),
+            Err(ExchangeError::Failed(e)) => return finish(Err(e), session),
+            Err(ExchangeError::Stale) => {
+                tracing::debug!(bmc = %target.address, "IPMI session stopped answering, re-opening");
             }
         }
-        Err(ExchangeError::Failed(e)) => finish(Err(e), session),
     }
-}
-
-fn session_result<F>(
-    session: &mut Session,
-    work: &F,
-    deadline: Instant,
-) -> Result<Vec<u8>, DriverError>
-where
-    F: Fn(&mut Session, Instant, bool) -> Result<Vec<u8>, ExchangeError>,
-{
-    work(session, deadline, true).map_err(|e| match e {
-        ExchangeError::Stale => DriverError::SessionFailed("a fresh session went stale".into()),
-        ExchangeError::Failed(e) => e,
-    })
+    let mut session = match Session::open(target, deadline) {
+        Ok(session) => session,
+        Err(e) => return (None, Err(e)),
+    };
+    let result = session
+        .exchange(request, deadline, None)
+        .map_err(|e| match e {
+            ExchangeError::Stale => DriverError::SessionFailed("a fresh session went stale".into()),
+            ExchangeError::Failed(e) => e,
+        });
+    finish(result, session)
 }
 
 /// Keeps the session after answers from the BMC (success or a completion
