@@ -322,7 +322,9 @@ impl Node {
             return None;
         }
         if self.lock().faults.wrong_credentials {
-            Some(format!("{}-rotated", creds.password))
+            // Changed at the front: IPMI keys use only the first 20 bytes,
+            // so a suffix would go unnoticed for a 20-byte password.
+            Some(format!("rotated-{}", creds.password))
         } else {
             Some(creds.password.clone())
         }

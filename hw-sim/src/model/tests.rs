@@ -133,6 +133,12 @@ fn wrong_credentials_refuses_the_configured_password() {
     n.apply_fault(FaultSetting::WrongCredentials);
     assert!(!n.check_credentials("admin", "secret"));
     assert_ne!(n.password_for("admin").as_deref(), Some("secret"));
+    let rotated = n.password_for("admin").unwrap_or_default();
+    assert_ne!(
+        rotated.as_bytes()[..6],
+        b"secret"[..],
+        "the change must show within the 20 bytes an IPMI key uses"
+    );
 }
 
 #[test]
