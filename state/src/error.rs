@@ -41,11 +41,25 @@ pub enum StoreError {
         supported: i64,
     },
 
+    #[error("database {path} is in use by another process ({source}); each batond needs its own [state] database")]
+    InUse {
+        path: PathBuf,
+        #[source]
+        source: crate::lockfile::LockError,
+    },
+
     #[error("cannot prepare database location {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+
+    #[error("cannot open database {path}: {source}; check that the file and its directory are writable by batond")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
     },
 
     #[error("database error: {0}")]

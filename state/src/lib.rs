@@ -10,6 +10,7 @@
 
 mod actions;
 mod error;
+pub mod lockfile;
 mod migrations;
 pub mod model;
 mod nodes;

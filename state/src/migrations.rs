@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 const MIGRATIONS: &[&str] = &[
-    // 1: nodes, actions, action events.
+    // 1: nodes (and deletion markers), actions, action events.
     r"
     CREATE TABLE nodes (
         id                      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,6 +44,13 @@ const MIGRATIONS: &[&str] = &[
         extra                   TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX nodes_by_power_state ON nodes (power_state);
+
+    -- Where deleted nodes stood in enrollment order, so a paging marker
+    -- naming a node deleted meanwhile still says where the next page starts.
+    CREATE TABLE deleted_nodes (
+        uuid  TEXT PRIMARY KEY,
+        id    INTEGER NOT NULL
+    );
     CREATE INDEX nodes_by_power_domain ON nodes (power_domain);
 
     CREATE TABLE actions (
@@ -79,6 +86,12 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the database up to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "database {} has schema version {found}, which no batond writes; restore a backup",
+            path.display()
+        )));
+    }
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             path: path.to_owned(),
@@ -86,7 +99,8 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             supported: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let applied = usize::try_from(found).unwrap_or(usize::MAX);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let to = index as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;

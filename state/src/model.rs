@@ -203,8 +203,13 @@ impl NodeSpec {
         if self.bmc.username.is_empty() {
             fail("bmc.username", "must not be empty".into());
         }
-        check_len(&mut fail, "bmc.username", &self.bmc.username);
-        check_len(&mut fail, "bmc.password", self.bmc.password.expose());
+        check_text(&mut fail, "bmc.username", &self.bmc.username);
+        if self.bmc.password.expose().len() > MAX_TEXT_LEN {
+            fail(
+                "bmc.password",
+                format!("is longer than {MAX_TEXT_LEN} bytes"),
+            );
+        }
         if let Some(system_id) = &self.bmc.system_id {
             if self.driver != Driver::Redfish {
                 fail("bmc.system_id", "only applies to the redfish driver".into());
@@ -219,7 +224,11 @@ impl NodeSpec {
                 );
             }
         }
+        if let Some(system_id) = &self.bmc.system_id {
+            check_text(&mut fail, "bmc.system_id", system_id);
+        }
         if let Some(ca_file) = &self.bmc.ca_file {
+            check_text(&mut fail, "bmc.ca_file", ca_file);
             if !ca_file.starts_with('/') {
                 fail(
                     "bmc.ca_file",
@@ -234,10 +243,13 @@ impl NodeSpec {
                     "must not be empty; omit it or use null for none".into(),
                 );
             }
-            check_len(&mut fail, "power_domain", domain);
+            check_text(&mut fail, "power_domain", domain);
+        }
+        if let Err(reason) = check_extra(&self.extra) {
+            fail("extra", reason);
         }
         if let Some(reason) = &self.maintenance_reason {
-            check_len(&mut fail, "maintenance_reason", reason);
+            check_text(&mut fail, "maintenance_reason", reason);
             if !self.maintenance {
                 fail(
                     "maintenance_reason",
@@ -254,10 +266,46 @@ impl NodeSpec {
     }
 }
 
-fn check_len(fail: &mut impl FnMut(&'static str, String), field: &'static str, value: &str) {
+/// Free text shown in tables and logs: bounded, and without control
+/// characters (which would let a value rewrite an operator's terminal).
+fn check_text(fail: &mut impl FnMut(&'static str, String), field: &'static str, value: &str) {
     if value.len() > MAX_TEXT_LEN {
         fail(field, format!("is longer than {MAX_TEXT_LEN} bytes"));
     }
+    if value.chars().any(char::is_control) {
+        fail(
+            field,
+            "must not contain control characters (newlines, tabs, escapes)".into(),
+        );
+    }
+}
+
+/// Largest `extra` (as JSON) and deepest nesting it may have.
+pub const MAX_EXTRA_BYTES: usize = 64 * 1024;
+pub const MAX_EXTRA_DEPTH: usize = 16;
+
+fn check_extra(extra: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    fn depth(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let deepest = 1 + extra.values().map(depth).max().unwrap_or(0);
+    if deepest > MAX_EXTRA_DEPTH {
+        return Err(format!(
+            "is nested {deepest} levels deep; at most {MAX_EXTRA_DEPTH} are allowed"
+        ));
+    }
+    let size = serde_json::to_vec(extra).map_or(usize::MAX, |v| v.len());
+    if size > MAX_EXTRA_BYTES {
+        return Err(format!(
+            "is {size} bytes as JSON; at most {} KiB are allowed",
+            MAX_EXTRA_BYTES / 1024
+        ));
+    }
+    Ok(())
 }
 
 /// Path segments under `/v1/nodes/` that are routes, not nodes.
@@ -305,6 +353,11 @@ fn check_address(driver: Driver, address: &str) -> Result<(), String> {
                 "must be a host name or IP address, not a URL ({address:?})"
             ))
         }
+    };
+    // An IPv6 literal may be written in URL brackets: "[fe80::1]".
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) if inner.parse::<std::net::Ipv6Addr>().is_ok() => inner,
+        _ => host,
     };
     if host.contains(['/', ':']) && host.parse::<std::net::IpAddr>().is_err() {
         return Err(format!(
@@ -511,6 +564,24 @@ mod tests {
     }
 
     #[test]
+    fn text_and_extra_are_bounded() {
+        let mut s = spec();
+        s.power_domain = Some("a\u{1b}[2J\nb".into());
+        s.bmc.username = "ad\0min".into();
+        let mut deep = serde_json::json!(1);
+        for _ in 0..20 {
+            deep = serde_json::json!([deep]);
+        }
+        s.extra.insert("deep".into(), deep);
+        let fields: Vec<_> = s.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["bmc.username", "power_domain", "extra"]);
+        let mut s = spec();
+        s.extra
+            .insert("big".into(), "x".repeat(MAX_EXTRA_BYTES).into());
+        assert_eq!(s.validate()[0].field, "extra");
+    }
+
+    #[test]
     fn names_that_are_uuids_are_refused() {
         let mut s = spec();
         s.name = Some(Uuid::new_v4().to_string());
@@ -535,6 +606,9 @@ mod tests {
         assert!(check_address(Driver::Redfish, "https://bmc/redfish").is_err());
         assert!(check_address(Driver::Ipmi, "http://bmc").is_err());
         assert!(check_address(Driver::Ipmi, "fe80::1").is_ok());
+        assert!(check_address(Driver::Redfish, "https://[fe80::1]").is_ok());
+        assert!(check_address(Driver::Ipmi, "[::1]").is_ok());
+        assert!(check_address(Driver::Ipmi, "[bmc]").is_err());
     }
 
     #[test]

@@ -18,7 +18,9 @@ const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, 
      last_error, reservation, reservation_expires_at, created_at, updated_at, extra";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} {value:?}"))
+    let shown: String = value.chars().take(64).collect();
+    let cut = if shown.len() < value.len() { "…" } else { "" };
+    StoreError::Corrupt(format!("{what} {shown:?}{cut}"))
 }
 
 fn parse_power(value: Option<String>) -> Result<Option<PowerState>, StoreError> {
@@ -216,7 +218,9 @@ pub(crate) fn list(
     let mut values: Vec<Value> = Vec::new();
     if let Some(marker) = marker {
         let id: Option<i64> = conn
-            .prepare_cached("SELECT id FROM nodes WHERE uuid = ?1")?
+            .prepare_cached(
+                "SELECT id FROM nodes WHERE uuid = ?1 UNION ALL SELECT id FROM deleted_nodes WHERE uuid = ?1",
+            )?
             .query_row([marker.to_string()], |r| r.get(0))
             .optional()?;
         let id = id.ok_or_else(|| StoreError::MarkerNotFound {
@@ -317,6 +321,8 @@ fn execute_with_spec(
 }
 
 pub(crate) fn delete(conn: &Connection, uuid: Uuid) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR REPLACE INTO deleted_nodes (uuid, id) SELECT uuid, id FROM nodes WHERE uuid = ?1")?
+        .execute([uuid.to_string()])?;
     conn.prepare_cached("DELETE FROM nodes WHERE uuid = ?1")?
         .execute([uuid.to_string()])?;
     Ok(())

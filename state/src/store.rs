@@ -25,6 +25,10 @@ pub struct StoreOptions {
     pub max_idle_readers: usize,
     /// How long a statement waits for a lock held by another connection.
     pub busy_timeout: Duration,
+    /// Hold an exclusive lock on `<database>.lock` while open, so that a
+    /// second store (another batond) cannot use the same database. Turn
+    /// off only for read-only inspection tools.
+    pub exclusive: bool,
 }
 
 impl Default for StoreOptions {
@@ -32,6 +36,7 @@ impl Default for StoreOptions {
         Self {
             max_idle_readers: 8,
             busy_timeout: Duration::from_secs(5),
+            exclusive: true,
         }
     }
 }
@@ -58,6 +63,7 @@ struct Inner {
     options: StoreOptions,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    _lock: Option<crate::lockfile::Lock>,
 }
 
 impl Store {
@@ -72,15 +78,34 @@ impl Store {
 
     fn open_blocking(path: PathBuf, options: StoreOptions) -> Result<Self, StoreError> {
         create_private_file(&path)?;
-        let mut writer = connect(&path, &options)?;
-        writer.pragma_update(None, "journal_mode", "WAL")?;
-        migrations::migrate(&mut writer, &path)?;
+        let lock = if options.exclusive {
+            let lock = crate::lockfile::lock(&path).map_err(|source| StoreError::InUse {
+                path: path.clone(),
+                source,
+            })?;
+            Some(lock)
+        } else {
+            None
+        };
+        let with_path = |e: StoreError| match e {
+            StoreError::Sqlite(source) => StoreError::Open {
+                path: path.clone(),
+                source,
+            },
+            other => other,
+        };
+        let mut writer = connect(&path, &options).map_err(with_path)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| with_path(e.into()))?;
+        migrations::migrate(&mut writer, &path).map_err(with_path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 options,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                _lock: lock,
             }),
         })
     }
