@@ -24,6 +24,8 @@ pub enum ClientError {
     SocketMissing { path: PathBuf },
     #[error("cannot reach batond: permission denied on {path}; run as a member of the socket's group or as root")]
     PermissionDenied { path: PathBuf },
+    #[error("cannot reach batond: nothing is listening on {path}; is batond running? (set --socket or BATON_SOCKET)")]
+    NotListening { path: PathBuf },
     #[error("cannot reach batond on {path}: {source}")]
     Connect {
         path: PathBuf,

@@ -63,11 +63,18 @@ impl Default for StateConfig {
 pub struct ConductorConfig {
     /// The most BMC requests in flight at once.
     pub workers: u32,
+    /// How long a stopping batond waits for work in flight (API requests,
+    /// BMC commands) before it exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ConductorConfig {
     fn default() -> Self {
-        Self { workers: 100 }
+        Self {
+            workers: 100,
+            shutdown_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -216,8 +223,19 @@ impl Config {
                 format!("is {socket_len} bytes long; a Unix socket path can be at most {MAX_SOCKET_PATH}"),
             );
         }
+        if self.api.socket.as_os_str().as_encoded_bytes().contains(&0) {
+            bad("api.socket", "must not contain a NUL character".into());
+        }
         if self.state.database.as_os_str().is_empty() {
             bad("state.database", "must not be empty".into());
+        } else if self
+            .state
+            .database
+            .as_os_str()
+            .as_encoded_bytes()
+            .contains(&0)
+        {
+            bad("state.database", "must not contain a NUL character".into());
         }
         if !(1..=MAX_WORKERS).contains(&self.conductor.workers) {
             bad(
@@ -226,6 +244,12 @@ impl Config {
                     "is {}; must be between 1 and {MAX_WORKERS}",
                     self.conductor.workers
                 ),
+            );
+        }
+        if self.conductor.shutdown_timeout > Duration::from_secs(3600) {
+            bad(
+                "conductor.shutdown_timeout",
+                "must be at most 1h (systemd's stop timeout should be longer)".into(),
             );
         }
         if self.sync.interval < Duration::from_secs(1) {
@@ -330,7 +354,7 @@ fn clean_reason(reason: &str) -> String {
                 .unwrap_or_default();
             format!("unknown key `{name}`{expected} (config/batond.toml lists every key)")
         }
-        None => reason.lines().next().unwrap_or(reason).trim().to_owned(),
+        None => crate::messages::humanize(reason),
     }
 }
 

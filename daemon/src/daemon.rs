@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_state::{Store, StoreError, StoreOptions};
+use std::future::IntoFuture;
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +24,7 @@ use crate::socket::{self, SocketError};
 pub enum DaemonError {
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+
     #[error("cannot bind the API socket: {0}")]
     Socket(#[from] SocketError),
     #[error("the API server failed: {0}")]
@@ -44,8 +47,10 @@ impl Daemon {
     /// config fails here, before the first request), then serves in the
     /// background.
     pub async fn start(config: Config) -> Result<Self, DaemonError> {
-        let store = Store::open(&config.state.database, StoreOptions::default()).await?;
+        // The socket lock comes first: a second batond started by mistake
+        // stops before it touches (or migrates) the running one's database.
         let bound = socket::bind(&config.api.socket)?;
+        let store = Store::open(&config.state.database, StoreOptions::default()).await?;
         let socket_path = bound.guard.path().to_owned();
         let conductor = Conductor::new(store, Arc::new(config));
         let state = AppState {
@@ -95,10 +100,23 @@ async fn serve(
     stop: CancellationToken,
 ) -> Result<(), DaemonError> {
     let socket::BoundSocket { listener, guard } = bound;
-    let result = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(DaemonError::Serve);
+    let grace = state.conductor.config().conductor.shutdown_timeout;
+    let server = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future();
+    // Draining waits for open requests, but not forever: a client that
+    // never finishes its request must not keep batond from stopping.
+    let deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = server => result.map_err(DaemonError::Serve),
+        () = deadline => {
+            tracing::warn!(grace = %humantime::format_duration(grace), "requests still open after the shutdown timeout; closing them");
+            Ok(())
+        }
+    };
     // The lock is released and the socket file removed only once serving
     // has ended.
     drop(guard);

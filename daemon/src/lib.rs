@@ -13,4 +13,5 @@ pub mod conductor;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod messages;
 pub mod socket;

@@ -1,6 +1,8 @@
 //! Log output: text or JSON lines on stderr (journald adds timestamps and
 //! priority itself), filtered by `[log] level`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -14,6 +16,7 @@ pub fn init(config: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -10,13 +10,14 @@
 //!
 //! The socket file is removed when the [`SocketGuard`] is dropped.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::fs::DirBuilder;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
+
+use baton_state::lockfile::{self, Lock, LockError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -50,7 +51,7 @@ pub struct BoundSocket {
 #[derive(Debug)]
 pub struct SocketGuard {
     path: PathBuf,
-    _lock: Flock<File>,
+    _lock: Lock,
 }
 
 impl SocketGuard {
@@ -97,45 +98,19 @@ pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
     })
 }
 
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
-
-fn take_lock(path: &Path) -> Result<Flock<File>, SocketError> {
-    let lock = lock_path(path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(&lock)
-        .map_err(io("open lock file", &lock))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(mut locked) => {
-            let _ = locked.set_len(0);
-            let _ = writeln!(locked, "{}", std::process::id());
-            Ok(locked)
-        }
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let holder = std::fs::read_to_string(&lock)
-                .ok()
-                .map(|pid| format!(" by pid {}", pid.trim()))
-                .unwrap_or_default();
-            Err(SocketError::AlreadyRunning {
-                path: path.to_owned(),
-                lock,
-                holder,
-            })
-        }
-        Err((_, errno)) => Err(SocketError::Io {
+fn take_lock(path: &Path) -> Result<Lock, SocketError> {
+    lockfile::lock(path).map_err(|e| match e {
+        LockError::Held { lock, holder } => SocketError::AlreadyRunning {
+            path: path.to_owned(),
+            lock,
+            holder,
+        },
+        LockError::Io { lock, source } => SocketError::Io {
             action: "lock",
             path: lock,
-            source: std::io::Error::from(errno),
-        }),
-    }
+            source,
+        },
+    })
 }
 
 fn remove_stale(path: &Path) -> Result<(), SocketError> {

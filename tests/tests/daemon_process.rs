@@ -156,3 +156,61 @@ async fn a_non_socket_file_is_never_replaced() {
         "precious"
     );
 }
+
+#[tokio::test]
+async fn a_second_daemon_cannot_share_the_database() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let _first = DaemonProcess::start(dir.path(), "").await;
+    // Another socket, the same database.
+    let config = dir.path().join("second.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nsocket = {:?}\n[state]\ndatabase = {:?}\n",
+            dir.path().join("second.sock").display().to_string(),
+            dir.path().join("baton.db").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(workspace_bin("batond"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(
+        !dir.path().join("second.sock").exists(),
+        "the refused daemon removed its socket"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_does_not_wait_forever_for_a_stalled_client() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut daemon =
+        DaemonProcess::start(dir.path(), "[conductor]\nshutdown_timeout = \"1s\"\n").await;
+    // A request that promises a body it never sends.
+    let mut stalled = tokio::net::UnixStream::connect(&daemon.socket)
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"POST /v1/nodes HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.pid()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = daemon.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        daemon
+            .log_text()
+            .contains("still open after the shutdown timeout"),
+        "{}",
+        daemon.log_text()
+    );
+    drop(stalled);
+}

@@ -130,12 +130,16 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateNames(_) | StoreError::NodeBusy { .. } => ErrorKind::Conflict,
             StoreError::SchemaTooNew { .. }
             | StoreError::Io { .. }
+            | StoreError::Open { .. }
+            | StoreError::InUse { .. }
             | StoreError::Sqlite(_)
             | StoreError::Corrupt(_)
             | StoreError::WorkerGone => ErrorKind::Internal,
         };
         let hint = match &err {
-            StoreError::NodeNotFound { .. } => "; list nodes with GET /v1/nodes",
+            StoreError::NodeNotFound { .. } => {
+                "; `baton node list` (GET /v1/nodes) lists the enrolled nodes"
+            }
             StoreError::MarkerNotFound { .. } => {
                 "; use the uuid of the last node of the previous page"
             }
@@ -143,9 +147,6 @@ impl From<StoreError> for ApiError {
             StoreError::NodeBusy { .. } => "; wait for the operation to finish and retry",
             _ => "",
         };
-        if kind == ErrorKind::Internal {
-            tracing::error!(error = %err, "store failure");
-        }
         ApiError::new(kind, format!("{err}{hint}"))
     }
 }

@@ -52,18 +52,18 @@ pub async fn around_request(
     let started = Instant::now();
 
     let response = next.run(request).await;
-    let mut response = render_error(response, &id, &method, &path);
+    let route = response
+        .extensions()
+        .get::<RouteTag>()
+        .map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
+    let mut response = render_error(response, &id, &method, &path).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
 
     let elapsed = started.elapsed();
     let status = response.status();
-    let route = response
-        .extensions()
-        .get::<RouteTag>()
-        .map_or("unmatched", |r| r.0.as_str());
-    metrics.observe(route, method.as_str(), status.as_u16(), elapsed);
+    metrics.observe(&route, method_label(&method), status.as_u16(), elapsed);
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     if method == Method::GET && status.is_success() {
         tracing::debug!(request_id = %id, %method, %path, status = status.as_u16(), micros, "request");
@@ -73,17 +73,47 @@ pub async fn around_request(
     response
 }
 
+/// Metrics label of a method: the standard ones, everything else "other"
+/// (so made-up methods cannot create label series without bound).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
 /// Gives every error response the envelope, keeping its status and headers
-/// (such as `Allow` on a 405).
-fn render_error(mut response: Response, request_id: &str, method: &Method, path: &str) -> Response {
+/// (such as `Allow` on a 405). Internal errors are logged here, with the
+/// request id the caller sees.
+async fn render_error(
+    mut response: Response,
+    request_id: &str,
+    method: &Method,
+    path: &str,
+) -> Response {
     let status = response.status();
     let error = match response.extensions_mut().remove::<ApiError>() {
         Some(error) => error,
         None if status.is_client_error() || status.is_server_error() => {
-            router_error(&response, status, method, path)
+            let (parts, body) = response.into_parts();
+            let text = plain_text_body(&parts.headers, body).await;
+            response = Response::from_parts(parts, axum::body::Body::empty());
+            router_error(&response, status, method, path, text)
         }
         None => return response,
     };
+    if error.kind == ErrorKind::Internal {
+        tracing::error!(request_id, %method, path, error = %error.message, "request failed");
+    }
     let envelope = ErrorEnvelope {
         error: ErrorBody {
             code: error.kind.code().to_owned(),
@@ -102,8 +132,28 @@ fn render_error(mut response: Response, request_id: &str, method: &Method, path:
     rendered
 }
 
+/// The message of a framework rejection (a short `text/plain` body), if any.
+async fn plain_text_body(headers: &http::HeaderMap, body: axum::body::Body) -> Option<String> {
+    let is_text = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !is_text {
+        return None;
+    }
+    let bytes = axum::body::to_bytes(body, 4096).await.ok()?;
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    (!text.is_empty()).then(|| crate::messages::clip(&text, 300))
+}
+
 /// An error the router produced itself, described for an operator.
-fn router_error(response: &Response, status: StatusCode, method: &Method, path: &str) -> ApiError {
+fn router_error(
+    response: &Response,
+    status: StatusCode,
+    method: &Method,
+    path: &str,
+    text: Option<String>,
+) -> ApiError {
     let kind = ErrorKind::from_status(status);
     let message = match kind {
         ErrorKind::MethodNotAllowed => {
@@ -118,6 +168,7 @@ fn router_error(response: &Response, status: StatusCode, method: &Method, path: 
             format!("{method} is not allowed on {path}; allowed methods: {allowed}")
         }
         ErrorKind::NotFound => not_found_message(path),
+        _ if text.is_some() => text.unwrap_or_default(),
         _ => format!(
             "{} {}",
             status.as_u16(),

@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use baton_state::{Driver, NodeFilter, NodeSpec, PowerState};
+use baton_state::{Driver, NodeFilter, PowerState};
 use json_patch::Patch;
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ use super::types::{
     node_href, ImportResult, NodeList, NodeStates, NodeSummary, NodeView, NEVER_READ,
 };
 use super::AppState;
+use crate::messages::clip;
 
 /// Default and largest page of a node listing.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -51,7 +52,8 @@ impl ListQuery {
                 "marker" => {
                     parsed.marker = Some(Uuid::parse_str(&value).map_err(|_| {
                         ApiError::bad_request(format!(
-                            "marker {value:?} is not a node uuid; use the uuid of the last node of the previous page"
+                            "marker {:?} is not a node uuid; use the uuid of the last node of the previous page",
+                            clip(&value, 64)
                         ))
                     })?);
                 }
@@ -62,7 +64,8 @@ impl ListQuery {
                 "driver" => {
                     parsed.filter.driver = Some(Driver::parse(&value).ok_or_else(|| {
                         ApiError::bad_request(format!(
-                            "driver {value:?} is unknown; use redfish or ipmi"
+                            "driver {:?} is unknown; use redfish or ipmi",
+                            clip(&value, 64)
                         ))
                     })?);
                 }
@@ -103,12 +106,15 @@ impl ListQuery {
 
 fn parse_limit(value: &str) -> Result<usize, ApiError> {
     value
-        .parse::<usize>()
-        .ok()
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<usize>().ok())
+        .flatten()
         .filter(|n| (1..=MAX_LIMIT).contains(n))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "limit must be a whole number from 1 to {MAX_LIMIT}, got {value:?}"
+                "limit must be a whole number from 1 to {MAX_LIMIT}, got {:?}",
+                clip(value, 64)
             ))
         })
 }
@@ -119,7 +125,8 @@ fn parse_power_state(value: &str) -> Result<Option<PowerState>, ApiError> {
     }
     PowerState::parse(value).map(Some).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "power_state {value:?} is unknown; use \"power on\", \"power off\", \"error\" or \"null\""
+            "power_state {:?} is unknown; use \"power on\", \"power off\", \"error\" or \"null\"",
+            clip(value, 64)
         ))
     })
 }
@@ -129,7 +136,8 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(ApiError::bad_request(format!(
-            "{key} must be true or false, got {value:?}"
+            "{key} must be true or false, got {:?}",
+            clip(value, 64)
         ))),
     }
 }
@@ -147,8 +155,15 @@ pub async fn create(
              to enroll several, POST the array to /v1/nodes/import",
         ));
     }
-    let spec: NodeSpec = parse_json(&bytes, "node")?;
-    let node = app.conductor.create_node(spec).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send the node as a JSON object",
+        ));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        ApiError::bad_request("the request body is not UTF-8 text; send the node as JSON")
+    })?;
+    let node = app.conductor.create_node(text).await?;
     let location = node_href(node.uuid);
     Ok((
         StatusCode::CREATED,
@@ -170,7 +185,7 @@ pub async fn import(
             "an import is a JSON array of nodes; to enroll one node, POST the object to /v1/nodes",
         ));
     }
-    let entries: Vec<serde_json::Value> = parse_json(&bytes, "import")?;
+    let entries: Vec<Box<serde_json::value::RawValue>> = parse_json(&bytes, "import")?;
     let uuids = app.conductor.import_nodes(entries).await?;
     Ok(Json(ImportResult {
         count: uuids.len(),
@@ -258,7 +273,14 @@ mod tests {
         let q = ListQuery::parse(None).unwrap();
         assert_eq!((q.limit, q.marker), (DEFAULT_LIMIT, None));
         assert_eq!(ListQuery::parse(Some("limit=10000")).unwrap().limit, 10_000);
-        for bad in ["limit=-3", "limit=0", "limit=10001", "limit=ten", "limit="] {
+        for bad in [
+            "limit=-3",
+            "limit=0",
+            "limit=10001",
+            "limit=ten",
+            "limit=",
+            "limit=%2B5",
+        ] {
             let err = ListQuery::parse(Some(bad)).unwrap_err();
             assert!(
                 err.message.starts_with("limit must be"),

@@ -101,7 +101,8 @@ pub fn query_pairs(
     for (key, _) in &pairs {
         if !allowed.contains(&key.as_str()) {
             return Err(ApiError::bad_request(format!(
-                "unknown query parameter `{key}`; this endpoint accepts: {}",
+                "unknown query parameter `{}`; this endpoint accepts: {}",
+                crate::messages::clip(key, 64),
                 allowed.join(", ")
             )));
         }

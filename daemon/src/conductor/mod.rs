@@ -13,13 +13,13 @@ pub mod patch;
 
 use std::sync::Arc;
 
-use baton_state::{
-    FieldError, Node, NodeFilter, NodeIdent, NodeSpec, Store, StoreError, UpdateError,
-};
+use baton_state::{Node, NodeFilter, NodeIdent, NodeSpec, Store, StoreError, UpdateError};
 use json_patch::Patch;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::messages;
 pub use health::Health;
 pub use patch::PatchError;
 
@@ -38,8 +38,8 @@ pub struct EntryProblem {
 pub enum ConductorError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("invalid node: {}", join_reasons(.0))]
-    InvalidNode(Vec<FieldError>),
+    #[error("invalid node: {}", .0.join("; "))]
+    InvalidNode(Vec<String>),
     #[error("{} of {total} entries are invalid, nothing was imported: {}", .problems.len(), describe_entries(.problems))]
     InvalidImport {
         total: usize,
@@ -51,14 +51,6 @@ pub enum ConductorError {
     ImportEmpty,
     #[error(transparent)]
     Patch(#[from] PatchError),
-}
-
-fn join_reasons(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn describe_entries(problems: &[EntryProblem]) -> String {
@@ -100,12 +92,9 @@ impl Conductor {
         &self.store
     }
 
-    /// Enrolls one node.
-    pub async fn create_node(&self, spec: NodeSpec) -> Result<Node, ConductorError> {
-        let problems = spec.validate();
-        if !problems.is_empty() {
-            return Err(ConductorError::InvalidNode(problems));
-        }
+    /// Enrolls one node given as JSON text.
+    pub async fn create_node(&self, raw: &str) -> Result<Node, ConductorError> {
+        let spec = parse_node(raw).map_err(|(_, reasons)| ConductorError::InvalidNode(reasons))?;
         Ok(self.store.create_node(spec).await?)
     }
 
@@ -113,7 +102,7 @@ impl Conductor {
     /// validated on its own so the error lists every offending one.
     pub async fn import_nodes(
         &self,
-        entries: Vec<serde_json::Value>,
+        entries: Vec<Box<RawValue>>,
     ) -> Result<Vec<Uuid>, ConductorError> {
         if entries.is_empty() {
             return Err(ConductorError::ImportEmpty);
@@ -125,7 +114,7 @@ impl Conductor {
         let mut specs = Vec::with_capacity(total);
         let mut problems = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
-            match parse_entry(entry) {
+            match parse_node(entry.get()) {
                 Ok(spec) => specs.push((index, spec)),
                 Err((name, reasons)) => problems.push(EntryProblem {
                     index,
@@ -203,7 +192,15 @@ impl Conductor {
     /// The conductor's health report.
     pub async fn status(&self) -> Result<crate::api::types::ConductorStatus, ConductorError> {
         let counts = self.store.count_by_power_state().await?;
-        Ok(self.health.report(&self.config, &self.store, &counts))
+        // sysinfo reads /proc and the database size needs stat(): blocking.
+        let (health, config, store) = (
+            Arc::clone(&self.health),
+            Arc::clone(&self.config),
+            self.store.clone(),
+        );
+        tokio::task::spawn_blocking(move || health.report(&config, &store, &counts))
+            .await
+            .map_err(|_| ConductorError::Store(StoreError::WorkerGone))
     }
 
     pub async fn power_state_counts(
@@ -213,18 +210,41 @@ impl Conductor {
     }
 }
 
-/// One import entry: parsed (naming the bad field) and validated.
-fn parse_entry(entry: serde_json::Value) -> Result<NodeSpec, (Option<String>, Vec<String>)> {
-    let name = entry
+/// Parses and validates one node given as JSON text — the one path for
+/// `POST /v1/nodes` and every import entry. Refuses what serde alone would
+/// let through: duplicate keys are caught by parsing the text itself, and
+/// objects written as arrays (`"bmc": ["h", 623, …]`) by checking the shape.
+/// On failure returns the node's name (when readable) and every reason.
+pub fn parse_node(raw: &str) -> Result<NodeSpec, (Option<String>, Vec<String>)> {
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| (None, vec![format!("malformed JSON: {e}")]))?;
+    let name = value
         .get("name")
         .and_then(serde_json::Value::as_str)
-        .map(str::to_owned);
-    let spec: NodeSpec = serde_path_to_error::deserialize(entry).map_err(|e| {
+        .map(|n| messages::clip(n, 64));
+    if !value.is_object() {
+        return Err((
+            name,
+            vec![format!("expected a JSON object, got {}", json_kind(&value))],
+        ));
+    }
+    if let Some(bmc) = value.get("bmc").filter(|b| !b.is_object()) {
+        return Err((
+            name,
+            vec![format!("bmc: expected an object, got {}", json_kind(bmc))],
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let spec: NodeSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();
+        let reason = messages::humanize(&e.inner().to_string());
+        let reason = reason
+            .rfind(" at line ")
+            .map_or(reason.clone(), |i| reason[..i].to_owned());
         let reason = if at == "." {
-            e.inner().to_string()
+            reason
         } else {
-            format!("{at}: {}", e.inner())
+            format!("{at}: {reason}")
         };
         (name.clone(), vec![reason])
     })?;
@@ -233,5 +253,16 @@ fn parse_entry(entry: serde_json::Value) -> Result<NodeSpec, (Option<String>, Ve
         Ok(spec)
     } else {
         Err((name, problems.iter().map(ToString::to_string).collect()))
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }

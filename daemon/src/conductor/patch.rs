@@ -6,8 +6,16 @@
 //! document). Paths under fields the conductor owns (`/uuid`,
 //! `/power_state`, `/target_power_state`, `/reservation`, …) are refused
 //! before anything is applied, naming the path.
+//!
+//! The BMC password is write-only: it may be replaced, never read. A patch
+//! may not copy, move or test it (or the whole `/bmc`), and the document the
+//! patch runs on holds a one-time placeholder instead of the password, which
+//! is put back afterwards if the patch left the placeholder in place.
+//!
+//! Patches are applied one operation at a time with the document's size
+//! checked after each, so `copy` cannot blow a node up exponentially.
 
-use baton_state::{Node, NodeSpec};
+use baton_state::{Node, NodeSpec, MASK};
 use json_patch::{Patch, PatchOperation};
 
 /// Top-level fields a patch may touch.
@@ -39,8 +47,19 @@ pub const READ_ONLY: [&str; 14] = [
     "links",
 ];
 
+/// Most operations in one patch.
+pub const MAX_OPERATIONS: usize = 100;
+/// Largest the patched document may grow (the spec as JSON).
+pub const MAX_DOCUMENT_BYTES: usize = 128 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
+    #[error("the patch has {0} operations; send at most {MAX_OPERATIONS} per request")]
+    TooManyOperations(usize),
+    #[error("{path} is write-only: it can be replaced but not read, copied, moved or tested")]
+    WriteOnly { path: String },
+    #[error("operation {index} makes the node larger than {} KiB; keep extra small", MAX_DOCUMENT_BYTES / 1024)]
+    TooLarge { index: usize },
     #[error("the patch is empty; send a JSON array of operations such as [{{\"op\": \"replace\", \"path\": \"/power_domain\", \"value\": \"rack-2\"}}]")]
     Empty,
     #[error("{path} is read-only{hint}")]
@@ -63,16 +82,36 @@ pub fn check_paths(patch: &Patch) -> Result<(), PatchError> {
     if patch.0.is_empty() {
         return Err(PatchError::Empty);
     }
+    if patch.0.len() > MAX_OPERATIONS {
+        return Err(PatchError::TooManyOperations(patch.0.len()));
+    }
     for op in &patch.0 {
         check_path(op.path().as_str())?;
-        if let PatchOperation::Move(m) = op {
-            check_path(m.from.as_str())?;
-        }
-        if let PatchOperation::Copy(c) = op {
-            check_path(c.from.as_str())?;
+        let read_from = match op {
+            PatchOperation::Move(m) => Some(m.from.as_str()),
+            PatchOperation::Copy(c) => Some(c.from.as_str()),
+            PatchOperation::Test(t) => Some(t.path.as_str()),
+            _ => None,
+        };
+        if let Some(from) = read_from {
+            check_path(from)?;
+            check_readable(from)?;
         }
     }
     Ok(())
+}
+
+/// Paths whose value includes the password cannot be read by a patch.
+fn check_readable(path: &str) -> Result<(), PatchError> {
+    let reads_password =
+        path == "/bmc" || path == "/bmc/password" || path.starts_with("/bmc/password/");
+    if reads_password {
+        Err(PatchError::WriteOnly {
+            path: "/bmc/password".into(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn check_path(path: &str) -> Result<(), PatchError> {
@@ -82,9 +121,7 @@ fn check_path(path: &str) -> Result<(), PatchError> {
     }
     if READ_ONLY.contains(&field) {
         let hint = match field {
-            "power_state" | "target_power_state" => {
-                "; change power with PUT /v1/nodes/{ident}/states/power"
-            }
+            "power_state" | "target_power_state" => "; the conductor sets it from the BMC",
             "reservation" => "; the conductor sets it while an operation runs",
             _ => "",
         };
@@ -105,18 +142,37 @@ fn check_path(path: &str) -> Result<(), PatchError> {
 /// Applies `patch` to the node's spec and returns the new spec, validated.
 pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
     check_paths(patch)?;
-    let mut doc = spec_document(&node.spec);
-    json_patch::patch(&mut doc, &patch.0).map_err(|e| {
-        let op = &patch.0[e.operation.min(patch.0.len().saturating_sub(1))];
-        PatchError::Apply {
-            index: e.operation,
+    let placeholder = format!("{MASK}{}", uuid::Uuid::new_v4().simple());
+    let mut doc = spec_document(&node.spec, &placeholder);
+    for (index, op) in patch.0.iter().enumerate() {
+        json_patch::patch(&mut doc, std::slice::from_ref(op)).map_err(|e| PatchError::Apply {
+            index,
             op: op_name(op),
             path: e.path.to_string(),
             reason: e.kind.to_string(),
+        })?;
+        let size = serde_json::to_vec(&doc).map_or(usize::MAX, |v| v.len());
+        if size > MAX_DOCUMENT_BYTES {
+            return Err(PatchError::TooLarge { index });
         }
+    }
+    let mut spec: NodeSpec = serde_path_to_error::deserialize(doc).map_err(|e| {
+        PatchError::Invalid(format!(
+            "at `{}`: {}",
+            e.path(),
+            crate::messages::humanize(&e.inner().to_string())
+        ))
     })?;
-    let spec: NodeSpec = serde_path_to_error::deserialize(doc)
-        .map_err(|e| PatchError::Invalid(format!("at `{}`: {}", e.path(), e.inner())))?;
+    if spec.bmc.password.expose() == placeholder {
+        spec.bmc.password = node.spec.bmc.password.clone();
+    }
+    if !spec.maintenance
+        && node.spec.maintenance_reason.is_some()
+        && spec.maintenance_reason == node.spec.maintenance_reason
+    {
+        // Leaving maintenance drops the reason it was entered for.
+        spec.maintenance_reason = None;
+    }
     let problems = spec.validate();
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -125,9 +181,8 @@ pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
     Ok(spec)
 }
 
-/// The spec as a JSON document with the real password, so that a patch that
-/// does not touch `/bmc/password` keeps it.
-fn spec_document(spec: &NodeSpec) -> serde_json::Value {
+/// The spec as a JSON document, with `placeholder` where the password goes.
+fn spec_document(spec: &NodeSpec, placeholder: &str) -> serde_json::Value {
     let mut doc = serde_json::to_value(spec).unwrap_or_default();
     if let Some(bmc) = doc
         .get_mut("bmc")
@@ -135,7 +190,7 @@ fn spec_document(spec: &NodeSpec) -> serde_json::Value {
     {
         bmc.insert(
             "password".into(),
-            serde_json::Value::String(spec.bmc.password.expose().to_owned()),
+            serde_json::Value::String(placeholder.to_owned()),
         );
     }
     doc
@@ -245,6 +300,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.bmc.password.expose(), "new");
+    }
+
+    #[test]
+    fn the_password_cannot_be_read_by_a_patch() {
+        for ops in [
+            serde_json::json!([{"op": "copy", "from": "/bmc", "path": "/extra/b"}]),
+            serde_json::json!([{"op": "copy", "from": "/bmc/password", "path": "/name"}]),
+            serde_json::json!([{"op": "move", "from": "/bmc/password", "path": "/power_domain"}]),
+            serde_json::json!([{"op": "test", "path": "/bmc/password", "value": "hunter2"}]),
+            serde_json::json!([{"op": "test", "path": "/bmc", "value": {}}]),
+        ] {
+            let err = apply(&node(), &patch(ops.clone())).unwrap_err();
+            assert!(matches!(err, PatchError::WriteOnly { .. }), "{ops}: {err}");
+        }
+        // Copying other BMC fields is fine and never exposes the password.
+        let spec = apply(
+            &node(),
+            &patch(
+                serde_json::json!([{"op": "copy", "from": "/bmc/username", "path": "/extra/u"}]),
+            ),
+        )
+        .unwrap();
+        assert_eq!(spec.extra["u"], "root");
+        assert_eq!(spec.bmc.password.expose(), "hunter2");
+    }
+
+    #[test]
+    fn patches_cannot_grow_a_node_without_bound() {
+        let ops: Vec<serde_json::Value> = (0..30)
+            .map(|i| serde_json::json!({"op": "copy", "from": "/extra", "path": format!("/extra/c{i}")}))
+            .collect();
+        let mut first =
+            vec![serde_json::json!({"op": "add", "path": "/extra/pad", "value": "x".repeat(200)})];
+        first.extend(ops);
+        let err = apply(&node(), &patch(serde_json::Value::Array(first))).unwrap_err();
+        assert!(matches!(err, PatchError::TooLarge { .. }), "{err}");
+        let many: Vec<serde_json::Value> = (0..=MAX_OPERATIONS)
+            .map(|_| serde_json::json!({"op": "test", "path": "/name", "value": "n1"}))
+            .collect();
+        let err = apply(&node(), &patch(serde_json::Value::Array(many))).unwrap_err();
+        assert_eq!(err, PatchError::TooManyOperations(MAX_OPERATIONS + 1));
+    }
+
+    #[test]
+    fn leaving_maintenance_drops_its_reason() {
+        let mut n = node();
+        n.spec.maintenance = true;
+        n.spec.maintenance_reason = Some("disk swap".into());
+        let spec = apply(
+            &n,
+            &patch(serde_json::json!([{"op": "replace", "path": "/maintenance", "value": false}])),
+        )
+        .unwrap();
+        assert_eq!(spec.maintenance_reason, None);
     }
 
     #[test]
