@@ -9,7 +9,9 @@ use crate::error::Error;
 const SPARE: u64 = 1024;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit when `endpoints` sockets
-/// (plus spare) would not fit. Fails when even the hard limit is too low.
+/// (plus spare) would not fit. When even the hard limit is too low, raises
+/// the hard limit too (which needs `CAP_SYS_RESOURCE`, e.g. root), and fails
+/// with the figures when that is refused.
 pub fn ensure_open_files(endpoints: u64, nodes: usize) -> Result<(), Error> {
     let needed = endpoints + SPARE;
     // Without getrlimit (never on Linux) there is nothing to raise; let bind fail.
@@ -20,7 +22,7 @@ pub fn ensure_open_files(endpoints: u64, nodes: usize) -> Result<(), Error> {
         return Ok(());
     }
     if hard < needed {
-        return Err(Error::FileLimit {
+        return setrlimit(Resource::RLIMIT_NOFILE, needed, needed).map_err(|_| Error::FileLimit {
             limit: hard,
             needed,
             nodes,
