@@ -93,11 +93,22 @@ pub fn node_table_long(nodes: &[NodeView]) -> String {
     )
 }
 
+/// `address:port`, with the driver's default port when none is set.
 fn bmc_endpoint(n: &NodeView) -> String {
-    match n.bmc.port {
-        Some(port) if n.bmc.address.contains(':') => format!("[{}]:{port}", n.bmc.address),
-        Some(port) => format!("{}:{port}", n.bmc.address),
-        None => n.bmc.address.clone(),
+    let port = n.bmc.port.unwrap_or_else(|| default_port(n));
+    let bare_ipv6 = n.bmc.address.contains(':') && !n.bmc.address.contains("://");
+    if bare_ipv6 {
+        format!("[{}]:{port}", n.bmc.address)
+    } else {
+        format!("{}:{port}", n.bmc.address)
+    }
+}
+
+fn default_port(n: &NodeView) -> u16 {
+    if n.bmc.address.starts_with("http://") {
+        80
+    } else {
+        n.driver.default_port()
     }
 }
 
