@@ -219,6 +219,10 @@ impl Store {
             let node = nodes::get(tx, &ident)?;
             ensure_idle(&node, &ident)?;
             let spec = change(&node).map_err(UpdateError::Rejected)?;
+            if spec == node.spec {
+                // Nothing changed (e.g. a patch of only `test` operations).
+                return Ok(node);
+            }
             nodes::update_spec(tx, node.uuid, &spec)?;
             Ok(nodes::get(tx, &NodeIdent::Uuid(node.uuid))?)
         })

@@ -164,6 +164,16 @@ async fn updates_check_names_and_deletes_remove() {
         .unwrap();
     assert_eq!(updated.spec.power_domain.as_deref(), Some("rack-9"));
     assert!(updated.updated_at >= updated.created_at);
+    let unchanged = store
+        .update_node(NodeIdent::Name("a".into()), |n| {
+            Ok::<_, String>(n.spec.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged.updated_at, updated.updated_at,
+        "a no-op update writes nothing"
+    );
 
     store
         .delete_node(NodeIdent::Name("a".into()))
