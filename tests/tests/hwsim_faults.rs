@@ -269,3 +269,70 @@ async fn wrong_credentials_also_refuses_existing_sessions() {
     );
     rack.shutdown().await;
 }
+
+/// `Rack::shutdown` must not wait for requests that would take long: one
+/// paying an hour of `slow` latency over Redfish and over IPMI, and one whose
+/// client sent the headers but stopped half-way through the body.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_slow_or_half_sent_requests() {
+    use tokio::io::AsyncWriteExt;
+
+    let rack = start(config(2)).await;
+    let nodes = rack.nodes().to_vec();
+    let (slow, healthy) = (&nodes[0], &nodes[1]);
+    let an_hour = r#"{"slow": "1h"}"#;
+    let http = client();
+    let (status, _) = send(
+        http.put(control_url(
+            &rack,
+            &format!("/nodes/{}/faults", slow.name()),
+        ))
+        .header("content-type", "application/json")
+        .body(an_hour),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Redfish: a GET that will sit in its latency for an hour.
+    let pending = tokio::spawn(
+        redfish(&http, &rack, slow, Method::GET, SYSTEM)
+            .timeout(Duration::from_secs(3600))
+            .send(),
+    );
+    // IPMI: an ASF Presence Ping, also held by the latency.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let ping = [6, 0, 0xFF, 6, 0, 0, 0x11, 0xBE, 0x80, 7, 0, 0];
+    let ipmi = slow
+        .ipmi_addr()
+        .unwrap_or_else(|| panic!("the test rack serves IPMI"));
+    udp.send_to(&ping, ipmi)
+        .await
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    // A POST whose body never arrives in full.
+    let mut half = tokio::net::TcpStream::connect(healthy.redfish_addr())
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    half.write_all(
+        b"POST /redfish/v1/SessionService/Sessions HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"UserName\"",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("write: {e}"));
+    wait_for("all three requests received", || async {
+        (slow.counters().in_flight == 2 && healthy.counters().in_flight == 1).then_some(())
+    })
+    .await;
+
+    let stopped = tokio::time::timeout(Duration::from_secs(5), rack.shutdown()).await;
+    assert!(
+        stopped.is_ok(),
+        "shutdown waited for in-flight requests instead of ending them"
+    );
+    let answer = pending.await.unwrap_or_else(|e| panic!("join: {e}"));
+    assert!(
+        answer.is_err(),
+        "the slow request gets no reply: {answer:?}"
+    );
+}

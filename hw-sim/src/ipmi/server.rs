@@ -166,8 +166,14 @@ impl Endpoint {
             };
             let datagram = buf.get(..len).unwrap_or_default().to_vec();
             let this = self.clone();
+            let stop = shutdown.clone();
             self.tracker.spawn(async move {
-                this.serve(&datagram, peer).await;
+                // A request still paying its latency (`slow`) gives up when
+                // the rack stops, so shutdown never waits on a slow fault.
+                tokio::select! {
+                    () = this.serve(&datagram, peer) => {}
+                    () = stop.cancelled() => {}
+                }
                 drop(permit);
             });
         }

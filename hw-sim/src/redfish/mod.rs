@@ -102,17 +102,28 @@ pub(crate) fn spawn(node: Arc<Node>, listener: TcpListener, shared: &Shared) {
     shared.tasks.spawn(server::accept_loop(bmc, listener));
 }
 
-/// Serves one request (see the module docs for the steps).
+/// Serves one request (see the module docs for the steps). When the rack
+/// stops, a request still paying its latency (`slow`) or waiting for the rest
+/// of its body gives up without a reply, so that shutdown never waits on a
+/// slow fault or a client that stopped sending.
 pub(crate) async fn handle(
     bmc: Arc<Bmc>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Reply, NoAnswer> {
+    let cancel = bmc.shared.cancel.clone();
+    tokio::select! {
+        reply = serve(&bmc, request) => reply,
+        () = cancel.cancelled() => Err(NoAnswer),
+    }
+}
+
+async fn serve(bmc: &Bmc, request: Request<hyper::body::Incoming>) -> Result<Reply, NoAnswer> {
     let guard = bmc.node.begin_request();
     match guard.admit().await {
         crate::model::Admission::Serve => {}
         crate::model::Admission::NoAnswer => {
-            bmc.shared.cancel.cancelled().await;
-            return Err(NoAnswer);
+            // Held until the rack stops (`handle` gives up then).
+            return std::future::pending().await;
         }
         crate::model::Admission::InternalError => return Ok(errors::internal_error()),
         crate::model::Admission::Busy => return Ok(errors::busy()),
@@ -122,7 +133,7 @@ pub(crate) async fn handle(
         Ok(body) => body,
         Err(reply) => return Ok(*reply),
     };
-    let reply = router::route(&bmc, &parts, &body);
+    let reply = router::route(bmc, &parts, &body);
     drop(guard);
     Ok(reply)
 }
