@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::model::{
     check_fraction, Credentials, Delays, FaultError, FaultSetting, PowerAction, Quirks,
+    MAX_DURATION,
 };
 
 /// Power state of every node at start.
@@ -182,6 +183,14 @@ pub enum ConfigProblem {
     /// A zero flap interval.
     #[error("flap interval must be more than 0")]
     FlapInterval,
+    /// A latency, transition time or `slow` fault longer than [`MAX_DURATION`].
+    #[error("{what} {} is too long; use at most {}", humantime::format_duration(*.value), humantime::format_duration(MAX_DURATION))]
+    TooLong {
+        /// Which setting.
+        what: String,
+        /// The value given.
+        value: Duration,
+    },
 }
 
 impl RackConfig {
@@ -255,7 +264,36 @@ impl RackConfig {
         if self.flap_interval.is_zero() {
             out.push(ConfigProblem::FlapInterval);
         }
+        self.check_durations(&mut out);
         out
+    }
+
+    /// Every duration a request or a transition adds to the clock must be
+    /// at most [`MAX_DURATION`], so that no arithmetic on it can overflow.
+    fn check_durations(&self, out: &mut Vec<ConfigProblem>) {
+        let slow_faults = self
+            .fault_plans
+            .iter()
+            .map(|p| p.setting)
+            .chain(self.node_faults.iter().map(|f| f.setting))
+            .filter_map(|s| match s {
+                FaultSetting::Slow(d) => Some(("slow fault".to_owned(), d)),
+                _ => None,
+            });
+        let durations = [
+            ("latency", self.latency),
+            ("power-on delay", self.delays.power_on),
+            ("power-off delay", self.delays.power_off),
+            ("shutdown delay", self.delays.shutdown),
+        ]
+        .into_iter()
+        .map(|(what, d)| (what.to_owned(), d))
+        .chain(slow_faults);
+        for (what, value) in durations {
+            if value > MAX_DURATION {
+                out.push(ConfigProblem::TooLong { what, value });
+            }
+        }
     }
 
     fn check_node_settings(&self, out: &mut Vec<ConfigProblem>) {
@@ -331,5 +369,30 @@ mod tests {
         let problems = c.problems();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(RackConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn durations_that_would_overflow_the_clock_are_refused() {
+        let endless = Duration::from_secs(u64::MAX);
+        let c = RackConfig {
+            latency: endless,
+            delays: Delays {
+                power_on: endless,
+                power_off: MAX_DURATION,
+                shutdown: endless,
+            },
+            node_faults: vec![NodeFault {
+                node: "node-0000".into(),
+                setting: FaultSetting::Slow(endless),
+            }],
+            ..RackConfig::default()
+        };
+        let problems: Vec<String> = c.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems[1].starts_with("power-on delay ") && problems[1].ends_with("use at most 1day"),
+            "{problems:?}"
+        );
+        assert!(problems[3].starts_with("slow fault "), "{problems:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! and quirk changes, stats, and 4xx answers that say what is wrong.
 
 use baton_hwsim::{BootTarget, PowerState};
-use baton_tests::hwsim::{client, config, control_get, control_url, send, start};
+use baton_tests::hwsim::{client, config, control_get, control_url, send, start, PASSWORD, USER};
 use serde_json::json;
 
 #[tokio::test]
@@ -178,5 +178,35 @@ async fn boot_override_and_last_boot_are_shown() {
     assert_eq!(shown["last_boot"], "Cd");
     assert_eq!(shown["boot_override"]["enabled"], "Disabled");
     assert_eq!(shown["counters"]["boots"], 1);
+    rack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_fault_too_long_for_the_clock_is_refused() {
+    let rack = start(config(2)).await;
+    let http = client();
+    let node = &rack.nodes()[0];
+    let faults_url = control_url(&rack, &format!("/nodes/{}/faults", node.name()));
+    // u64::MAX seconds: adding the latency to it used to overflow and panic
+    // every request the node served afterwards.
+    let endless = json!({"slow": "18446744073709551615s"});
+    let (status, error) = send(http.put(&faults_url).json(&endless)).await;
+    assert_eq!(status, 400, "{error}");
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("too long") && message.contains("at most 1day"),
+        "{message}"
+    );
+    assert!(node.faults().is_healthy(), "nothing applied");
+
+    let fraction = json!({"fraction": 1.0, "fault": "slow", "value": "18446744073709551615s"});
+    let (status, error) = send(http.post(control_url(&rack, "/faults")).json(&fraction)).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(rack.nodes().iter().all(|n| n.faults().is_healthy()));
+
+    // The node still serves.
+    let system = format!("{}/redfish/v1/Systems/1", rack.redfish_url(node));
+    let (status, _) = send(http.get(system).basic_auth(USER, Some(PASSWORD))).await;
+    assert_eq!(status, 200);
     rack.shutdown().await;
 }

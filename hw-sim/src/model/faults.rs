@@ -67,9 +67,14 @@ fn is_zero(f: &f64) -> bool {
 }
 
 impl Faults {
-    /// Checks values that serde cannot: `packet_loss` within 0.0–1.0.
+    /// Checks values that serde cannot: `packet_loss` within 0.0–1.0 and
+    /// `slow` at most [`MAX_DURATION`].
     pub fn validate(&self) -> Result<(), FaultError> {
-        check_fraction("packet_loss", self.packet_loss)
+        check_fraction("packet_loss", self.packet_loss)?;
+        match self.slow {
+            Some(slow) if slow > MAX_DURATION => Err(slow_too_long(slow)),
+            _ => Ok(()),
+        }
     }
 
     /// Whether no fault is set.
@@ -115,6 +120,11 @@ pub enum FaultSetting {
     /// `packet_loss=<fraction>` (e.g. `packet_loss=0.3`)
     PacketLoss(f64),
 }
+
+/// The longest `slow` fault, latency or power transition time a rack takes
+/// (one day): longer ones are refused with a message, never left to overflow
+/// the clock arithmetic of a request or a transition.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The fault names, for messages.
 pub const FAULT_NAMES: &str = "no_answer, http_500, busy, slow=<duration>, wrong_credentials, \
@@ -200,8 +210,24 @@ fn bad_value(name: &str, problem: &str, usage: &'static str) -> FaultError {
 fn parse_slow(value: Option<&str>) -> Result<Duration, FaultError> {
     const USAGE: &str = "slow=<duration>, e.g. slow=1500ms";
     let raw = value.ok_or_else(|| bad_value("slow", "needs a duration", USAGE))?;
-    humantime::parse_duration(raw)
-        .map_err(|e| bad_value("slow", &format!("has a bad duration {raw:?} ({e})"), USAGE))
+    let slow = humantime::parse_duration(raw)
+        .map_err(|e| bad_value("slow", &format!("has a bad duration {raw:?} ({e})"), USAGE))?;
+    if slow > MAX_DURATION {
+        return Err(slow_too_long(slow));
+    }
+    Ok(slow)
+}
+
+fn slow_too_long(slow: Duration) -> FaultError {
+    bad_value(
+        "slow",
+        &format!(
+            "is too long ({}; at most {})",
+            humantime::format_duration(slow),
+            humantime::format_duration(MAX_DURATION)
+        ),
+        "slow=<duration>, e.g. slow=1500ms",
+    )
 }
 
 fn parse_loss(value: Option<&str>) -> Result<f64, FaultError> {
@@ -273,6 +299,15 @@ mod tests {
             Err(FaultError::BadFraction { .. })
         ));
         assert!(matches!(
+            "slow=18446744073709551615s".parse::<FaultSetting>(),
+            Err(FaultError::BadValue { .. })
+        ));
+        assert_eq!(
+            "slow=1day".parse(),
+            Ok(FaultSetting::Slow(MAX_DURATION)),
+            "the longest slow fault is still taken"
+        );
+        assert!(matches!(
             "melting".parse::<FaultSetting>(),
             Err(FaultError::UnknownFault(_))
         ));
@@ -287,6 +322,12 @@ mod tests {
         let back = serde_json::to_value(&f).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, serde_json::json!({"slow": "1s 500ms", "busy": true}));
         assert!(serde_json::from_str::<Faults>(r#"{"bussy": true}"#).is_err());
+        let endless: Faults = serde_json::from_str(r#"{"slow": "18446744073709551615s"}"#)
+            .unwrap_or_else(|e| panic!("a long duration parses: {e}"));
+        assert!(matches!(
+            endless.validate(),
+            Err(FaultError::BadValue { .. })
+        ));
         assert!(Faults::default().is_healthy());
     }
 

@@ -40,7 +40,9 @@ use uuid::Uuid;
 
 pub use boot::{BootEnabled, BootMode, BootOverride, BootTarget};
 pub use counters::{CounterSnapshot, Counters};
-pub use faults::{check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES};
+pub use faults::{
+    check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES, MAX_DURATION,
+};
 pub use power::{CommandOutcome, Delays, NotInPresentState, PowerAction, PowerState};
 pub use quirks::{AlreadyInStateReply, Quirks, ResetReply};
 
@@ -149,7 +151,13 @@ impl RequestGuard {
             let inner = self.node.lock();
             (inner.faults.slow, request_admission(&inner.faults))
         };
-        let wait = self.node.settings.latency + slow.unwrap_or_default();
+        // Saturating: a library caller may hand in durations the control
+        // API would refuse; a request must not panic on them.
+        let wait = self
+            .node
+            .settings
+            .latency
+            .saturating_add(slow.unwrap_or_default());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
