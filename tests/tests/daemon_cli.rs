@@ -160,6 +160,15 @@ async fn errors_and_exit_codes() {
         "{err}"
     );
 
+    let (code, _, err) = baton(&s, &["--json", "node", "show", "missing"]);
+    assert_eq!(code, 1);
+    let envelope: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(envelope["error"]["code"], "itemNotFound");
+    assert!(envelope["error"]["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req-"));
+
     let bad = d.dir.path().join("bad.json");
     std::fs::write(&bad, "[{\"name\": ").unwrap();
     let (code, _, err) = baton(&s, &["node", "import", bad.to_str().unwrap()]);

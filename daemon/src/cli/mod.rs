@@ -183,10 +183,34 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("baton: {err}");
+            report(&err, cli.json);
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// Errors go to stderr: a line for people, or with `--json` the API's error
+/// envelope (or one of the same shape) so scripts can read it.
+fn report(err: &CliError, json: bool) {
+    if !json {
+        eprintln!("baton: {err}");
+        return;
+    }
+    let (code, message, request_id) = match err {
+        CliError::Client(ClientError::Api {
+            code,
+            message,
+            request_id,
+            ..
+        }) => (code.clone(), message.clone(), Some(request_id.clone())),
+        CliError::Client(e) if e.is_unreachable() => {
+            ("unreachable".to_owned(), e.to_string(), None)
+        }
+        other => ("cliError".to_owned(), other.to_string(), None),
+    };
+    let envelope =
+        serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}});
+    eprintln!("{envelope}");
 }
 
 async fn run(cli: &Cli) -> Result<(), CliError> {
