@@ -75,7 +75,7 @@ struct Cli {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Fraction of nodes (seeded) that get each --fault.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, requires = "fault")]
     fault_fraction: f64,
     /// A fault for --fault-fraction of the nodes: no_answer, http_500, busy,
     /// slow=<duration>, wrong_credentials, stuck, hung_os, flapping,
@@ -232,7 +232,16 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (config, inventory, driver) = Cli::parse().into_config();
-    let problems = config.problems();
+    let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
+    // An impossible export is a flag problem too: refuse it before binding anything.
+    if inventory.is_some() && driver != ExportDriver::Redfish && !config.ipmi {
+        problems.push(
+            baton_hwsim::Error::NoIpmi {
+                driver: driver.as_str(),
+            }
+            .to_string(),
+        );
+    }
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("baton-hwsim: {problem}");
@@ -253,12 +262,6 @@ async fn run(
     inventory: Option<PathBuf>,
     driver: ExportDriver,
 ) -> Result<(), baton_hwsim::Error> {
-    // Refuse an impossible export before binding anything.
-    if driver != ExportDriver::Redfish && !config.ipmi {
-        return Err(baton_hwsim::Error::NoIpmi {
-            driver: driver.as_str(),
-        });
-    }
     let started = std::time::Instant::now();
     let rack = Rack::start(config).await?;
     if let Some(path) = &inventory {

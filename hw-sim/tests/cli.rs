@@ -185,6 +185,30 @@ fn bad_flags_exit_2_saying_what_is_wrong() {
     assert!(refused(&["--export-driver", "serial"]).contains("redfish, ipmi, mixed"));
     assert!(refused(&["--reset-types", "On,Explode"]).contains("ForceOff"));
     assert!(refused(&["--node-reset-types", "node-0001:Explode"]).contains("ForceOff"));
+    let fraction = refused(&["--fault-fraction", "0.5"]);
+    assert!(
+        fraction.contains("--fault"),
+        "a fraction of no fault: {fraction}"
+    );
+    let long = refused(&[
+        "--power-on-delay",
+        "100000000000years",
+        "--latency",
+        "2days",
+    ]);
+    assert!(
+        long.contains("power-on delay") && long.contains("latency 2days is too long"),
+        "{long}"
+    );
+    assert!(refused(&["--fault", "slow=2days"]).contains("at most 1day"));
+    let export = refused(&[
+        "--no-ipmi",
+        "--export-driver",
+        "ipmi",
+        "--export-inventory",
+        "x.json",
+    ]);
+    assert!(export.contains("serves no IPMI"), "{export}");
     let unknown = refused(&["--nodes", "2", "--node-reset-types", "node-0007:On"]);
     assert!(
         unknown.contains("reset types is for node \"node-0007\""),
