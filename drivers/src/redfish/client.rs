@@ -13,6 +13,13 @@
 //!    log in once more and repeat the request; a second 401 is an auth error.
 //!
 //! One session per BMC, shared by every call of its driver.
+//!
+//! Everything the BMC sends is bounded and checked before use: bodies larger
+//! than [`MAX_BODY`] are refused, `Retry-After` is capped at
+//! [`MAX_RETRY_AFTER`], and links the BMC hands out (`Location`, `@odata.id`,
+//! action targets) are followed only when they stay on this BMC — credentials
+//! are never sent to another host. Error messages of a login answer have the
+//! password masked, since some BMCs echo the request's properties.
 
 use std::time::Duration;
 
@@ -23,8 +30,13 @@ use tokio::sync::Mutex;
 
 use super::model;
 
-const X_AUTH_TOKEN: &str = "x-auth-token";
 use crate::{DriverError, Secret};
+
+const X_AUTH_TOKEN: &str = "x-auth-token";
+/// The largest response body read from a BMC; Redfish resources are a few KiB.
+pub(crate) const MAX_BODY: usize = 1 << 20;
+/// The longest `Retry-After` honoured; longer asks are read as this.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How the client authenticates.
 #[derive(Debug, Clone)]
@@ -223,7 +235,7 @@ impl RedfishClient {
                 tracing::debug!(bmc = self.address(), "sessions refused, using basic auth");
                 Ok(Auth::Basic)
             }
-            _ => Err(reply.error()),
+            _ => Err(redact(reply.error(), &self.password)),
         }
     }
 
@@ -235,7 +247,7 @@ impl RedfishClient {
         if_match: Option<&str>,
         auth: &Auth,
     ) -> Result<Reply, DriverError> {
-        let url = self.url(path);
+        let url = self.url(path)?;
         tracing::trace!(bmc = self.address(), %method, path, "Redfish request");
         let mut request = self.http.request(method, url);
         request = match auth {
@@ -252,10 +264,7 @@ impl RedfishClient {
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let bytes = self.read_body(response).await?;
         let body = parse_body(&bytes, status)?;
         tracing::trace!(
             bmc = self.address(),
@@ -272,17 +281,71 @@ impl RedfishClient {
         })
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
+    /// Reads the body, refusing one larger than [`MAX_BODY`] without
+    /// buffering it.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, DriverError> {
+        let status = response.status();
+        let too_large = || {
+            DriverError::InvalidResponse(format!(
+                "HTTP {status} body is larger than {MAX_BODY} bytes"
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// The URL of `path`: an absolute path on this BMC, or an absolute URL
+    /// that points back at it. Anything else (another host, a path without
+    /// the leading `/` that would turn the base's `host:port` into userinfo)
+    /// is refused, so the BMC cannot send our credentials elsewhere.
+    fn url(&self, path: &str) -> Result<String, DriverError> {
+        let path = self.relative(path);
+        if path.starts_with('/') && !path.starts_with("//") {
+            Ok(format!("{}{}", self.base, path))
         } else {
-            format!("{}{}", self.base, path)
+            Err(DriverError::InvalidResponse(format!(
+                "the BMC links to {path:?}, which is not a path on {}",
+                self.address()
+            )))
         }
     }
 
-    /// Strips our own base from an absolute URL, so paths compare equal.
-    fn relative(&self, url: &str) -> String {
-        url.strip_prefix(&self.base).unwrap_or(url).to_owned()
+    /// The path (and query) of an absolute URL on this BMC — same scheme,
+    /// host and port, no userinfo — so paths compare equal; anything else is
+    /// returned unchanged (and refused by [`Self::url`]).
+    fn relative(&self, link: &str) -> String {
+        let (Ok(url), Ok(base)) = (reqwest::Url::parse(link), reqwest::Url::parse(&self.base))
+        else {
+            return link.to_owned();
+        };
+        let same_bmc = url.scheme() == base.scheme()
+            && url.host() == base.host()
+            && url.port_or_known_default() == base.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if !same_bmc {
+            return link.to_owned();
+        }
+        match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        }
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> DriverError {
@@ -317,14 +380,52 @@ fn header_str(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> 
         .map(str::to_owned)
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is read as "soon").
+/// `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`] (the HTTP-date form
+/// is read as "soon").
 fn parse_retry_after(value: &str) -> Option<Duration> {
     value
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
         .or(Some(Duration::from_secs(1)))
+}
+
+/// `error` with every occurrence of `secret` in its text masked.
+fn redact(error: DriverError, secret: &Secret) -> DriverError {
+    let secret = secret.expose();
+    if secret.is_empty() {
+        return error;
+    }
+    let mask = |text: String| text.replace(secret, "******");
+    match error {
+        DriverError::Unreachable { address, reason } => DriverError::Unreachable {
+            address,
+            reason: mask(reason),
+        },
+        DriverError::Auth(m) => DriverError::Auth(mask(m)),
+        DriverError::Busy {
+            message,
+            retry_after,
+        } => DriverError::Busy {
+            message: mask(message),
+            retry_after,
+        },
+        DriverError::Bmc {
+            code,
+            message,
+            transient,
+        } => DriverError::Bmc {
+            code,
+            message: mask(message),
+            transient,
+        },
+        DriverError::Unsupported(m) => DriverError::Unsupported(mask(m)),
+        DriverError::InvalidResponse(m) => DriverError::InvalidResponse(mask(m)),
+        DriverError::Config(m) => DriverError::Config(mask(m)),
+        DriverError::SessionFailed(m) => DriverError::SessionFailed(mask(m)),
+        timeout @ DriverError::Timeout { .. } => timeout,
+    }
 }
 
 /// The body as JSON; empty bodies are `null`; non-JSON bodies of error
@@ -354,4 +455,57 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> RedfishClient {
+        RedfishClient::new(
+            reqwest::Client::new(),
+            "https://10.0.0.1:443".into(),
+            "admin".into(),
+            Secret::new("pw"),
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn links_stay_on_the_bmc() {
+        let c = client();
+        let ok = |p: &str| c.url(p).ok();
+        assert_eq!(
+            ok("/redfish/v1/x"),
+            Some("https://10.0.0.1:443/redfish/v1/x".into())
+        );
+        assert_eq!(
+            ok("https://10.0.0.1/t?a=1"),
+            Some("https://10.0.0.1:443/t?a=1".into())
+        );
+        for foreign in [
+            "https://10.0.0.2/redfish/v1/x",
+            "http://10.0.0.1/redfish/v1/x",
+            "https://10.0.0.1:8443/x",
+            "https://u:p@10.0.0.1/x",
+            "@evil/x",
+            "//evil/x",
+            "redfish/v1",
+        ] {
+            assert!(c.url(foreign).is_err(), "{foreign}");
+        }
+    }
 }

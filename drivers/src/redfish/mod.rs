@@ -19,6 +19,8 @@
 
 mod client;
 mod model;
+#[cfg(test)]
+mod testbmc;
 
 use std::time::Duration;
 
@@ -396,7 +398,14 @@ fn base_url(address: &str, port: Option<u16>) -> Result<String, DriverError> {
         None => ("https", address),
     };
     let host = host.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') {
+    if host.contains('@') {
+        // `user:password@host`: never echo it, and never send it in URLs.
+        return Err(DriverError::Config(
+            "Redfish address must not carry credentials (user@host); set username and password"
+                .into(),
+        ));
+    }
+    if host.is_empty() || host.contains(['/', '?', '#']) || host.contains(char::is_whitespace) {
         return Err(DriverError::Config(format!(
             "Redfish address {address:?} must be a host name or IP, optionally with a scheme"
         )));
@@ -426,7 +435,160 @@ fn task_messages(task: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::testbmc::{Answer, TestBmc};
     use super::*;
+    use crate::Secret;
+
+    const PASSWORD: &str = "s3cret-Pa55";
+
+    fn driver(port: u16) -> RedfishDriver {
+        let mut config = DriverConfig::new(
+            DriverKind::Redfish,
+            "http://127.0.0.1",
+            Some(port),
+            "admin",
+            Secret::new(PASSWORD),
+        );
+        config.options.call_timeout = Duration::from_secs(10);
+        RedfishDriver::new(&config, reqwest::Client::new()).expect("driver")
+    }
+
+    fn root(sessions: &str) -> Value {
+        json!({"Systems": {"@odata.id": "/redfish/v1/Systems"},
+               "Links": {"Sessions": {"@odata.id": sessions}}})
+    }
+
+    /// A BMC whose system resource is `system`, with basic auth.
+    async fn bmc_with_system(system: impl Fn() -> Answer + Send + Sync + 'static) -> TestBmc {
+        TestBmc::start(move |req| match req.path.as_str() {
+            "/redfish/v1/" => Answer::json(
+                200,
+                &json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
+            ),
+            "/redfish/v1/Systems" => Answer::json(
+                200,
+                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            ),
+            _ => system(),
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_refused_not_buffered() {
+        let bmc = bmc_with_system(|| Answer::Endless).await;
+        let started = std::time::Instant::now();
+        let result = driver(bmc.port).power_state().await;
+        assert!(
+            matches!(&result, Err(DriverError::InvalidResponse(m)) if m.contains("larger than")),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_huge_declared_body_is_refused_at_once() {
+        let bmc = bmc_with_system(|| Answer::Declared(1 << 40)).await;
+        let result = driver(bmc.port).power_state().await;
+        assert!(
+            matches!(&result, Err(DriverError::InvalidResponse(m)) if m.contains("larger than")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_host_the_bmc_links_to() {
+        let elsewhere = TestBmc::start(|_| Answer::json(201, &json!({}))).await;
+        let foreign = format!("http://127.0.0.1:{}/steal", elsewhere.port);
+        for sessions in [foreign.as_str(), "@127.0.0.1/steal", "//127.0.0.1/steal"] {
+            let link = sessions.to_owned();
+            let bmc = TestBmc::start(move |_| Answer::json(200, &root(&link))).await;
+            let result = driver(bmc.port).validate().await;
+            assert!(
+                matches!(&result, Err(DriverError::InvalidResponse(m)) if m.contains("not a path")),
+                "{sessions}: {result:?}"
+            );
+            assert!(
+                bmc.seen().iter().all(|r| r.method == "GET"),
+                "{sessions}: {:?}",
+                bmc.seen()
+            );
+        }
+        assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    }
+
+    #[tokio::test]
+    async fn an_absolute_link_back_to_the_bmc_is_followed() {
+        let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+        let own = std::sync::Arc::clone(&port);
+        let bmc = TestBmc::start(move |req| {
+            let base = format!("http://127.0.0.1:{}", own.get().copied().unwrap_or(0));
+            match (req.method.as_str(), req.path.as_str()) {
+                ("GET", "/redfish/v1/") => {
+                    Answer::json(200, &root(&format!("{base}/redfish/v1/Sessions")))
+                }
+                ("POST", "/redfish/v1/Sessions") => Answer::Json {
+                    status: 201,
+                    headers: vec![
+                        ("x-auth-token", "tok".into()),
+                        ("location", format!("{base}/redfish/v1/Sessions/1")),
+                    ],
+                    body: "{}".into(),
+                },
+                ("GET", "/redfish/v1/Systems") => Answer::json(
+                    200,
+                    &json!({"Members": [{"@odata.id": format!("{base}/redfish/v1/Systems/1")}]}),
+                ),
+                ("GET", "/redfish/v1/Systems/1") => Answer::json(200, &json!({"PowerState": "On"})),
+                _ => Answer::json(404, &json!({})),
+            }
+        })
+        .await;
+        port.set(bmc.port).expect("port set once");
+        let driver = driver(bmc.port);
+        assert_eq!(driver.power_state().await, Ok(PowerState::On));
+        driver.close().await;
+        let seen: Vec<_> = bmc
+            .seen()
+            .into_iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(
+            seen.contains(&"POST /redfish/v1/Sessions".to_owned()),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&"DELETE /redfish/v1/Sessions/1".to_owned()),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_login_error_that_echoes_the_request_hides_the_password() {
+        let bmc = TestBmc::start(|req| match req.method.as_str() {
+            "GET" => Answer::json(200, &root("/redfish/v1/SessionService/Sessions")),
+            _ => Answer::json(
+                400,
+                &json!({"error": {"message": format!("Bad request body: {}", req.body)}}),
+            ),
+        })
+        .await;
+        let result = driver(bmc.port).validate().await;
+        let text = format!(
+            "{result:?} {}",
+            result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(
+            matches!(result, Err(DriverError::Bmc { code: 400, .. })),
+            "{text}"
+        );
+        assert!(text.contains("Bad request body"), "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
 
     #[test]
     fn base_url_defaults_to_https_and_brackets_ipv6() {
@@ -444,5 +606,16 @@ mod tests {
         );
         assert!(base_url("ftp://bmc", None).is_err());
         assert!(base_url("bmc/redfish", None).is_err());
+        assert!(base_url("bmc?x=1", None).is_err());
+    }
+
+    #[test]
+    fn base_url_refuses_userinfo_without_echoing_it() {
+        for address in ["https://root:hunter2@bmc1", "root:hunter2@bmc1"] {
+            let error = base_url(address, None).err();
+            assert!(matches!(error, Some(DriverError::Config(_))), "{error:?}");
+            let text = error.map(|e| e.to_string()).unwrap_or_default();
+            assert!(!text.contains("hunter2"), "{text}");
+        }
     }
 }
