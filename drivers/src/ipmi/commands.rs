@@ -163,7 +163,14 @@ pub(crate) fn completion_error(request: &Raw, code: u8) -> DriverError {
             message: format!("{what} (node busy)"),
             retry_after: None,
         },
+        0xD0..=0xD2 => DriverError::Busy {
+            message: format!("{what} (BMC in update mode or initialising)"),
+            retry_after: None,
+        },
         0xC1 | 0xCC => DriverError::Unsupported(format!("{what} (invalid command or data)")),
+        0x80 if request.netfn == NETFN_CHASSIS && matches!(request.cmd, 0x08 | 0x09) => {
+            DriverError::Unsupported(format!("{what} (boot parameter not supported)"))
+        }
         0xD4 => DriverError::Auth(format!("{what} (insufficient privilege)")),
         0xC3 | 0xCE | 0xCF | 0xD5 | 0xFF => DriverError::Bmc {
             code: code.into(),
@@ -228,6 +235,22 @@ mod tests {
         assert!(matches!(completion_error(&req, 0xD4), DriverError::Auth(_)));
         assert!(completion_error(&req, 0xC3).is_transient());
         assert!(!completion_error(&req, 0xC1).is_transient());
+        for code in [0xD0, 0xD1, 0xD2] {
+            let error = completion_error(&req, code);
+            assert!(matches!(error, DriverError::Busy { .. }), "{code:#x}");
+            assert!(error.is_transient(), "{code:#x}");
+        }
+        assert!(matches!(
+            completion_error(&get_boot_flags(), 0x80),
+            DriverError::Unsupported(_)
+        ));
+        assert!(matches!(
+            completion_error(&req, 0x80),
+            DriverError::Bmc {
+                transient: false,
+                ..
+            }
+        ));
         assert_eq!(parse_chassis_status(&[0x61, 0, 0]), Ok(PowerState::On));
         assert_eq!(parse_chassis_status(&[0x60, 0, 0]), Ok(PowerState::Off));
     }
