@@ -429,3 +429,41 @@ async fn inventory_lists_every_node_in_import_form() {
     assert_ne!(domains[1], domains[2]);
     rack.shutdown().await;
 }
+
+/// A client that sends the headers and part of the body, then stops, is
+/// answered 408 and no longer counts as in flight.
+#[tokio::test]
+async fn a_body_that_stops_half_way_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let rack = start(config(1)).await;
+    let node = &rack.nodes()[0];
+    let mut stream = tokio::net::TcpStream::connect(node.redfish_addr())
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    stream
+        .write_all(
+            b"POST /redfish/v1/SessionService/Sessions HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"UserName\"",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "no reply to a stalled body");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "gave the client time"
+    );
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    let (_, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+    let error: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_eq!(message_key(&error), "GeneralError", "{reply}");
+    wait_for("the stalled request to leave", || async {
+        (node.counters().in_flight == 0).then_some(())
+    })
+    .await;
+    rack.shutdown().await;
+}

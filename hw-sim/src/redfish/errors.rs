@@ -1,7 +1,7 @@
 //! Redfish error replies: `{"error": {"code", "message", "@Message.ExtendedInfo":
 //! [...]}}` with message ids and texts from the DMTF Base message registry.
 
-use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -128,6 +128,24 @@ pub(crate) fn payload_too_large() -> Reply {
         "Send a smaller request body.",
     );
     error(StatusCode::PAYLOAD_TOO_LARGE, &m)
+}
+
+pub(crate) fn body_timeout() -> Reply {
+    let m = Message::new(
+        "GeneralError",
+        format!(
+            "The request body did not arrive within {} seconds.",
+            super::server::BODY_READ_TIMEOUT.as_secs()
+        ),
+        &[],
+        "Send the whole request body at once and resubmit the request.",
+    );
+    let mut reply = error(StatusCode::REQUEST_TIMEOUT, &m);
+    // The rest of the body may still arrive; the connection cannot be reused.
+    reply
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    reply
 }
 
 pub(crate) fn malformed_body() -> Reply {

@@ -6,7 +6,8 @@
 //!    plays request-level faults (`no_answer` holds the request until shutdown
 //!    and then drops the connection; `http_500` → 500; `busy` → 503 +
 //!    `Retry-After`).
-//! 2. The body is read (at most [`MAX_BODY`] bytes) and the path resolved to a
+//! 2. The body is read (at most [`MAX_BODY`] bytes, within a few seconds, else
+//!    413 / 408) and the path resolved to a
 //!    [`router::Resource`]; unknown paths → 404 `ResourceNotFound`, wrong
 //!    methods → 405 with `Allow`.
 //! 3. Authentication, except for the service root, `$metadata`, the OData

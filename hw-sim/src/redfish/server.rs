@@ -22,6 +22,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest time a client may take to send a request's body (at most
+/// [`MAX_BODY`] bytes). A client that stops half-way is answered 408 instead
+/// of holding the connection, and the request's place in `in_flight`, forever.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The `no_answer` fault: the request is dropped without a reply.
 #[derive(Debug)]
 pub(crate) struct NoAnswer;
@@ -100,13 +105,16 @@ where
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY`] bytes.
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes or a body
+/// that takes longer than [`BODY_READ_TIMEOUT`].
 pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, Box<Reply>> {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
             Err(Box::new(errors::payload_too_large()))
         }
-        Err(_) => Err(Box::new(errors::malformed_body())),
+        Ok(Err(_)) => Err(Box::new(errors::malformed_body())),
+        Err(_) => Err(Box::new(errors::body_timeout())),
     }
 }
