@@ -467,3 +467,47 @@ async fn a_body_that_stops_half_way_is_answered_408() {
     .await;
     rack.shutdown().await;
 }
+
+/// Clients that all hold the same ETag and patch different boot targets at
+/// once: exactly one wins, every other gets 412 (no lost update), and the
+/// node holds the winner's target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_with_one_etag_have_one_winner() {
+    let rack = start(config(1)).await;
+    let node = &rack.nodes()[0];
+    let targets = ["Pxe", "Hdd", "Cd", "BiosSetup", "Usb"];
+    for round in 0..20 {
+        let http = client();
+        node.set_boot_override(baton_hwsim::BootOverride::default());
+        let reply = redfish(&http, &rack, node, Method::GET, SYSTEM)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let etag = reply.headers()["etag"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        let patches = targets.map(|target| {
+            let patch = redfish(&http, &rack, node, Method::PATCH, SYSTEM)
+                .header("If-Match", etag.as_str())
+                .json(&json!({"Boot": {"BootSourceOverrideTarget": target}}));
+            tokio::spawn(async move { (target, send(patch).await.0) })
+        });
+        let mut winners = Vec::new();
+        for patch in patches {
+            let (target, status) = patch.await.unwrap_or_else(|e| panic!("join: {e}"));
+            match status {
+                200 => winners.push(target),
+                412 => {}
+                other => panic!("round {round}: PATCH {target} answered {other}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let (_, system) = send(redfish(&http, &rack, node, Method::GET, SYSTEM)).await;
+        assert_eq!(
+            system["Boot"]["BootSourceOverrideTarget"], winners[0],
+            "round {round}"
+        );
+    }
+    rack.shutdown().await;
+}

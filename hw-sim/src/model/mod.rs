@@ -414,6 +414,26 @@ impl Node {
         self.settled().boot = boot;
     }
 
+    /// Read-check-write of the boot override as one step: `decide` sees the
+    /// node's status and returns the new override (or `None` to change
+    /// nothing) with its answer. No other change to the node can come
+    /// between what `decide` saw and the write — what an `If-Match` check
+    /// needs so that two writers holding the same ETag cannot both win.
+    /// `decide` runs under the node's lock: it must be short and must not
+    /// call back into this node.
+    pub fn update_boot_override<R>(
+        &self,
+        decide: impl FnOnce(&NodeStatus) -> (Option<BootOverride>, R),
+    ) -> R {
+        let mut inner = self.settled();
+        let status = self.status_of(&inner);
+        let (boot, answer) = decide(&status);
+        if let Some(boot) = boot {
+            inner.boot = boot;
+        }
+        answer
+    }
+
     /// The device the last boot used.
     pub fn last_boot(&self) -> BootTarget {
         self.settled().last_boot
@@ -460,6 +480,10 @@ impl Node {
     /// Everything about the node at once, for the control API.
     pub fn status(&self) -> NodeStatus {
         let inner = self.settled();
+        self.status_of(&inner)
+    }
+
+    fn status_of(&self, inner: &NodeInner) -> NodeStatus {
         NodeStatus {
             name: self.identity.name.clone(),
             index: self.identity.index,

@@ -113,35 +113,54 @@ fn with_task_headers(mut reply: Reply, id: &str) -> Reply {
 }
 
 /// `PATCH /redfish/v1/Systems/1`: only the `Boot` override properties are
-/// writable; `If-Match` must carry the current `ETag` (or `*`).
+/// writable; `If-Match` must carry the current `ETag` (or `*`). The ETag
+/// check and the write are one step on the node, so of two clients patching
+/// with the same ETag only the first wins; the other gets 412.
 pub(crate) fn patch_system(bmc: &Bmc, headers: &HeaderMap, body: &Bytes) -> Reply {
-    let current = res::system(bmc);
-    if let Some(if_match) = headers.get(IF_MATCH) {
-        let tag = reply::etag(&current);
-        let matches = if_match
-            .to_str()
-            .is_ok_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == tag));
-        if !matches {
-            return errors::precondition_failed();
-        }
-    }
     let patch = match parse_object(body) {
         Ok(patch) => patch,
         Err(reply) => return reply,
     };
-    let mut boot = bmc.node.boot_override();
-    for (key, value) in &patch {
-        let outcome = match key.as_str() {
-            "Boot" => apply_boot(&mut boot, value),
-            other if current.get(other).is_some() => Err(errors::property_not_writable(other)),
-            other => Err(errors::property_unknown(other)),
-        };
-        if let Err(reply) = outcome {
-            return reply;
+    let outcome = bmc.node.update_boot_override(|status| {
+        let current = res::system_of(bmc, status);
+        match patched_boot(&current, status.boot_override, headers, &patch) {
+            Ok(boot) => (Some(boot), Ok(())),
+            Err(reply) => (None, Err(reply)),
+        }
+    });
+    match outcome {
+        Ok(()) => reply::resource(&res::system(bmc), "GET, HEAD, PATCH"),
+        Err(reply) => reply,
+    }
+}
+
+/// The boot override `patch` makes of `boot`, if `If-Match` (when sent)
+/// names the ETag of `current` and every property is a writable one with a valid value.
+fn patched_boot(
+    current: &Value,
+    mut boot: BootOverride,
+    headers: &HeaderMap,
+    patch: &Map<String, Value>,
+) -> Result<BootOverride, Reply> {
+    if let Some(if_match) = headers.get(IF_MATCH) {
+        let tag = reply::etag(current);
+        let matches = if_match
+            .to_str()
+            .is_ok_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == tag));
+        if !matches {
+            return Err(errors::precondition_failed());
         }
     }
-    bmc.node.set_boot_override(boot);
-    reply::resource(&res::system(bmc), "GET, HEAD, PATCH")
+    for (key, value) in patch {
+        match key.as_str() {
+            "Boot" => apply_boot(&mut boot, value)?,
+            other if current.get(other).is_some() => {
+                return Err(errors::property_not_writable(other))
+            }
+            other => return Err(errors::property_unknown(other)),
+        }
+    }
+    Ok(boot)
 }
 
 fn apply_boot(boot: &mut BootOverride, value: &Value) -> Result<(), Reply> {

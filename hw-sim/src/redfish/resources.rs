@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::tasks::Task;
 use super::Bmc;
-use crate::model::{BootEnabled, BootMode, BootTarget, PowerAction, PowerState};
+use crate::model::{BootEnabled, BootMode, BootTarget, NodeStatus, PowerAction, PowerState};
 
 /// The Redfish protocol version claimed.
 pub(crate) const REDFISH_VERSION: &str = "1.21.0";
@@ -114,8 +114,12 @@ pub(crate) fn collection(kind: &str, name: &str, path: &str, members: &[String])
 
 /// `GET /redfish/v1/Systems/1`: the computer system.
 pub(crate) fn system(bmc: &Bmc) -> Value {
+    system_of(bmc, &bmc.node.status())
+}
+
+/// The `ComputerSystem` of a node whose status was taken as `status`.
+pub(crate) fn system_of(bmc: &Bmc, status: &NodeStatus) -> Value {
     let node = &bmc.node;
-    let status = node.status();
     let boot = status.boot_override;
     let allowed: Vec<&str> = PowerAction::ALL
         .into_iter()
