@@ -12,7 +12,11 @@
 //! 4. A 401 on a session-authenticated request means the session expired:
 //!    log in once more and repeat the request; a second 401 is an auth error.
 //!
-//! One session per BMC, shared by every call of its driver.
+//! One session per BMC, shared by every call of its driver. A login runs on a
+//! task of its own that holds the session lock, bounded by the call deadline:
+//! a caller whose deadline passes mid-login drops only its wait, the login
+//! finishes and its session serves the next call instead of being left open
+//! on the BMC (BMCs allow only a handful of sessions).
 //!
 //! Everything the BMC sends is bounded and checked before use: bodies larger
 //! than [`MAX_BODY`] are refused, `Retry-After` is capped at
@@ -21,12 +25,13 @@
 //! are never sent to another host. Error messages of a login answer have the
 //! password masked, since some BMCs echo the request's properties.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, ETAG, IF_MATCH, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::model;
 
@@ -94,8 +99,8 @@ impl Reply {
     }
 }
 
-/// The HTTP client of one Redfish BMC.
-#[derive(Debug)]
+/// The HTTP client of one Redfish BMC. Clones share the session.
+#[derive(Debug, Clone)]
 pub(crate) struct RedfishClient {
     http: reqwest::Client,
     /// `https://host:port`, no trailing slash.
@@ -103,7 +108,9 @@ pub(crate) struct RedfishClient {
     username: String,
     password: Secret,
     connect_timeout: Duration,
-    auth: Mutex<Auth>,
+    /// Bound of one login (the driver's call deadline).
+    login_timeout: Duration,
+    auth: Arc<Mutex<Auth>>,
 }
 
 impl RedfishClient {
@@ -113,6 +120,7 @@ impl RedfishClient {
         username: String,
         password: Secret,
         connect_timeout: Duration,
+        login_timeout: Duration,
     ) -> Self {
         Self {
             http,
@@ -120,7 +128,8 @@ impl RedfishClient {
             username,
             password,
             connect_timeout,
-            auth: Mutex::new(Auth::None),
+            login_timeout,
+            auth: Arc::new(Mutex::new(Auth::None)),
         }
     }
 
@@ -187,24 +196,41 @@ impl RedfishClient {
     }
 
     async fn current_auth(&self) -> Result<Auth, DriverError> {
-        let mut auth = self.auth.lock().await;
+        let auth = Arc::clone(&self.auth).lock_owned().await;
         if matches!(*auth, Auth::None) {
-            *auth = self.login().await?;
+            return self.login_detached(auth).await;
         }
         Ok(auth.clone())
     }
 
-    /// Logs in again unless another call already replaced `stale`.
+    /// Logs in again unless another call already replaced `stale` (a
+    /// concurrent logout leaves no session: log in then too).
     async fn relogin(&self, stale: &Auth) -> Result<Auth, DriverError> {
-        let mut auth = self.auth.lock().await;
+        let auth = Arc::clone(&self.auth).lock_owned().await;
         let replaced = match (&*auth, stale) {
             (Auth::Session { token: a, .. }, Auth::Session { token: b, .. }) => a != b,
+            (Auth::None, _) => false,
             _ => true,
         };
         if !replaced {
-            *auth = self.login().await?;
+            return self.login_detached(auth).await;
         }
         Ok(auth.clone())
+    }
+
+    /// Logs in on a task that owns the session lock and stores the session
+    /// itself (see the module doc), within `login_timeout`.
+    async fn login_detached(&self, mut slot: OwnedMutexGuard<Auth>) -> Result<Auth, DriverError> {
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            let result = crate::with_deadline("login", client.login_timeout, client.login()).await;
+            if let Ok(auth) = &result {
+                *slot = auth.clone();
+            }
+            result
+        });
+        task.await
+            .map_err(|e| DriverError::SessionFailed(format!("Redfish login task ended: {e}")))?
     }
 
     /// Steps 1–3 of the login described in the module doc.
@@ -467,6 +493,7 @@ mod tests {
             "https://10.0.0.1:443".into(),
             "admin".into(),
             Secret::new("pw"),
+            Duration::from_secs(1),
             Duration::from_secs(1),
         )
     }

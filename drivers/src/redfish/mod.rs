@@ -70,6 +70,7 @@ impl RedfishDriver {
                 config.username.clone(),
                 config.password.clone(),
                 config.options.connect_timeout,
+                config.options.call_timeout,
             ),
             system_id: config.system_id.clone(),
             options: config.options.clone(),
@@ -561,6 +562,113 @@ mod tests {
             seen.contains(&"DELETE /redfish/v1/Sessions/1".to_owned()),
             "{seen:?}"
         );
+    }
+
+    /// A BMC whose login takes `login_delay`, counting logins.
+    async fn slow_login_bmc(login_delay: Duration) -> TestBmc {
+        TestBmc::start(move |req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/redfish/v1/") => Answer::json(200, &root("/redfish/v1/Sessions")),
+            ("POST", "/redfish/v1/Sessions") => Answer::Slow(
+                login_delay,
+                Box::new(Answer::Json {
+                    status: 201,
+                    headers: vec![
+                        ("x-auth-token", "tok".into()),
+                        ("location", "/redfish/v1/Sessions/1".into()),
+                    ],
+                    body: "{}".into(),
+                }),
+            ),
+            ("GET", "/redfish/v1/Systems") => Answer::json(
+                200,
+                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            ),
+            ("GET", "/redfish/v1/Systems/1") => Answer::json(200, &json!({"PowerState": "Off"})),
+            _ => Answer::json(404, &json!({})),
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_relogin_cut_short_by_the_deadline_is_kept_not_leaked() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let logins = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&logins);
+        let bmc = TestBmc::start(move |req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/redfish/v1/") => Answer::json(200, &root("/redfish/v1/Sessions")),
+            ("POST", "/redfish/v1/Sessions") => {
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let session = Answer::Json {
+                    status: 201,
+                    headers: vec![
+                        ("x-auth-token", format!("tok{n}")),
+                        ("location", format!("/redfish/v1/Sessions/{n}")),
+                    ],
+                    body: "{}".into(),
+                };
+                // The second login (after the first session expired) is slow.
+                match n {
+                    1 => session,
+                    _ => Answer::Slow(Duration::from_millis(150), Box::new(session)),
+                }
+            }
+            ("GET", "/redfish/v1/Systems") => Answer::json(
+                200,
+                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            ),
+            ("GET", "/redfish/v1/Systems/1") if req.token.as_deref() == Some("tok1") => {
+                Answer::Slow(
+                    Duration::from_millis(200),
+                    Box::new(Answer::json(401, &json!({}))),
+                )
+            }
+            ("GET", "/redfish/v1/Systems/1") => Answer::json(200, &json!({"PowerState": "Off"})),
+            _ => Answer::json(404, &json!({})),
+        })
+        .await;
+        let mut config = DriverConfig::new(
+            DriverKind::Redfish,
+            "http://127.0.0.1",
+            Some(bmc.port),
+            "admin",
+            Secret::new(PASSWORD),
+        );
+        config.options.call_timeout = Duration::from_millis(300);
+        let driver = RedfishDriver::new(&config, reqwest::Client::new()).expect("driver");
+        let first = driver.power_state().await;
+        assert!(
+            matches!(first, Err(DriverError::Timeout { .. })),
+            "{first:?}"
+        );
+        // The deadline passed mid-login; the login itself ends on its own and
+        // its session serves the next call.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(driver.power_state().await, Ok(PowerState::Off));
+        driver.close().await;
+        assert_eq!(logins.load(Ordering::SeqCst), 2, "{:?}", bmc.seen());
+        let deleted: Vec<_> = bmc
+            .seen()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(deleted, vec!["/redfish/v1/Sessions/2".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_calls_log_in_once() {
+        let bmc = slow_login_bmc(Duration::from_millis(100)).await;
+        let driver = std::sync::Arc::new(driver(bmc.port));
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let driver = std::sync::Arc::clone(&driver);
+            calls.spawn(async move { driver.power_state().await });
+        }
+        while let Some(result) = calls.join_next().await {
+            assert_eq!(result.expect("call task"), Ok(PowerState::Off));
+        }
+        let logins = bmc.seen().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(logins, 1, "{:?}", bmc.seen());
     }
 
     #[tokio::test]

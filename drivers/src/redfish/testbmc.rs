@@ -19,6 +19,8 @@ pub(crate) enum Answer {
     Endless,
     /// A 200 that declares a huge `Content-Length` and sends a few bytes.
     Declared(u64),
+    /// The answer, after a delay.
+    Slow(std::time::Duration, Box<Answer>),
 }
 
 impl Answer {
@@ -37,6 +39,8 @@ pub(crate) struct Seen {
     pub method: String,
     pub path: String,
     pub body: String,
+    /// The `X-Auth-Token` header, when sent.
+    pub token: Option<String>,
 }
 
 /// A running scripted BMC.
@@ -79,6 +83,7 @@ async fn serve(stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Seen>>
         let method = parts.next().unwrap_or_default().to_owned();
         let path = parts.next().unwrap_or_default().to_owned();
         let mut length = 0usize;
+        let mut token = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
@@ -92,6 +97,9 @@ async fn serve(stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Seen>>
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
                 }
+                if name.eq_ignore_ascii_case("x-auth-token") {
+                    token = Some(value.trim().to_owned());
+                }
             }
         }
         let mut body = vec![0; length];
@@ -102,10 +110,16 @@ async fn serve(stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Seen>>
             method,
             path,
             body: String::from_utf8_lossy(&body).into_owned(),
+            token,
         };
         log.lock().expect("seen lock").push(request.clone());
         let stream = reader.get_mut();
-        let written = match script(&request) {
+        let mut answer = script(&request);
+        while let Answer::Slow(delay, inner) = answer {
+            tokio::time::sleep(delay).await;
+            answer = *inner;
+        }
+        let written = match answer {
             Answer::Json {
                 status,
                 headers,
@@ -135,6 +149,7 @@ async fn serve(stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Seen>>
                 while stream.write_all(chunk.as_bytes()).await.is_ok() {}
                 return;
             }
+            Answer::Slow(..) => unreachable!("unwrapped above"),
         };
         if written.is_err() {
             return;
