@@ -7,7 +7,9 @@ use time::OffsetDateTime;
 
 use super::tasks::Task;
 use super::Bmc;
-use crate::model::{BootEnabled, BootMode, BootTarget, NodeStatus, PowerAction, PowerState};
+use crate::model::{
+    BootEnabled, BootMode, BootTarget, NodeStatus, PowerAction, PowerState, Quirks,
+};
 
 /// The Redfish protocol version claimed.
 pub(crate) const REDFISH_VERSION: &str = "1.21.0";
@@ -117,15 +119,20 @@ pub(crate) fn system(bmc: &Bmc) -> Value {
     system_of(bmc, &bmc.node.status())
 }
 
+/// The `ResetType` values a node offers, in the schema's order.
+fn allowed_reset_types(quirks: &Quirks) -> Vec<&'static str> {
+    PowerAction::ALL
+        .into_iter()
+        .filter(|a| quirks.allows(*a))
+        .map(PowerAction::as_str)
+        .collect()
+}
+
 /// The `ComputerSystem` of a node whose status was taken as `status`.
 pub(crate) fn system_of(bmc: &Bmc, status: &NodeStatus) -> Value {
     let node = &bmc.node;
     let boot = status.boot_override;
-    let allowed: Vec<&str> = PowerAction::ALL
-        .into_iter()
-        .filter(|a| status.quirks.allows(*a))
-        .map(PowerAction::as_str)
-        .collect();
+    let allowed = allowed_reset_types(&status.quirks);
     json!({
         "@odata.type": "#ComputerSystem.v1_22_0.ComputerSystem",
         "@odata.id": SYSTEM,
@@ -168,12 +175,7 @@ pub(crate) fn system_of(bmc: &Bmc, status: &NodeStatus) -> Value {
 
 /// `GET /redfish/v1/Systems/1/ResetActionInfo`.
 pub(crate) fn reset_action_info(bmc: &Bmc) -> Value {
-    let quirks = bmc.node.quirks();
-    let allowed: Vec<&str> = PowerAction::ALL
-        .into_iter()
-        .filter(|a| quirks.allows(*a))
-        .map(PowerAction::as_str)
-        .collect();
+    let allowed = allowed_reset_types(&bmc.node.quirks());
     json!({
         "@odata.type": "#ActionInfo.v1_4_0.ActionInfo",
         "@odata.id": RESET_INFO,
