@@ -17,6 +17,9 @@
 //!   `catch_unwind` on the blocking pool, a panic becomes
 //!   [`DriverError::SessionFailed`] and drops the session, and sessions are
 //!   re-opened long before the sequence number can wrap.
+//! - It falls back to an IPMI 1.5 session (password in clear with auth type
+//!   `Key`) when a BMC says it has no IPMI 2.0: the driver asks the BMC
+//!   itself first and refuses such a BMC as unsupported (`ipmi::preflight`).
 //! - It has no chassis commands and does not retransmit: the driver sends raw
 //!   requests and retransmits them itself, matching answers by NetFn/command.
 //!   ipmi-rs does not expose the IPMB sequence number, so a late answer to an

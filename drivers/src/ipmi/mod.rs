@@ -12,6 +12,7 @@
 //! and the whole call is bounded by the call deadline on the async side.
 
 mod commands;
+mod preflight;
 mod session;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -223,5 +224,68 @@ impl PowerDriver for IpmiDriver {
     /// so the session is dropped locally and the BMC times it out.
     async fn close(&self) {
         self.session.lock().await.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BMC that answers Get Channel Authentication Capabilities saying it
+    /// offers IPMI 1.5 only (auth type `Key`, the password in clear), and
+    /// records every datagram it gets.
+    fn ipmi15_only_bmc() -> (u16, std::sync::mpsc::Receiver<Vec<u8>>) {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        let (seen, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+                let packet = buffer[..n].to_vec();
+                let asks_caps = preflight::request() == packet;
+                if seen.send(packet).is_err() {
+                    return;
+                }
+                if asks_caps {
+                    let mut answer = vec![0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+                    let message = [
+                        0x81, 0x1C, 0, 0x20, 0, 0x38, 0x00, 0x01, 0x90, 0x04, 0x01, 0, 0, 0, 0, 0,
+                    ];
+                    answer.push(message.len() as u8);
+                    answer.extend_from_slice(&message);
+                    let _ = socket.send_to(&answer, peer);
+                }
+            }
+        });
+        (port, received)
+    }
+
+    #[tokio::test]
+    async fn a_bmc_without_ipmi2_is_refused_before_any_credential_is_sent() {
+        let (port, received) = ipmi15_only_bmc();
+        let mut config = DriverConfig::new(
+            DriverKind::Ipmi,
+            "127.0.0.1",
+            Some(port),
+            "admin",
+            "cleartext-pw",
+        );
+        config.options.call_timeout = Duration::from_secs(3);
+        config.options.ipmi_retransmit_interval = Duration::from_millis(200);
+        let driver = IpmiDriver::new(&config).expect("driver");
+        let result = driver.power_state().await;
+        assert!(
+            matches!(&result, Err(DriverError::Unsupported(m)) if m.contains("IPMI 1.5")),
+            "{result:?}"
+        );
+        let packets: Vec<_> = received.try_iter().collect();
+        assert!(!packets.is_empty());
+        for packet in packets {
+            assert_eq!(
+                packet,
+                preflight::request(),
+                "only the capabilities request"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! One RMCP+ session with one BMC, driven synchronously on the blocking pool.
 //!
-//! Opening a session (IPMI v2.0 §13.14–13.24, done by ipmi-rs):
+//! Opening a session (IPMI v2.0 §13.14–13.24, done by ipmi-rs, after
+//! [`preflight`] checked that the BMC offers IPMI 2.0):
 //! ASF presence ping → Get Channel Authentication Capabilities → RMCP+ Open
 //! Session (cipher suite 3: RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) →
 //! RAKP 1/2 → RAKP 3/4. Then this module sends Set Session Privilege Level
@@ -22,6 +23,7 @@ use ipmi_rs::rmcp::{
 use ipmi_rs::IpmiError;
 
 use super::commands::{self, Raw};
+use super::preflight;
 use crate::{DriverError, Secret};
 
 /// Re-open a session after this many requests, far below the 2^32 where
@@ -71,6 +73,7 @@ pub(crate) struct Session {
 impl Session {
     /// Opens a session, retrying lost exchanges until `deadline`.
     pub fn open(target: &Target, deadline: Instant) -> Result<Self, DriverError> {
+        preflight::require_ipmi2(target, deadline)?;
         let mut rmcp = Rmcp::new(target.address.as_str(), target.retransmit).map_err(|e| {
             DriverError::Unreachable {
                 address: target.address.clone(),
