@@ -39,6 +39,9 @@ use crate::{
 const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 /// Poll interval of a task monitor that sends no `Retry-After`.
 const TASK_POLL: Duration = Duration::from_secs(1);
+/// The shortest wait between polls or retries, whatever `Retry-After` says
+/// (`Retry-After: 0` must not turn a poll loop into a flood).
+const MIN_WAIT: Duration = Duration::from_millis(200);
 
 /// The system's reset action, learned once.
 #[derive(Debug)]
@@ -182,7 +185,7 @@ impl RedfishDriver {
                 reset_type,
                 "reset conflict, retrying"
             );
-            tokio::time::sleep(reply.retry_after.unwrap_or(CONFLICT_RETRY)).await;
+            tokio::time::sleep(reply.retry_after.unwrap_or(CONFLICT_RETRY).max(MIN_WAIT)).await;
         }
     }
 
@@ -200,7 +203,7 @@ impl RedfishDriver {
         };
         let mut wait = accepted.retry_after.unwrap_or(TASK_POLL);
         loop {
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(wait.max(MIN_WAIT)).await;
             let reply = self
                 .client
                 .request(Method::GET, &monitor, None, None)
@@ -669,6 +672,51 @@ mod tests {
         }
         let logins = bmc.seen().iter().filter(|r| r.method == "POST").count();
         assert_eq!(logins, 1, "{:?}", bmc.seen());
+    }
+
+    #[tokio::test]
+    async fn a_task_monitor_saying_retry_after_zero_is_not_flooded() {
+        let bmc = TestBmc::start(|req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/redfish/v1/") => Answer::json(
+                200,
+                &json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
+            ),
+            ("GET", "/redfish/v1/Systems") => Answer::json(
+                200,
+                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            ),
+            ("GET", "/redfish/v1/Systems/1") => Answer::json(
+                200,
+                &json!({"PowerState": "On", "Actions": {"#ComputerSystem.Reset": {
+                    "target": "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                    "ResetType@Redfish.AllowableValues": ["On", "ForceOff"]}}}),
+            ),
+            (_, path) if path.ends_with("ComputerSystem.Reset") || path == "/tasks/1" => {
+                Answer::Json {
+                    status: 202,
+                    headers: vec![("location", "/tasks/1".into()), ("retry-after", "0".into())],
+                    body: "{}".into(),
+                }
+            }
+            _ => Answer::json(404, &json!({})),
+        })
+        .await;
+        let mut config = DriverConfig::new(
+            DriverKind::Redfish,
+            "http://127.0.0.1",
+            Some(bmc.port),
+            "admin",
+            Secret::new(PASSWORD),
+        );
+        config.options.call_timeout = Duration::from_secs(1);
+        let driver = RedfishDriver::new(&config, reqwest::Client::new()).expect("driver");
+        let result = driver.set_power(PowerAction::Off).await;
+        assert!(
+            matches!(result, Err(DriverError::Timeout { .. })),
+            "{result:?}"
+        );
+        let polls = bmc.seen().iter().filter(|r| r.path == "/tasks/1").count();
+        assert!((1..=5).contains(&polls), "{polls} polls in one second");
     }
 
     #[tokio::test]
