@@ -191,7 +191,8 @@ impl RedfishDriver {
 
     async fn is_already(&self, end_state: Option<PowerState>) -> Result<bool, DriverError> {
         match end_state {
-            Some(end) => Ok(self.read_power().await? == end),
+            // PoweringOn/PoweringOff: already on its way there.
+            Some(end) => Ok(self.read_power().await?.settled() == end),
             None => Ok(false),
         }
     }
@@ -717,6 +718,38 @@ mod tests {
         );
         let polls = bmc.seen().iter().filter(|r| r.path == "/tasks/1").count();
         assert!((1..=5).contains(&polls), "{polls} polls in one second");
+    }
+
+    #[tokio::test]
+    async fn a_refused_reset_towards_the_state_already_being_reached_is_success() {
+        let bmc = TestBmc::start(|req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/redfish/v1/") => Answer::json(
+                200,
+                &json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
+            ),
+            ("GET", "/redfish/v1/Systems") => Answer::json(
+                200,
+                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            ),
+            ("GET", "/redfish/v1/Systems/1") => Answer::json(
+                200,
+                &json!({"PowerState": "PoweringOn", "Actions": {"#ComputerSystem.Reset": {
+                    "target": "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                    "ResetType@Redfish.AllowableValues": ["On", "ForceOff"]}}}),
+            ),
+            _ => Answer::json(
+                409,
+                &json!({"error": {"message": "The system is already powering on"}}),
+            ),
+        })
+        .await;
+        let driver = driver(bmc.port);
+        assert_eq!(driver.set_power(PowerAction::On).await, Ok(()));
+        let off = driver.set_power(PowerAction::Off).await;
+        assert!(
+            matches!(off, Err(DriverError::Bmc { code: 409, .. })),
+            "{off:?}"
+        );
     }
 
     #[tokio::test]
