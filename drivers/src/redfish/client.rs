@@ -375,6 +375,14 @@ impl RedfishClient {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> DriverError {
+        if error.is_builder() {
+            // A request built from what the BMC sent (an `@odata.etag` with a
+            // control character…): retrying cannot help.
+            return DriverError::InvalidResponse(format!(
+                "cannot build a request from the BMC's answer: {}",
+                error_chain(error)
+            ));
+        }
         if error.is_timeout() {
             return DriverError::Timeout {
                 operation: "Redfish connect",

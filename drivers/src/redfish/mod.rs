@@ -753,6 +753,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_etag_that_cannot_be_a_header_is_an_invalid_response() {
+        let bmc = bmc_with_system(|| {
+            Answer::json(
+                200,
+                &json!({"PowerState": "On", "@odata.etag": "W/\"1\"\r\nX-Evil: 1",
+                        "Boot": {"BootSourceOverrideEnabled": "Disabled"}}),
+            )
+        })
+        .await;
+        let result = driver(bmc.port)
+            .set_boot_device(BootDevice::Pxe, false)
+            .await;
+        assert!(
+            matches!(&result, Err(DriverError::InvalidResponse(_))),
+            "{result:?}"
+        );
+        assert!(result.is_err_and(|e| !e.is_transient()));
+        assert!(bmc.seen().iter().all(|r| r.method == "GET"));
+    }
+
+    #[tokio::test]
     async fn a_login_error_that_echoes_the_request_hides_the_password() {
         let bmc = TestBmc::start(|req| match req.method.as_str() {
             "GET" => Answer::json(200, &root("/redfish/v1/SessionService/Sessions")),
