@@ -254,7 +254,22 @@ impl RedfishClient {
             )
             .await?;
         match reply.status {
-            s if s.is_success() => session_from(&reply),
+            s if s.is_success() => {
+                let session = session_from(&reply);
+                if let (Err(_), Some(orphan)) = (&session, &reply.location) {
+                    // The BMC made a session we cannot use: delete it (with
+                    // basic auth) so failed logins do not fill its table.
+                    let deleted = self
+                        .send(Method::DELETE, orphan, None, None, &Auth::Basic)
+                        .await;
+                    tracing::debug!(
+                        bmc = self.address(),
+                        ok = deleted.is_ok_and(|r| r.status.is_success()),
+                        "deleted a Redfish session that came without a token"
+                    );
+                }
+                session
+            }
             StatusCode::NOT_FOUND
             | StatusCode::METHOD_NOT_ALLOWED
             | StatusCode::NOT_IMPLEMENTED => {

@@ -774,6 +774,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_session_without_a_token_is_deleted_not_left_on_the_bmc() {
+        let bmc = TestBmc::start(|req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/redfish/v1/") => Answer::json(200, &root("/redfish/v1/Sessions")),
+            ("POST", "/redfish/v1/Sessions") => Answer::Json {
+                status: 201,
+                headers: vec![("location", "/redfish/v1/Sessions/7".into())],
+                body: "{}".into(),
+            },
+            _ => Answer::Json {
+                status: 204,
+                headers: Vec::new(),
+                body: String::new(),
+            },
+        })
+        .await;
+        let result = driver(bmc.port).validate().await;
+        assert!(
+            matches!(&result, Err(DriverError::InvalidResponse(m)) if m.contains("X-Auth-Token")),
+            "{result:?}"
+        );
+        let deleted: Vec<_> = bmc
+            .seen()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(deleted, vec!["/redfish/v1/Sessions/7".to_owned()]);
+    }
+
+    #[tokio::test]
     async fn a_login_error_that_echoes_the_request_hides_the_password() {
         let bmc = TestBmc::start(|req| match req.method.as_str() {
             "GET" => Answer::json(200, &root("/redfish/v1/SessionService/Sessions")),
