@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use ipmi_rs::connection::{IpmiConnection, LogicalUnit, Message, Request, RequestTargetAddress};
 use ipmi_rs::rmcp::{
-    ActivationError, RakpMessage2ErrorStatusCode, RakpMessage2ParseError, Rmcp, RmcpIpmiError,
-    RmcpIpmiReceiveError, V2_0ActivationError,
+    ActivationError, ParseSessionResponseError, RakpMessage2ErrorStatusCode,
+    RakpMessage2ParseError, Rmcp, RmcpIpmiError, RmcpIpmiReceiveError, V2_0ActivationError,
 };
 use ipmi_rs::IpmiError;
 
@@ -246,6 +246,14 @@ fn activation_io_error(error: &ActivationError) -> Option<&std::io::Error> {
     }
 }
 
+/// RMCP+ status code "insufficient resources for session creation".
+const INSUFFICIENT_RESOURCES: u8 = 0x01;
+
+/// True when `code` (an ipmi-rs status type it does not export) is `raw`.
+fn is_status<T: TryFrom<u8> + PartialEq>(code: &T, raw: u8) -> bool {
+    T::try_from(raw).is_ok_and(|known| known == *code)
+}
+
 /// Classifies an ipmi-rs activation error: a timed-out receive is a lost
 /// datagram (retry), another socket error means unreachable, RAKP refusals
 /// are authentication errors.
@@ -262,6 +270,13 @@ fn activation_error(target: &Target, error: &ActivationError) -> Retry {
     }
     let reason = format!("{error:?}");
     let fatal = match error {
+        // A full session table: the BMC will have room again later.
+        ActivationError::V2_0(V2::OpenSessionResponseParse(
+            ParseSessionResponseError::HaveErrorCode(Ok(code)),
+        )) if is_status(code, INSUFFICIENT_RESOURCES) => DriverError::Busy {
+            message: format!("RMCP+ session refused: {reason}"),
+            retry_after: None,
+        },
         ActivationError::V2_0(V2::RakpMessage2Parse(RakpMessage2ParseError::ErrorStatusCode(
             RakpMessage2ErrorStatusCode::Common(_),
         ))) => DriverError::Busy {
@@ -283,4 +298,41 @@ fn activation_error(target: &Target, error: &ActivationError) -> Retry {
         _ => DriverError::InvalidResponse(format!("RMCP+ session open failed: {reason}")),
     };
     Retry::Fatal(fatal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            address: "127.0.0.1:623".into(),
+            username: "admin".into(),
+            password: Secret::new("pw"),
+            retransmit: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn open_session_refused(status: u8) -> ActivationError {
+        ActivationError::V2_0(V2_0ActivationError::OpenSessionResponseParse(
+            ParseSessionResponseError::HaveErrorCode(
+                TryFrom::try_from(status).map_err(|()| status),
+            ),
+        ))
+    }
+
+    #[test]
+    fn a_full_session_table_is_busy_not_an_invalid_response() {
+        let Retry::Fatal(error) = activation_error(&target(), &open_session_refused(0x01)) else {
+            panic!("a refusal is not a lost datagram");
+        };
+        assert!(matches!(error, DriverError::Busy { .. }), "{error:?}");
+        assert!(error.is_transient());
+        // No matching cipher suite stays a final error.
+        let Retry::Fatal(error) = activation_error(&target(), &open_session_refused(0x11)) else {
+            panic!("a refusal is not a lost datagram");
+        };
+        assert!(!error.is_transient(), "{error:?}");
+    }
 }
