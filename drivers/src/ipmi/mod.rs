@@ -76,7 +76,7 @@ impl IpmiDriver {
     /// Sends one request through the BMC's session (steps 1–4 of the module doc).
     async fn call(&self, operation: &'static str, request: Raw) -> Result<Vec<u8>, DriverError> {
         let call_timeout = self.options.call_timeout;
-        let deadline = Instant::now() + call_timeout;
+        let deadline = deadline_after(call_timeout);
         with_deadline(operation, call_timeout, async {
             let mut slot = self.session.lock().await;
             let session = slot.take();
@@ -153,6 +153,15 @@ fn finish(
         ),
     };
     (keep.then_some(session), result)
+}
+
+/// `now + timeout`, or a year from now for a timeout too large to add (a
+/// `Duration::MAX` in the options must not panic the async task).
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// The typed error for a panic inside ipmi-rs.
@@ -258,6 +267,22 @@ mod tests {
             }
         });
         (port, received)
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_call_timeout_does_not_panic() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let mut config = DriverConfig::new(DriverKind::Ipmi, "127.0.0.1", Some(port), "a", "b");
+        config.options.call_timeout = Duration::MAX;
+        config.options.ipmi_retransmit_interval = Duration::from_millis(100);
+        let driver = IpmiDriver::new(&config).expect("driver");
+        let result = driver.power_state().await;
+        assert!(
+            matches!(result, Err(DriverError::Unreachable { .. })),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]

@@ -102,7 +102,7 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<(), Dr
         socket
             .send(&request)
             .map_err(|e| unreachable(e.to_string()))?;
-        let try_ends = Instant::now() + target.retransmit;
+        let try_ends = super::deadline_after(target.retransmit);
         while Instant::now() < try_ends.min(deadline) {
             let received = match socket.recv(&mut buffer) {
                 Ok(n) => n,
