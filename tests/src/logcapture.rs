@@ -27,6 +27,41 @@ impl LogCapture {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Which form of the credentials appears in the logs, if any: the
+    /// password itself, or the base64 `user:password` of an HTTP basic
+    /// `Authorization` header (which a plain search would miss).
+    pub fn leaked_secret(&self, username: &str, password: &str) -> Option<&'static str> {
+        let text = self.contents();
+        if text.contains(password) {
+            return Some("the BMC password");
+        }
+        let basic = base64(format!("{username}:{password}").as_bytes());
+        text.contains(&basic)
+            .then_some("the HTTP basic credentials (base64 user:password)")
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as in `Authorization: Basic`.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// One writer per event, appending to the shared buffer.
@@ -63,4 +98,22 @@ pub fn capture() -> LogCapture {
             capture
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
 }
