@@ -351,10 +351,12 @@ impl RedfishClient {
         Ok(bytes)
     }
 
-    /// The URL of `path`: an absolute path on this BMC, or an absolute URL
-    /// that points back at it. Anything else (another host, a path without
-    /// the leading `/` that would turn the base's `host:port` into userinfo)
-    /// is refused, so the BMC cannot send our credentials elsewhere.
+    /// The URL of `path` on this BMC. An absolute `http(s)` URL counts for
+    /// its path only: it is requested on this BMC whatever host it names
+    /// (BMCs behind a proxy, or addressed by name, often name themselves
+    /// differently), so the BMC cannot send our credentials elsewhere.
+    /// Anything that is not an absolute path (`//host/x`, or `@host/x` which
+    /// would turn the base's `host:port` into userinfo) is refused.
     fn url(&self, path: &str) -> Result<String, DriverError> {
         let path = self.relative(path);
         if path.starts_with('/') && !path.starts_with("//") {
@@ -367,21 +369,21 @@ impl RedfishClient {
         }
     }
 
-    /// The path (and query) of an absolute URL on this BMC — same scheme,
-    /// host and port, no userinfo — so paths compare equal; anything else is
-    /// returned unchanged (and refused by [`Self::url`]).
+    /// The path (and query) of an absolute `http(s)` URL, so paths compare
+    /// equal and stay on this BMC; anything else is returned unchanged.
     fn relative(&self, link: &str) -> String {
-        let (Ok(url), Ok(base)) = (reqwest::Url::parse(link), reqwest::Url::parse(&self.base))
-        else {
+        let Ok(url) = reqwest::Url::parse(link) else {
             return link.to_owned();
         };
-        let same_bmc = url.scheme() == base.scheme()
-            && url.host() == base.host()
-            && url.port_or_known_default() == base.port_or_known_default()
-            && url.username().is_empty()
-            && url.password().is_none();
-        if !same_bmc {
+        if !matches!(url.scheme(), "http" | "https") {
             return link.to_owned();
+        }
+        if !link.starts_with(&self.base) {
+            tracing::debug!(
+                bmc = self.address(),
+                link = url.path(),
+                "the BMC links to another authority; using the path on this BMC"
+            );
         }
         match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
@@ -538,24 +540,22 @@ mod tests {
     fn links_stay_on_the_bmc() {
         let c = client();
         let ok = |p: &str| c.url(p).ok();
-        assert_eq!(
-            ok("/redfish/v1/x"),
-            Some("https://10.0.0.1:443/redfish/v1/x".into())
-        );
+        let x = Some("https://10.0.0.1:443/redfish/v1/x".to_owned());
+        assert_eq!(ok("/redfish/v1/x"), x);
         assert_eq!(
             ok("https://10.0.0.1/t?a=1"),
             Some("https://10.0.0.1:443/t?a=1".into())
         );
-        for foreign in [
+        // Another authority: only its path is used, on this BMC.
+        for elsewhere in [
             "https://10.0.0.2/redfish/v1/x",
-            "http://10.0.0.1/redfish/v1/x",
-            "https://10.0.0.1:8443/x",
-            "https://u:p@10.0.0.1/x",
-            "@evil/x",
-            "//evil/x",
-            "redfish/v1",
+            "http://bmc1.example/redfish/v1/x",
+            "https://u:p@10.0.0.9:8443/redfish/v1/x",
         ] {
-            assert!(c.url(foreign).is_err(), "{foreign}");
+            assert_eq!(ok(elsewhere), x, "{elsewhere}");
+        }
+        for refused in ["@evil/x", "//evil/x", "redfish/v1", "ftp://evil/x", ""] {
+            assert!(c.url(refused).is_err(), "{refused}");
         }
     }
 }

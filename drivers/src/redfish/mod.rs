@@ -505,7 +505,24 @@ mod tests {
     async fn credentials_never_go_to_a_host_the_bmc_links_to() {
         let elsewhere = TestBmc::start(|_| Answer::json(201, &json!({}))).await;
         let foreign = format!("http://127.0.0.1:{}/steal", elsewhere.port);
-        for sessions in [foreign.as_str(), "@127.0.0.1/steal", "//127.0.0.1/steal"] {
+        // A foreign URL is read as a path on the BMC itself.
+        let link = foreign.clone();
+        let bmc = TestBmc::start(move |req| match req.path.as_str() {
+            "/redfish/v1/" => Answer::json(200, &root(&link)),
+            _ => Answer::json(401, &json!({})),
+        })
+        .await;
+        let result = driver(bmc.port).validate().await;
+        assert!(matches!(result, Err(DriverError::Auth(_))), "{result:?}");
+        let posts: Vec<_> = bmc
+            .seen()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(posts, vec!["/steal".to_owned()]);
+        // Links that are not paths are refused before anything is sent.
+        for sessions in ["@127.0.0.1/steal", "//127.0.0.1/steal"] {
             let link = sessions.to_owned();
             let bmc = TestBmc::start(move |_| Answer::json(200, &root(&link))).await;
             let result = driver(bmc.port).validate().await;
