@@ -440,7 +440,7 @@ fn task_messages(task: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::testbmc::{Answer, TestBmc};
+    use super::testbmc::{Answer, Seen, TestBmc};
     use super::*;
     use crate::Secret;
 
@@ -465,6 +465,12 @@ mod tests {
 
     /// A BMC whose system resource is `system`, with basic auth.
     async fn bmc_with_system(system: impl Fn() -> Answer + Send + Sync + 'static) -> TestBmc {
+        bmc_with_routes(move |_| system()).await
+    }
+
+    /// A BMC without sessions and with one system: `routes` answers every
+    /// request other than the service root and the Systems collection.
+    async fn bmc_with_routes(routes: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> TestBmc {
         TestBmc::start(move |req| match req.path.as_str() {
             "/redfish/v1/" => Answer::json(
                 200,
@@ -474,7 +480,7 @@ mod tests {
                 200,
                 &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
             ),
-            _ => system(),
+            _ => routes(req),
         })
         .await
     }
@@ -694,15 +700,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_monitor_saying_retry_after_zero_is_not_flooded() {
-        let bmc = TestBmc::start(|req| match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/redfish/v1/") => Answer::json(
-                200,
-                &json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
-            ),
-            ("GET", "/redfish/v1/Systems") => Answer::json(
-                200,
-                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
-            ),
+        let bmc = bmc_with_routes(|req| match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/redfish/v1/Systems/1") => Answer::json(
                 200,
                 &json!({"PowerState": "On", "Actions": {"#ComputerSystem.Reset": {
@@ -739,15 +737,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_reset_towards_the_state_already_being_reached_is_success() {
-        let bmc = TestBmc::start(|req| match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/redfish/v1/") => Answer::json(
-                200,
-                &json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
-            ),
-            ("GET", "/redfish/v1/Systems") => Answer::json(
-                200,
-                &json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
-            ),
+        let bmc = bmc_with_routes(|req| match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/redfish/v1/Systems/1") => Answer::json(
                 200,
                 &json!({"PowerState": "PoweringOn", "Actions": {"#ComputerSystem.Reset": {
