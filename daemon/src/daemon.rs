@@ -10,7 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_state::{Store, StoreError, StoreOptions};
-use std::future::IntoFuture;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,8 +32,6 @@ pub enum DaemonError {
 
     #[error("cannot bind the API socket: {0}")]
     Socket(#[from] SocketError),
-    #[error("the API server failed: {0}")]
-    Serve(#[source] std::io::Error),
     #[error("the API server task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -94,6 +97,15 @@ impl Daemon {
     }
 }
 
+/// Longest a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (e.g. out of file descriptors) before the
+/// next, so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts connections until `stop`, serving each with HTTP/1.1 (keep-alive,
+/// a header-read timeout), then drains: idle connections close at once,
+/// open requests get up to `conductor.shutdown_timeout` to finish.
 async fn serve(
     bound: socket::BoundSocket,
     state: AppState,
@@ -101,26 +113,48 @@ async fn serve(
 ) -> Result<(), DaemonError> {
     let socket::BoundSocket { listener, guard } = bound;
     let grace = state.conductor.config().conductor.shutdown_timeout;
-    let server = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .into_future();
+    let app = api::router(state);
+    let connections = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let connection = connections.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
     // Draining waits for open requests, but not forever: a client that
     // never finishes its request must not keep batond from stopping.
-    let deadline = async {
-        stop.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        result = server => result.map_err(DaemonError::Serve),
-        () = deadline => {
-            tracing::warn!(grace = %humantime::format_duration(grace), "requests still open after the shutdown timeout; closing them");
-            Ok(())
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(
+                grace = %humantime::format_duration(grace),
+                "requests still open after the shutdown timeout; closing them"
+            );
         }
-    };
+    }
     // The lock is released and the socket file removed only once serving
     // has ended.
     drop(guard);
-    result
+    Ok(())
 }
 
 /// Runs batond until `shutdown` resolves.

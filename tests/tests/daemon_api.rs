@@ -479,3 +479,25 @@ async fn hwsim_inventories_import_as_exported() {
     d.stop().await;
     rack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = TestDaemon::start().await;
+    let mut stream = tokio::net::UnixStream::connect(d.socket()).await.unwrap();
+    stream
+        .write_all(b"GET /v1 HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // batond gives up on the headers (after 10 s) and closes the connection;
+    // the 60 s bound only keeps a broken build from hanging the suite.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was still open after 60 s");
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    d.stop().await;
+}

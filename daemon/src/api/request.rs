@@ -26,7 +26,15 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::too_large(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|err| {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "the request body did not arrive within {} s; send it whole",
+                BODY_READ_TIMEOUT.as_secs()
+            ))
+        })?;
+    read.map_err(|err| {
         if is_length_limit(&err) {
             ApiError::too_large(limit)
         } else {
@@ -34,6 +42,9 @@ pub async fn read_body(
         }
     })
 }
+
+/// Longest a client may take to send a body once its headers are in.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn is_length_limit(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
