@@ -447,6 +447,11 @@ mod tests {
     const PASSWORD: &str = "s3cret-Pa55";
 
     fn driver(port: u16) -> RedfishDriver {
+        driver_with_deadline(port, Duration::from_secs(10))
+    }
+
+    /// A driver for the test BMC on `port` whose calls end after `deadline`.
+    fn driver_with_deadline(port: u16, deadline: Duration) -> RedfishDriver {
         let mut config = DriverConfig::new(
             DriverKind::Redfish,
             "http://127.0.0.1",
@@ -454,7 +459,7 @@ mod tests {
             "admin",
             Secret::new(PASSWORD),
         );
-        config.options.call_timeout = Duration::from_secs(10);
+        config.options.call_timeout = deadline;
         RedfishDriver::new(&config, reqwest::Client::new()).expect("driver")
     }
 
@@ -653,15 +658,7 @@ mod tests {
             _ => Answer::json(404, &json!({})),
         })
         .await;
-        let mut config = DriverConfig::new(
-            DriverKind::Redfish,
-            "http://127.0.0.1",
-            Some(bmc.port),
-            "admin",
-            Secret::new(PASSWORD),
-        );
-        config.options.call_timeout = Duration::from_millis(300);
-        let driver = RedfishDriver::new(&config, reqwest::Client::new()).expect("driver");
+        let driver = driver_with_deadline(bmc.port, Duration::from_millis(300));
         let first = driver.power_state().await;
         assert!(
             matches!(first, Err(DriverError::Timeout { .. })),
@@ -717,15 +714,7 @@ mod tests {
             _ => Answer::json(404, &json!({})),
         })
         .await;
-        let mut config = DriverConfig::new(
-            DriverKind::Redfish,
-            "http://127.0.0.1",
-            Some(bmc.port),
-            "admin",
-            Secret::new(PASSWORD),
-        );
-        config.options.call_timeout = Duration::from_secs(1);
-        let driver = RedfishDriver::new(&config, reqwest::Client::new()).expect("driver");
+        let driver = driver_with_deadline(bmc.port, Duration::from_secs(1));
         let result = driver.set_power(PowerAction::Off).await;
         assert!(
             matches!(result, Err(DriverError::Timeout { .. })),
