@@ -58,6 +58,19 @@ pub enum DriverError {
     /// session was discarded and the next call opens a new one.
     #[error("BMC session failed: {0}")]
     SessionFailed(String),
+    /// A command that changes the server may have been carried out, but its
+    /// outcome was not confirmed: the request went out and its answer was
+    /// lost, or the BMC accepted it and its task outlived the deadline.
+    /// Sending it again could run it twice (a second reset, a second NMI),
+    /// so this is not transient: the caller re-reads the power state to
+    /// learn what happened, and only then decides whether to send again.
+    #[error("BMC outcome of {operation} is unknown: {reason}; re-read the power state before sending it again")]
+    OutcomeUnknown {
+        /// The driver call whose outcome is unknown.
+        operation: &'static str,
+        /// Why it is unknown (answer lost, task still running…).
+        reason: String,
+    },
 }
 
 impl DriverError {
@@ -69,9 +82,11 @@ impl DriverError {
             | Self::Busy { .. }
             | Self::SessionFailed(_) => true,
             Self::Bmc { transient, .. } => *transient,
-            Self::Auth(_) | Self::Unsupported(_) | Self::InvalidResponse(_) | Self::Config(_) => {
-                false
-            }
+            Self::Auth(_)
+            | Self::Unsupported(_)
+            | Self::InvalidResponse(_)
+            | Self::Config(_)
+            | Self::OutcomeUnknown { .. } => false,
         }
     }
 
@@ -95,6 +110,7 @@ impl DriverError {
             Self::InvalidResponse(_) => "invalid_response",
             Self::Config(_) => "config",
             Self::SessionFailed(_) => "session_failed",
+            Self::OutcomeUnknown { .. } => "outcome_unknown",
         }
     }
 }
@@ -124,5 +140,11 @@ mod tests {
         };
         assert_eq!(busy.retry_after(), Some(Duration::from_secs(3)));
         assert!(busy.is_transient());
+        let unknown = DriverError::OutcomeUnknown {
+            operation: "set_power",
+            reason: "the answer was lost".into(),
+        };
+        assert!(!unknown.is_transient(), "resending could run it twice");
+        assert_eq!(unknown.kind(), "outcome_unknown");
     }
 }

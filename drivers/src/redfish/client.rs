@@ -475,6 +475,10 @@ fn redact(error: DriverError, secret: &Secret) -> DriverError {
         DriverError::InvalidResponse(m) => DriverError::InvalidResponse(mask(m)),
         DriverError::Config(m) => DriverError::Config(mask(m)),
         DriverError::SessionFailed(m) => DriverError::SessionFailed(mask(m)),
+        DriverError::OutcomeUnknown { operation, reason } => DriverError::OutcomeUnknown {
+            operation,
+            reason: mask(reason),
+        },
         timeout @ DriverError::Timeout { .. } => timeout,
     }
 }
