@@ -59,7 +59,7 @@ pub struct RackConfig {
     pub bind: IpAddr,
     /// Node names are `<prefix>-<index>` (zero-padded to at least 4 digits).
     pub name_prefix: String,
-    /// Nodes per power domain; domain labels are `<prefix>-pdu-<n>`.
+    /// Nodes per power domain; domains are named like racks: `rack-1`, `rack-2`, …
     pub nodes_per_domain: usize,
     /// Redfish port of node 0 (node i gets base + i); `None` = free ports.
     pub redfish_base_port: Option<u16>,
@@ -200,12 +200,12 @@ impl RackConfig {
         format!("{}-{index:0width$}", self.name_prefix)
     }
 
-    /// The power domain of node `index`.
+    /// The power domain of node `index`: `rack-1` for the first
+    /// `nodes_per_domain` nodes, then `rack-2`, … (named the way operators
+    /// name them, so `baton node list --power-domain rack-1` reads naturally).
     pub fn power_domain(&self, index: usize) -> String {
-        let domains = self.nodes.div_ceil(self.nodes_per_domain.max(1));
-        let width = digits(domains.saturating_sub(1)).max(2);
         let domain = index / self.nodes_per_domain.max(1);
-        format!("{}-pdu-{domain:0width$}", self.name_prefix)
+        format!("rack-{}", domain + 1)
     }
 
     /// Every problem with this config, or none.
@@ -346,7 +346,9 @@ mod tests {
             ..RackConfig::default()
         };
         assert_eq!(c.node_name(7), "node-0007");
-        assert_eq!(c.power_domain(85), "node-pdu-02");
+        assert_eq!(c.power_domain(0), "rack-1");
+        assert_eq!(c.power_domain(39), "rack-1");
+        assert_eq!(c.power_domain(85), "rack-3");
         let big = RackConfig {
             nodes: 20_000,
             ..RackConfig::default()

@@ -107,7 +107,7 @@ struct Cli {
     /// Node names are <prefix>-NNNN.
     #[arg(long, default_value = "node")]
     name_prefix: String,
-    /// Nodes per power domain (PDU label).
+    /// Nodes per power domain (domains are named rack-1, rack-2, …).
     #[arg(long, default_value_t = 40)]
     nodes_per_domain: usize,
 }
