@@ -78,6 +78,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX action_events_by_action ON action_events (action_id, id);
     ",
+    // 2: when each node was deleted (unix seconds), so that deletion markers
+    // older than any paging client needs can be pruned. Markers already
+    // there count as deleted now.
+    r"
+    ALTER TABLE deleted_nodes ADD COLUMN deleted_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE deleted_nodes SET deleted_at = CAST(strftime('%s', 'now') AS INTEGER);
+    CREATE INDEX deleted_nodes_by_time ON deleted_nodes (deleted_at);
+    ",
 ];
 
 /// The schema version this build writes.

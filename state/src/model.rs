@@ -415,7 +415,19 @@ pub struct Node {
 impl Node {
     /// Why the node cannot be changed or deleted right now, if it cannot.
     pub fn busy_reason(&self) -> Option<String> {
-        if let Some(holder) = &self.reservation {
+        self.busy_reason_at(OffsetDateTime::now_utc())
+    }
+
+    /// The reservation that holds the node at `now`: an expired lease (left
+    /// by a conductor that stopped or crashed) holds nothing.
+    pub fn live_reservation(&self, now: OffsetDateTime) -> Option<&str> {
+        let expired = self.reservation_expires_at.is_some_and(|at| at <= now);
+        self.reservation.as_deref().filter(|_| !expired)
+    }
+
+    /// [`Node::busy_reason`] as of `now`.
+    pub fn busy_reason_at(&self, now: OffsetDateTime) -> Option<String> {
+        if let Some(holder) = self.live_reservation(now) {
             return Some(format!("reserved by conductor {holder}"));
         }
         self.target_power_state
@@ -579,6 +591,46 @@ mod tests {
         s.extra
             .insert("big".into(), "x".repeat(MAX_EXTRA_BYTES).into());
         assert_eq!(s.validate()[0].field, "extra");
+    }
+
+    fn reserved_node(expires_at: Option<OffsetDateTime>) -> Node {
+        let now = OffsetDateTime::now_utc();
+        Node {
+            uuid: Uuid::new_v4(),
+            spec: spec(),
+            power_state: None,
+            target_power_state: None,
+            boot_device: None,
+            fault: None,
+            locked: false,
+            lock_reason: None,
+            locked_by: None,
+            last_error: None,
+            reservation: Some("conductor-a".into()),
+            reservation_expires_at: expires_at,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn an_expired_reservation_holds_nothing() {
+        let now = OffsetDateTime::now_utc();
+        let minute = time::Duration::minutes(1);
+        let live = reserved_node(Some(now + minute));
+        assert_eq!(
+            live.busy_reason_at(now).as_deref(),
+            Some("reserved by conductor conductor-a")
+        );
+        let expired = reserved_node(Some(now - minute));
+        assert_eq!(expired.busy_reason_at(now), None);
+        assert_eq!(expired.busy_reason(), None);
+        // Expiring exactly now is expired; without an expiry it holds.
+        assert_eq!(reserved_node(Some(now)).busy_reason_at(now), None);
+        assert!(reserved_node(None).busy_reason_at(now).is_some());
+        let mut moving = reserved_node(Some(now - minute));
+        moving.target_power_state = Some(PowerState::Off);
+        assert!(moving.busy_reason_at(now).unwrap().contains("power off"));
     }
 
     #[test]

@@ -321,11 +321,25 @@ fn execute_with_spec(
 }
 
 pub(crate) fn delete(conn: &Connection, uuid: Uuid) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT OR REPLACE INTO deleted_nodes (uuid, id) SELECT uuid, id FROM nodes WHERE uuid = ?1")?
-        .execute([uuid.to_string()])?;
+    conn.prepare_cached("INSERT OR REPLACE INTO deleted_nodes (uuid, id, deleted_at) SELECT uuid, id, ?2 FROM nodes WHERE uuid = ?1")?
+        .execute(params![uuid.to_string(), time_fmt::now().unix_timestamp()])?;
     conn.prepare_cached("DELETE FROM nodes WHERE uuid = ?1")?
         .execute([uuid.to_string()])?;
     Ok(())
+}
+
+/// Forgets where nodes deleted more than `retention` ago stood: a marker
+/// naming one of them is then refused, and `deleted_nodes` stays bounded by
+/// the deletions of one retention period.
+pub(crate) fn prune_deleted(
+    conn: &Connection,
+    retention: std::time::Duration,
+) -> Result<usize, StoreError> {
+    let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let cutoff = time_fmt::now().unix_timestamp().saturating_sub(retention);
+    Ok(conn
+        .prepare_cached("DELETE FROM deleted_nodes WHERE deleted_at < ?1")?
+        .execute([cutoff])?)
 }
 
 pub(crate) fn count_by_power_state(conn: &Connection) -> Result<PowerStateCounts, StoreError> {

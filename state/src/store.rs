@@ -1,9 +1,11 @@
 //! [`Store`]: the async handle to the SQLite database.
 //!
 //! One writer connection (SQLite allows one writer at a time anyway) and a
-//! small pool of reader connections, which WAL mode lets run beside the
-//! writer. Every call runs on tokio's blocking pool, so SQLite never blocks
-//! the runtime, and returns after its transaction has committed
+//! bounded pool of reader connections, which WAL mode lets run beside the
+//! writer. A read waits (asynchronously) for a free reader rather than
+//! opening another connection, so a burst of requests cannot exhaust file
+//! descriptors. Every call runs on tokio's blocking pool, so SQLite never
+//! blocks the runtime, and returns after its transaction has committed
 //! (`synchronous = FULL`: committed means on disk).
 
 use std::fs::{DirBuilder, OpenOptions};
@@ -21,22 +23,31 @@ use crate::{actions, migrations, nodes, ActionEvent, StoreError};
 /// Tuning knobs of the store; the defaults suit a single conductor.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Reader connections kept open for reuse.
-    pub max_idle_readers: usize,
+    /// Most reader connections open at once (at least 1); further reads
+    /// wait for one to be free.
+    pub max_readers: usize,
     /// How long a statement waits for a lock held by another connection.
     pub busy_timeout: Duration,
     /// Hold an exclusive lock on `<database>.lock` while open, so that a
     /// second store (another batond) cannot use the same database. Turn
     /// off only for read-only inspection tools.
     pub exclusive: bool,
+    /// How long a deleted node's place in enrollment order is kept, so that
+    /// a paging marker naming it still works; older ones are pruned.
+    pub deleted_marker_retention: Duration,
 }
+
+/// A listing paged with a marker of a node deleted longer ago than this is
+/// refused (400) and must start over; a day covers any paging client.
+pub const DELETED_MARKER_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            max_idle_readers: 8,
+            max_readers: 8,
             busy_timeout: Duration::from_secs(5),
             exclusive: true,
+            deleted_marker_retention: DELETED_MARKER_RETENTION,
         }
     }
 }
@@ -63,6 +74,8 @@ struct Inner {
     options: StoreOptions,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per reader connection that may be open.
+    reader_permits: Arc<tokio::sync::Semaphore>,
     _lock: Option<crate::lockfile::Lock>,
 }
 
@@ -99,12 +112,14 @@ impl Store {
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| with_path(e.into()))?;
         migrations::migrate(&mut writer, &path).map_err(with_path)?;
+        let reader_permits = Arc::new(tokio::sync::Semaphore::new(options.max_readers.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 options,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                reader_permits,
                 _lock: lock,
             }),
         })
@@ -130,10 +145,17 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        // Waiting here, before the blocking pool, keeps the number of reader
+        // connections (and blocked threads) at `max_readers`.
+        let permit = Arc::clone(&inner.reader_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::WorkerGone)?;
         tokio::task::spawn_blocking(move || {
             let conn = inner.take_reader()?;
             let result = f(&conn);
             inner.return_reader(conn);
+            drop(permit);
             result
         })
         .await
@@ -231,10 +253,12 @@ impl Store {
 
     /// Removes a node; refused while it is reserved or has a power target.
     pub async fn delete_node(&self, ident: NodeIdent) -> Result<Node, StoreError> {
+        let retention = self.inner.options.deleted_marker_retention;
         self.write(move |tx| {
             let node = nodes::get(tx, &ident)?;
             ensure_idle(&node, &ident)?;
             nodes::delete(tx, node.uuid)?;
+            nodes::prune_deleted(tx, retention)?;
             Ok(node)
         })
         .await
@@ -306,7 +330,7 @@ impl Inner {
 
     fn return_reader(&self, conn: Connection) {
         let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < self.options.max_idle_readers {
+        if pool.len() < self.options.max_readers {
             pool.push(conn);
         }
     }

@@ -237,3 +237,123 @@ async fn actions_keep_their_events_in_order() {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].request_id, "req-0");
 }
+
+/// Runs `sql` on the database beside the store, as another conductor (or a
+/// test standing in for a future one) would.
+fn execute(store: &Store, sql: &str, params: impl rusqlite::Params) {
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute(sql, params).unwrap();
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn an_expired_reservation_does_not_block_changes() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    for name in ["stale", "live"] {
+        store.create_node(spec(name)).await.unwrap();
+    }
+    let reserve = |name: &str, expires: time::OffsetDateTime| {
+        let at = expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        execute(
+            &store,
+            "UPDATE nodes SET reservation = 'crashed-conductor', reservation_expires_at = ?1 WHERE name = ?2",
+            (at, name),
+        );
+    };
+    let now = time::OffsetDateTime::now_utc();
+    reserve("stale", now - time::Duration::minutes(5));
+    reserve("live", now + time::Duration::hours(1));
+
+    let rename = |to: &'static str| {
+        move |n: &Node| {
+            let mut s = n.spec.clone();
+            s.power_domain = Some(to.into());
+            Ok::<_, String>(s)
+        }
+    };
+    let err = store
+        .update_node(NodeIdent::Name("live".into()), rename("rack-2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, UpdateError::Store(StoreError::NodeBusy { reason, .. }) if reason.contains("crashed-conductor")),
+        "{err}"
+    );
+    let err = store
+        .delete_node(NodeIdent::Name("live".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NodeBusy { .. }), "{err}");
+
+    let updated = store
+        .update_node(NodeIdent::Name("stale".into()), rename("rack-2"))
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.power_domain.as_deref(), Some("rack-2"));
+    store
+        .delete_node(NodeIdent::Name("stale".into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deletion_markers_are_pruned_after_the_retention() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let specs: Vec<NodeSpec> = (0..4).map(|i| spec(&format!("n{i}"))).collect();
+    let uuids = store.import_nodes(specs).await.unwrap();
+    let page_after = |marker| store.list_nodes(NodeFilter::default(), 10, Some(marker));
+
+    store.delete_node(NodeIdent::Uuid(uuids[0])).await.unwrap();
+    // Just deleted: the marker still says where the next page starts.
+    let page = page_after(uuids[0]).await.unwrap();
+    assert_eq!(page.first().map(|n| n.uuid), Some(uuids[1]));
+
+    // Once it is older than the retention, the next deletion prunes it.
+    let retention =
+        i64::try_from(StoreOptions::default().deleted_marker_retention.as_secs()).unwrap();
+    execute(
+        &store,
+        "UPDATE deleted_nodes SET deleted_at = ?1 WHERE uuid = ?2",
+        (unix_now() - retention - 1, uuids[0].to_string()),
+    );
+    store.delete_node(NodeIdent::Uuid(uuids[1])).await.unwrap();
+    let err = page_after(uuids[0]).await.unwrap_err();
+    assert!(matches!(err, StoreError::MarkerNotFound { .. }), "{err}");
+    let page = page_after(uuids[1]).await.unwrap();
+    assert_eq!(page.first().map(|n| n.uuid), Some(uuids[2]));
+
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let kept: i64 = conn
+        .query_row("SELECT COUNT(*) FROM deleted_nodes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 1, "only the recent deletion is kept");
+}
+
+#[tokio::test]
+async fn reads_beyond_the_reader_pool_wait_instead_of_failing() {
+    let dir = TempDir::new().unwrap();
+    let options = StoreOptions {
+        max_readers: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path().join("baton.db"), options)
+        .await
+        .unwrap();
+    store.create_node(spec("a")).await.unwrap();
+    let reads: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get_node(NodeIdent::Name("a".into())).await })
+        })
+        .collect();
+    for read in reads {
+        assert_eq!(read.await.unwrap().unwrap().spec.name.as_deref(), Some("a"));
+    }
+}
