@@ -70,6 +70,11 @@ pub enum StoreError {
 
     #[error("the database worker stopped unexpectedly")]
     WorkerGone,
+
+    /// A write could not be committed (disk full, database removed or made
+    /// read-only under batond…); nothing of it was kept.
+    #[error("the database cannot take writes right now: {0}; nothing was changed")]
+    Unavailable(String),
 }
 
 fn describe_duplicates(dups: &[DuplicateName]) -> String {

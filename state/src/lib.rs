@@ -16,6 +16,7 @@ pub mod model;
 mod nodes;
 mod store;
 mod time_fmt;
+mod writer;
 
 pub use error::{DuplicateName, StoreError};
 pub use migrations::SCHEMA_VERSION;

@@ -1,12 +1,13 @@
 //! [`Store`]: the async handle to the SQLite database.
 //!
-//! One writer connection (SQLite allows one writer at a time anyway) and a
-//! bounded pool of reader connections, which WAL mode lets run beside the
-//! writer. A read waits (asynchronously) for a free reader rather than
-//! opening another connection, so a burst of requests cannot exhaust file
-//! descriptors. Every call runs on tokio's blocking pool, so SQLite never
-//! blocks the runtime, and returns after its transaction has committed
-//! (`synchronous = FULL`: committed means on disk).
+//! One writer connection (SQLite allows one writer at a time anyway), owned
+//! by a thread that commits concurrent writes together (group commit, see
+//! `writer`), and a bounded pool of reader connections, which WAL mode lets
+//! run beside the writer. A read waits (asynchronously) for a free reader
+//! rather than opening another connection, so a burst of requests cannot
+//! exhaust file descriptors. Reads run on tokio's blocking pool, so SQLite
+//! never blocks the runtime; every call returns after its transaction has
+//! committed (`synchronous = FULL`: committed means on disk).
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
 use crate::model::{Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts};
+use crate::writer::{self, Writer};
 use crate::{actions, migrations, nodes, ActionEvent, StoreError};
 
 /// Tuning knobs of the store; the defaults suit a single conductor.
@@ -72,7 +74,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     options: StoreOptions,
-    writer: Mutex<Connection>,
+    writer: Writer,
     readers: Mutex<Vec<Connection>>,
     /// One permit per reader connection that may be open.
     reader_permits: Arc<tokio::sync::Semaphore>,
@@ -117,7 +119,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 options,
-                writer: Mutex::new(writer),
+                writer: Writer::start(writer)?,
                 readers: Mutex::new(Vec::new()),
                 reader_permits,
                 _lock: lock,
@@ -162,24 +164,34 @@ impl Store {
         .map_err(|_| StoreError::WorkerGone)?
     }
 
+    /// Runs `f` in a write transaction shared with whatever other writes
+    /// are queued (group commit, see `writer`); returns once it committed.
     async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(StoreError::from)?;
-            Ok(value)
-        })
-        .await
-        .map_err(|_| E::from(StoreError::WorkerGone))?
+        let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job: writer::Job = Box::new(move |tx| {
+            let result = match tx {
+                Some(tx) => f(tx),
+                None => Err(E::from(StoreError::WorkerGone)),
+            };
+            let ok = result.is_ok();
+            let deliver: writer::Deliver = Box::new(move |committed| {
+                let result = match committed {
+                    Ok(()) => result,
+                    Err(error) => Err(E::from(error)),
+                };
+                // The caller may have gone (its request was cancelled); the
+                // write stands either way.
+                let _ = reply.send(result);
+            });
+            (ok, deliver)
+        });
+        self.inner.writer.submit(job)?;
+        answer.await.map_err(|_| E::from(StoreError::WorkerGone))?
     }
 
     /// Enrolls one node.
@@ -377,4 +389,64 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(name: &str) -> NodeSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "driver": "ipmi",
+            "bmc": {"address": "127.0.0.1", "username": "admin", "password": "pw"}
+        }))
+        .unwrap()
+    }
+
+    /// Concurrent writes share transactions, yet each stands or falls on
+    /// its own: a write that fails after changing rows leaves none of its
+    /// changes behind, and its neighbours in the group all commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn group_commit_keeps_each_write_atomic() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(dir.path().join("db"), StoreOptions::default())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(move |tx| {
+                        nodes::insert_all(tx, &[spec(&format!("n{i}"))])?;
+                        if i % 10 == 3 {
+                            return Err(StoreError::Corrupt("refused after writing".into()));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        let mut failed = 0;
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(()) => assert_ne!(i % 10, 3),
+                Err(_) => {
+                    assert_eq!(i % 10, 3);
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!(failed, 20);
+        let all = store
+            .list_nodes(NodeFilter::default(), 1000, None)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 180, "the failed writes left nothing behind");
+        assert!(all
+            .iter()
+            .all(|n| !n.spec.name.as_deref().unwrap().ends_with('3')));
+    }
 }

@@ -135,6 +135,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Sqlite(_)
             | StoreError::Corrupt(_)
             | StoreError::WorkerGone => ErrorKind::Internal,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
         };
         let hint = match &err {
             StoreError::NodeNotFound { .. } => {
@@ -225,6 +226,10 @@ mod tests {
                 ErrorKind::Conflict,
             ),
             (StoreError::WorkerGone, ErrorKind::Internal),
+            (
+                StoreError::Unavailable("disk full".into()),
+                ErrorKind::Unavailable,
+            ),
         ];
         for (err, kind) in cases {
             assert_eq!(ApiError::from(err).kind, kind);
