@@ -37,6 +37,7 @@ mod refused;
 mod types;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use config::{DriverConfig, DriverKind, DriverOptions, Secret};
@@ -96,6 +97,30 @@ pub(crate) async fn with_deadline<T>(
 ) -> Result<T, DriverError> {
     match tokio::time::timeout(deadline, fut).await {
         Ok(result) => result,
+        Err(_) => Err(DriverError::Timeout {
+            operation,
+            deadline,
+        }),
+    }
+}
+
+/// [`with_deadline`] for a command that changes the server. Once `sent` is
+/// set (the request may have reached the BMC, or the BMC accepted it), a
+/// deadline that passes is [`DriverError::OutcomeUnknown`]: the command may
+/// be running, and a retry could run it twice. Before that it is the
+/// transient [`DriverError::Timeout`].
+pub(crate) async fn with_command_deadline<T>(
+    operation: &'static str,
+    deadline: Duration,
+    sent: &AtomicBool,
+    fut: impl Future<Output = Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(result) => result,
+        Err(_) if sent.load(Ordering::SeqCst) => Err(DriverError::OutcomeUnknown {
+            operation,
+            reason: format!("it was sent but not confirmed within {deadline:?}"),
+        }),
         Err(_) => Err(DriverError::Timeout {
             operation,
             deadline,

@@ -22,8 +22,15 @@
 //! than [`MAX_BODY`] are refused, `Retry-After` is capped at
 //! [`MAX_RETRY_AFTER`], and links the BMC hands out (`Location`, `@odata.id`,
 //! action targets) are followed only when they stay on this BMC — credentials
-//! are never sent to another host. Error messages of a login answer have the
-//! password masked, since some BMCs echo the request's properties.
+//! are never sent to another host. The body of a refused login is left out of
+//! the error entirely: some BMCs echo the request, and a masked copy of the
+//! password can still leak (JSON-escaped, or cut in half).
+//!
+//! A command that changes the server ([`RedfishClient::command`]) fails with
+//! [`DriverError::OutcomeUnknown`] once its request may have reached the BMC
+//! (the connection broke or the answer could not be read after sending):
+//! retrying it could run it twice. A connection that never opened is still
+//! `Unreachable`, a transient error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,7 +161,40 @@ impl RedfishClient {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Reply, DriverError> {
-        let auth = self.current_auth().await?;
+        Ok(self.exchange(method, path, body, if_match).await?)
+    }
+
+    /// POSTs a command that changes the server (a reset, an NMI). A failure
+    /// after the request may have reached the BMC is
+    /// [`DriverError::OutcomeUnknown`] for `operation`, never a transient
+    /// error, since a retry could run the command twice.
+    pub async fn command(
+        &self,
+        operation: &'static str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Reply, DriverError> {
+        match self.exchange(Method::POST, path, Some(body), None).await {
+            Ok(reply) => Ok(reply),
+            Err(Failed {
+                error,
+                maybe_sent: true,
+            }) => Err(DriverError::OutcomeUnknown {
+                operation,
+                reason: format!("the request was sent but no answer was read ({error})"),
+            }),
+            Err(failed) => Err(failed.error),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, Failed> {
+        let auth = self.current_auth().await.map_err(Failed::unsent)?;
         let reply = self
             .send(method.clone(), path, body, if_match, &auth)
             .await?;
@@ -165,7 +205,7 @@ impl RedfishClient {
             bmc = self.address(),
             "Redfish session expired, logging in again"
         );
-        let auth = self.relogin(&auth).await?;
+        let auth = self.relogin(&auth).await.map_err(Failed::unsent)?;
         self.send(method, path, body, if_match, &auth).await
     }
 
@@ -189,7 +229,7 @@ impl RedfishClient {
                 status = reply.status.as_u16(),
                 "Redfish session delete refused"
             ),
-            Err(error) => {
+            Err(Failed { error, .. }) => {
                 tracing::debug!(bmc = self.address(), %error, "Redfish session delete failed");
             }
         }
@@ -276,7 +316,7 @@ impl RedfishClient {
                 tracing::debug!(bmc = self.address(), "sessions refused, using basic auth");
                 Ok(Auth::Basic)
             }
-            _ => Err(redact(reply.error(), &self.password)),
+            _ => Err(login_refused(&reply)),
         }
     }
 
@@ -287,8 +327,8 @@ impl RedfishClient {
         body: Option<&Value>,
         if_match: Option<&str>,
         auth: &Auth,
-    ) -> Result<Reply, DriverError> {
-        let url = self.url(path)?;
+    ) -> Result<Reply, Failed> {
+        let url = self.url(path).map_err(Failed::unsent)?;
         tracing::trace!(bmc = self.address(), %method, path, "Redfish request");
         let mut request = self.http.request(method, url);
         request = match auth {
@@ -302,11 +342,15 @@ impl RedfishClient {
         if let Some(etag) = if_match {
             request = request.header(IF_MATCH, etag);
         }
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let response = request.send().await.map_err(|e| Failed {
+            maybe_sent: !e.is_connect() && !e.is_builder(),
+            error: self.transport_error(&e),
+        })?;
+        // From here on the BMC has the request.
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = self.read_body(response).await?;
-        let body = parse_body(&bytes, status)?;
+        let bytes = self.read_body(response).await.map_err(Failed::sent)?;
+        let body = parse_body(&bytes, status).map_err(Failed::sent)?;
         tracing::trace!(
             bmc = self.address(),
             status = status.as_u16(),
@@ -413,6 +457,37 @@ impl RedfishClient {
     }
 }
 
+/// A failed exchange, and whether the request may have reached the BMC.
+#[derive(Debug)]
+struct Failed {
+    error: DriverError,
+    maybe_sent: bool,
+}
+
+impl Failed {
+    /// Failed before anything was sent (login, bad link, no connection).
+    fn unsent(error: DriverError) -> Self {
+        Self {
+            error,
+            maybe_sent: false,
+        }
+    }
+
+    /// Failed after the BMC had the request (its answer was unreadable).
+    fn sent(error: DriverError) -> Self {
+        Self {
+            error,
+            maybe_sent: true,
+        }
+    }
+}
+
+impl From<Failed> for DriverError {
+    fn from(failed: Failed) -> Self {
+        failed.error
+    }
+}
+
 /// The session from a successful login answer.
 fn session_from(reply: &Reply) -> Result<Auth, DriverError> {
     let token = reply.auth_token.clone().ok_or_else(|| {
@@ -442,44 +517,30 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         .or(Some(Duration::from_secs(1)))
 }
 
-/// `error` with every occurrence of `secret` in its text masked.
-fn redact(error: DriverError, secret: &Secret) -> DriverError {
-    let secret = secret.expose();
-    if secret.is_empty() {
-        return error;
-    }
-    let mask = |text: String| text.replace(secret, "******");
-    match error {
-        DriverError::Unreachable { address, reason } => DriverError::Unreachable {
-            address,
-            reason: mask(reason),
-        },
-        DriverError::Auth(m) => DriverError::Auth(mask(m)),
-        DriverError::Busy {
-            message,
-            retry_after,
-        } => DriverError::Busy {
-            message: mask(message),
-            retry_after,
-        },
+/// The error for a refused login, from its status alone. The body is left
+/// out: a BMC that echoes the request would show the password, and no
+/// masking catches every form of it (JSON-escaped, cut short).
+fn login_refused(reply: &Reply) -> DriverError {
+    let status = reply.status;
+    let bodyless = Reply {
+        status,
+        location: None,
+        retry_after: reply.retry_after,
+        etag: None,
+        auth_token: None,
+        body: Value::Null,
+    };
+    match bodyless.error() {
         DriverError::Bmc {
             code,
             message,
             transient,
         } => DriverError::Bmc {
             code,
-            message: mask(message),
+            message: format!("{message} to the login (body not shown: it may echo the password)"),
             transient,
         },
-        DriverError::Unsupported(m) => DriverError::Unsupported(mask(m)),
-        DriverError::InvalidResponse(m) => DriverError::InvalidResponse(mask(m)),
-        DriverError::Config(m) => DriverError::Config(mask(m)),
-        DriverError::SessionFailed(m) => DriverError::SessionFailed(mask(m)),
-        DriverError::OutcomeUnknown { operation, reason } => DriverError::OutcomeUnknown {
-            operation,
-            reason: mask(reason),
-        },
-        timeout @ DriverError::Timeout { .. } => timeout,
+        other => other,
     }
 }
 

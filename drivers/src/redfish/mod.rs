@@ -10,7 +10,10 @@
 //!    A 400/409 when the server is already in the requested state is success;
 //!    409 `ActionParameterValueConflict` (a BMC still settling after a power
 //!    change) is retried; 202 + `Location` is a task monitor, polled until it
-//!    stops answering 202, honouring `Retry-After`.
+//!    stops answering 202, honouring `Retry-After`. Once the reset may have
+//!    reached the BMC, it is never sent again: a lost answer, a task monitor
+//!    that fails to answer or outlives the deadline is
+//!    [`DriverError::OutcomeUnknown`], for the caller to re-read the state.
 //! 4. Boot override: `PATCH` the system's `Boot` with `If-Match` set to the
 //!    system's ETag (opt-out: `redfish_use_etag = false`); a 412 re-reads the
 //!    ETag and tries once more.
@@ -22,6 +25,7 @@ mod model;
 #[cfg(test)]
 mod testbmc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -31,8 +35,8 @@ use tokio::sync::OnceCell;
 use self::client::{RedfishClient, Reply};
 use crate::refused::{Feature, Refused};
 use crate::{
-    with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind,
-    DriverOptions, PowerAction, PowerDriver, PowerState,
+    with_command_deadline, with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig,
+    DriverError, DriverKind, DriverOptions, PowerAction, PowerDriver, PowerState,
 };
 
 /// Wait between tries of a reset the BMC answered with a conflict.
@@ -48,6 +52,14 @@ const MIN_WAIT: Duration = Duration::from_millis(200);
 struct ResetAction {
     target: String,
     allowed: Vec<String>,
+}
+
+/// A call that sends a command changing the server: its name for errors,
+/// and whether the command may be under way on the BMC.
+#[derive(Debug, Clone, Copy)]
+struct Command<'a> {
+    operation: &'static str,
+    sent: &'a AtomicBool,
 }
 
 /// A Redfish BMC.
@@ -150,25 +162,30 @@ impl RedfishDriver {
     }
 
     /// Step 3: send `reset_type`; `already` is the end state that makes a
-    /// refusal a success.
+    /// refusal a success. `sent` is set while the reset may be under way on
+    /// the BMC (see [`with_command_deadline`]); it is cleared when the BMC
+    /// answers that it did not take it.
     async fn reset(
         &self,
+        command: Command<'_>,
         reset_type: &str,
         already: Option<PowerState>,
     ) -> Result<(), DriverError> {
         let target = &self.reset_action().await?.target;
         let body = json!({ "ResetType": reset_type });
         loop {
+            command.sent.store(true, Ordering::SeqCst);
             let reply = self
                 .client
-                .request(Method::POST, target, Some(&body), None)
+                .command(command.operation, target, &body)
                 .await?;
             match reply.status {
-                StatusCode::ACCEPTED => return self.follow_task(reply).await,
+                StatusCode::ACCEPTED => return self.follow_task(command, reply).await,
                 s if s.is_success() => return Ok(()),
                 StatusCode::BAD_REQUEST | StatusCode::CONFLICT => {}
                 _ => return Err(reply.error()),
             }
+            command.sent.store(false, Ordering::SeqCst);
             if self.is_already(already).await? {
                 tracing::debug!(
                     bmc = self.client.address(),
@@ -197,10 +214,17 @@ impl RedfishDriver {
         }
     }
 
-    /// Polls a task monitor until it stops answering 202.
-    async fn follow_task(&self, accepted: Reply) -> Result<(), DriverError> {
+    /// Polls a task monitor until it stops answering 202. The BMC accepted
+    /// the reset: a monitor that cannot be read leaves its outcome unknown.
+    async fn follow_task(&self, command: Command<'_>, accepted: Reply) -> Result<(), DriverError> {
         let Some(monitor) = accepted.location.clone() else {
             return Ok(());
+        };
+        let unknown = |error: DriverError| DriverError::OutcomeUnknown {
+            operation: command.operation,
+            reason: format!(
+                "the BMC accepted it, but its task {monitor} did not say how it ended ({error})"
+            ),
         };
         let mut wait = accepted.retry_after.unwrap_or(TASK_POLL);
         loop {
@@ -208,12 +232,13 @@ impl RedfishDriver {
             let reply = self
                 .client
                 .request(Method::GET, &monitor, None, None)
-                .await?;
+                .await
+                .map_err(unknown)?;
             if reply.status == StatusCode::ACCEPTED {
                 wait = reply.retry_after.unwrap_or(TASK_POLL);
                 continue;
             }
-            let reply = reply.check()?;
+            let reply = reply.check().map_err(unknown)?;
             match reply.body.get("TaskState").and_then(Value::as_str) {
                 None | Some("Completed") => return Ok(()),
                 Some("Exception" | "Killed" | "Cancelled") => {
@@ -228,7 +253,11 @@ impl RedfishDriver {
         }
     }
 
-    async fn set_power_inner(&self, action: PowerAction) -> Result<(), DriverError> {
+    async fn set_power_inner(
+        &self,
+        action: PowerAction,
+        command: Command<'_>,
+    ) -> Result<(), DriverError> {
         let allowed = &self.reset_action().await?.allowed;
         let reset_type = model::choose_reset_type(action, allowed).ok_or_else(|| {
             DriverError::Unsupported(format!("{action} (BMC allows {})", allowed.join(", ")))
@@ -238,7 +267,7 @@ impl RedfishDriver {
             PowerAction::On | PowerAction::Off | PowerAction::SoftOff
         )
         .then(|| action.end_state());
-        self.reset(reset_type, already).await
+        self.reset(command, reset_type, already).await
     }
 
     async fn boot_device_inner(&self) -> Result<BootSetting, DriverError> {
@@ -316,11 +345,11 @@ impl RedfishDriver {
         }))
     }
 
-    async fn inject_nmi_inner(&self) -> Result<(), DriverError> {
+    async fn inject_nmi_inner(&self, command: Command<'_>) -> Result<(), DriverError> {
         if !model::allows_nmi(&self.reset_action().await?.allowed) {
             return Err(DriverError::Unsupported("NMI (no Nmi ResetType)".into()));
         }
-        self.reset("Nmi", None).await
+        self.reset(command, "Nmi", None).await
     }
 }
 
@@ -335,8 +364,18 @@ impl PowerDriver for RedfishDriver {
     }
 
     async fn set_power(&self, action: PowerAction) -> Result<(), DriverError> {
-        let deadline = self.options.call_timeout;
-        let result = with_deadline("set_power", deadline, self.set_power_inner(action)).await;
+        let sent = AtomicBool::new(false);
+        let command = Command {
+            operation: "set_power",
+            sent: &sent,
+        };
+        let result = with_command_deadline(
+            command.operation,
+            self.options.call_timeout,
+            &sent,
+            self.set_power_inner(action, command),
+        )
+        .await;
         self.refused.note(Feature::Power(action), &result);
         result
     }
@@ -361,8 +400,18 @@ impl PowerDriver for RedfishDriver {
     }
 
     async fn inject_nmi(&self) -> Result<(), DriverError> {
-        let deadline = self.options.call_timeout;
-        let result = with_deadline("inject_nmi", deadline, self.inject_nmi_inner()).await;
+        let sent = AtomicBool::new(false);
+        let command = Command {
+            operation: "inject_nmi",
+            sent: &sent,
+        };
+        let result = with_command_deadline(
+            command.operation,
+            self.options.call_timeout,
+            &sent,
+            self.inject_nmi_inner(command),
+        )
+        .await;
         self.refused.note(Feature::Nmi, &result);
         result
     }
@@ -695,33 +744,149 @@ mod tests {
         assert_eq!(logins, 1, "{:?}", bmc.seen());
     }
 
-    #[tokio::test]
-    async fn a_task_monitor_saying_retry_after_zero_is_not_flooded() {
-        let bmc = bmc_with_routes(|req| match (req.method.as_str(), req.path.as_str()) {
+    const RESET_TARGET: &str = "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset";
+
+    /// A BMC with one system that is on and allows every reset type; `reset`
+    /// answers the reset action and anything else but the system.
+    async fn reset_bmc(reset: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> TestBmc {
+        bmc_with_routes(move |req| match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/redfish/v1/Systems/1") => Answer::json(
                 200,
                 &json!({"PowerState": "On", "Actions": {"#ComputerSystem.Reset": {
-                    "target": "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
-                    "ResetType@Redfish.AllowableValues": ["On", "ForceOff"]}}}),
+                    "target": RESET_TARGET,
+                    "ResetType@Redfish.AllowableValues": ["On", "ForceOff",
+                        "GracefulShutdown", "ForceRestart", "PowerCycle", "Nmi"]}}}),
             ),
-            (_, path) if path.ends_with("ComputerSystem.Reset") || path == "/tasks/1" => {
-                Answer::Json {
-                    status: 202,
-                    headers: vec![("location", "/tasks/1".into()), ("retry-after", "0".into())],
-                    body: "{}".into(),
-                }
-            }
+            _ => reset(req),
+        })
+        .await
+    }
+
+    /// The `ResetType`s the BMC received, in order.
+    fn resets_sent(bmc: &TestBmc) -> Vec<String> {
+        bmc.seen()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == RESET_TARGET)
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body)
+                    .ok()
+                    .and_then(|b| b.get("ResetType")?.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    fn assert_outcome_unknown(result: &Result<(), DriverError>, operation: &str) {
+        assert!(
+            matches!(result, Err(DriverError::OutcomeUnknown { operation: o, .. }) if *o == operation),
+            "{result:?}"
+        );
+        assert!(result.as_ref().is_err_and(|e| !e.is_transient()));
+    }
+
+    #[tokio::test]
+    async fn a_task_monitor_outliving_the_deadline_is_outcome_unknown_and_not_flooded() {
+        let bmc = reset_bmc(|req| match req.path.as_str() {
+            RESET_TARGET | "/tasks/1" => Answer::Json {
+                status: 202,
+                headers: vec![("location", "/tasks/1".into()), ("retry-after", "0".into())],
+                body: "{}".into(),
+            },
             _ => Answer::json(404, &json!({})),
         })
         .await;
         let driver = driver_with_deadline(bmc.port, Duration::from_secs(1));
-        let result = driver.set_power(PowerAction::Off).await;
+        let result = driver.set_power(PowerAction::Reboot).await;
+        assert_outcome_unknown(&result, "set_power");
+        assert_eq!(resets_sent(&bmc), ["ForceRestart"]);
+        let polls = bmc.seen().iter().filter(|r| r.path == "/tasks/1").count();
+        assert!((1..=5).contains(&polls), "{polls} polls in one second");
+    }
+
+    #[tokio::test]
+    async fn a_task_monitor_that_fails_to_answer_is_outcome_unknown() {
+        let broken = [Answer::Hangup, Answer::json(500, &json!({}))];
+        for (index, monitor) in broken.into_iter().enumerate() {
+            let monitor = std::sync::Mutex::new(Some(monitor));
+            let bmc = reset_bmc(move |req| match req.path.as_str() {
+                RESET_TARGET => Answer::Json {
+                    status: 202,
+                    headers: vec![("location", "/tasks/1".into())],
+                    body: "{}".into(),
+                },
+                _ => monitor
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.take())
+                    .unwrap_or(Answer::Hangup),
+            })
+            .await;
+            let result = driver(bmc.port).set_power(PowerAction::PowerCycle).await;
+            assert_outcome_unknown(&result, "set_power");
+            assert_eq!(resets_sent(&bmc), ["PowerCycle"], "case {index}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_whose_answer_is_lost_is_outcome_unknown_and_sent_once() {
+        let late = || {
+            Answer::Slow(
+                Duration::from_secs(3),
+                Box::new(Answer::json(204, &json!({}))),
+            )
+        };
+        for (name, lost) in [("late", true), ("hang-up", false)] {
+            let bmc = reset_bmc(move |_| if lost { late() } else { Answer::Hangup }).await;
+            let driver = driver_with_deadline(bmc.port, Duration::from_secs(1));
+            let reboot = driver.set_power(PowerAction::Reboot).await;
+            assert_outcome_unknown(&reboot, "set_power");
+            let nmi = driver.inject_nmi().await;
+            assert_outcome_unknown(&nmi, "inject_nmi");
+            assert_eq!(resets_sent(&bmc), ["ForceRestart", "Nmi"], "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_that_never_left_is_transient() {
+        // The connection is refused: nothing reached the BMC.
+        let bmc = reset_bmc(|_| Answer::json(204, &json!({}))).await;
+        let mut config = DriverConfig::new(
+            DriverKind::Redfish,
+            "http://127.0.0.1",
+            Some(bmc.port),
+            "admin",
+            Secret::new(PASSWORD),
+        );
+        config.options.call_timeout = Duration::from_secs(5);
+        let unpooled = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let driver = RedfishDriver::new(&config, unpooled).expect("driver");
+        assert!(driver.capabilities().await.is_ok());
+        bmc.stop_listening().await;
+        let result = driver.set_power(PowerAction::Reboot).await;
+        assert!(
+            matches!(result, Err(DriverError::Unreachable { .. })),
+            "{result:?}"
+        );
+        assert!(result.is_err_and(|e| e.is_transient()));
+        // The deadline passes before the reset is sent: a plain timeout.
+        let slow = bmc_with_system(|| {
+            Answer::Slow(
+                Duration::from_secs(3),
+                Box::new(Answer::json(200, &json!({}))),
+            )
+        })
+        .await;
+        let result = driver_with_deadline(slow.port, Duration::from_millis(500))
+            .set_power(PowerAction::Reboot)
+            .await;
         assert!(
             matches!(result, Err(DriverError::Timeout { .. })),
             "{result:?}"
         );
-        let polls = bmc.seen().iter().filter(|r| r.path == "/tasks/1").count();
-        assert!((1..=5).contains(&polls), "{polls} polls in one second");
+        assert!(result.is_err_and(|e| e.is_transient()));
     }
 
     #[tokio::test]
@@ -800,7 +965,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_login_error_that_echoes_the_request_hides_the_password() {
+    async fn a_login_error_leaves_out_the_body_that_echoes_the_password() {
+        // A password that JSON escapes: `pa"ss\word` is echoed `pa\"ss\\word`.
+        let password = r#"pa"ss\word-9"#;
         let bmc = TestBmc::start(|req| match req.method.as_str() {
             "GET" => Answer::json(200, &root("/redfish/v1/SessionService/Sessions")),
             _ => Answer::json(
@@ -809,7 +976,15 @@ mod tests {
             ),
         })
         .await;
-        let result = driver(bmc.port).validate().await;
+        let config = DriverConfig::new(
+            DriverKind::Redfish,
+            "http://127.0.0.1",
+            Some(bmc.port),
+            "admin",
+            Secret::new(password),
+        );
+        let driver = RedfishDriver::new(&config, reqwest::Client::new()).expect("driver");
+        let result = driver.validate().await;
         let text = format!(
             "{result:?} {}",
             result
@@ -822,8 +997,14 @@ mod tests {
             matches!(result, Err(DriverError::Bmc { code: 400, .. })),
             "{text}"
         );
-        assert!(text.contains("Bad request body"), "{text}");
-        assert!(!text.contains(PASSWORD), "{text}");
+        assert!(bmc
+            .seen()
+            .iter()
+            .any(|r| r.body.contains(r#"pa\"ss\\word"#)));
+        assert!(!text.contains("Bad request body"), "{text}");
+        for fragment in ["pa\"ss", "ss\\word", "pa\\\"ss", "ss\\\\word", "word-9"] {
+            assert!(!text.contains(fragment), "{fragment} in {text}");
+        }
     }
 
     #[test]

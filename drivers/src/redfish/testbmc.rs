@@ -21,6 +21,8 @@ pub(crate) enum Answer {
     Declared(u64),
     /// The answer, after a delay.
     Slow(std::time::Duration, Box<Answer>),
+    /// No answer: the connection is closed once the request was read.
+    Hangup,
 }
 
 impl Answer {
@@ -47,6 +49,7 @@ pub(crate) struct Seen {
 pub(crate) struct TestBmc {
     pub port: u16,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 type Script = dyn Fn(&Seen) -> Answer + Send + Sync;
@@ -59,12 +62,21 @@ impl TestBmc {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
         let log = Arc::clone(&seen);
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(serve(stream, Arc::clone(&script), Arc::clone(&log)));
             }
         });
-        Self { port, seen }
+        Self { port, seen, accept }
+    }
+
+    /// Closes the listening socket: new connections are refused (open
+    /// ones are still served).
+    pub async fn stop_listening(&self) {
+        self.accept.abort();
+        while !self.accept.is_finished() {
+            tokio::task::yield_now().await;
+        }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -149,6 +161,7 @@ async fn serve(stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Seen>>
                 while stream.write_all(chunk.as_bytes()).await.is_ok() {}
                 return;
             }
+            Answer::Hangup => return,
             Answer::Slow(..) => unreachable!("unwrapped above"),
         };
         if written.is_err() {
