@@ -195,3 +195,21 @@ fn parse_result(s: &str) -> Result<EventResult, StoreError> {
         other => Err(StoreError::Corrupt(format!("event result {other:?}"))),
     }
 }
+
+/// Sets the final message of an action (an error, or a note such as
+/// "already power off").
+pub(crate) fn set_message(
+    conn: &Connection,
+    node_uuid: Uuid,
+    request_id: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    let action_id = action_id(conn, node_uuid, request_id)?;
+    conn.prepare_cached("UPDATE actions SET message = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![
+            action_id,
+            message,
+            time_fmt::encode(time_fmt::now())
+        ])?;
+    Ok(())
+}

@@ -86,6 +86,24 @@ const MIGRATIONS: &[&str] = &[
     UPDATE deleted_nodes SET deleted_at = CAST(strftime('%s', 'now') AS INTEGER);
     CREATE INDEX deleted_nodes_by_time ON deleted_nodes (deleted_at);
     ",
+    // 3: the conductor's bookkeeping: the operation behind a target (verb,
+    // action record, boot device to set first, caller's timeout, phase),
+    // learned transition times, the sync's failure count, and whether the
+    // recorded power state may be stale after an interrupted operation.
+    r"
+    ALTER TABLE nodes ADD COLUMN op_verb TEXT;
+    ALTER TABLE nodes ADD COLUMN op_request_id TEXT;
+    ALTER TABLE nodes ADD COLUMN op_boot_first TEXT;
+    ALTER TABLE nodes ADD COLUMN op_timeout_ms INTEGER;
+    ALTER TABLE nodes ADD COLUMN op_phase TEXT;
+    ALTER TABLE nodes ADD COLUMN op_requested_at TEXT;
+    ALTER TABLE nodes ADD COLUMN sync_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN power_on_ms INTEGER;
+    ALTER TABLE nodes ADD COLUMN power_off_ms INTEGER;
+    ALTER TABLE nodes ADD COLUMN power_state_unsure INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX nodes_pending ON nodes (id) WHERE target_power_state IS NOT NULL;
+    ALTER TABLE actions ADD COLUMN project_id TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -410,6 +410,8 @@ pub struct Node {
     pub reservation_expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The conductor's bookkeeping (operation in flight, learned timings…).
+    pub conductor: crate::operation::ConductorState,
 }
 
 impl Node {
@@ -610,6 +612,7 @@ mod tests {
             reservation_expires_at: expires_at,
             created_at: now,
             updated_at: now,
+            conductor: crate::operation::ConductorState::default(),
         }
     }
 

@@ -7,15 +7,20 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
+use std::time::Duration;
+
 use crate::model::{
     Bmc, Driver, Node, NodeFilter, NodeIdent, NodeSpec, PowerState, PowerStateCounts, Secret,
 };
+use crate::operation::{ConductorState, NodeUpdate, OpPhase, Operation, PowerVerb, Transitions};
 use crate::{time_fmt, DuplicateName, StoreError};
 
 const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, bmc_password, \
      bmc_system_id, bmc_verify_tls, bmc_ca_file, power_domain, power_state, target_power_state, \
      boot_device, maintenance, maintenance_reason, fault, locked, lock_reason, locked_by, \
-     last_error, reservation, reservation_expires_at, created_at, updated_at, extra";
+     last_error, reservation, reservation_expires_at, created_at, updated_at, extra, \
+     op_verb, op_request_id, op_boot_first, op_timeout_ms, op_phase, op_requested_at, \
+     sync_failures, power_on_ms, power_off_ms, power_state_unsure";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     let shown: String = value.chars().take(64).collect();
@@ -58,6 +63,16 @@ struct RawNode {
     created_at: String,
     updated_at: String,
     extra: String,
+    op_verb: Option<String>,
+    op_request_id: Option<String>,
+    op_boot_first: Option<String>,
+    op_timeout_ms: Option<i64>,
+    op_phase: Option<String>,
+    op_requested_at: Option<String>,
+    sync_failures: u32,
+    power_on_ms: Option<u32>,
+    power_off_ms: Option<u32>,
+    power_state_unsure: bool,
 }
 
 impl RawNode {
@@ -89,10 +104,60 @@ impl RawNode {
             created_at: row.get(23)?,
             updated_at: row.get(24)?,
             extra: row.get(25)?,
+            op_verb: row.get(26)?,
+            op_request_id: row.get(27)?,
+            op_boot_first: row.get(28)?,
+            op_timeout_ms: row.get(29)?,
+            op_phase: row.get(30)?,
+            op_requested_at: row.get(31)?,
+            sync_failures: row.get(32)?,
+            power_on_ms: row.get(33)?,
+            power_off_ms: row.get(34)?,
+            power_state_unsure: row.get(35)?,
         })
     }
 
+    /// The operation behind the target, when the node has one. A target
+    /// set by an older batond (no verb) is driven as a plain power on/off.
+    fn operation(&self, target: Option<PowerState>) -> Result<Option<Operation>, StoreError> {
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let verb = match &self.op_verb {
+            Some(v) => PowerVerb::parse(v).ok_or_else(|| corrupt("operation verb", v))?,
+            None if target == PowerState::Off => PowerVerb::Off,
+            None => PowerVerb::On,
+        };
+        let phase = match &self.op_phase {
+            Some(p) => OpPhase::parse(p).ok_or_else(|| corrupt("operation phase", p))?,
+            None => OpPhase::Queued,
+        };
+        Ok(Some(Operation {
+            verb,
+            request_id: self.op_request_id.clone().unwrap_or_default(),
+            boot_first: self.op_boot_first.clone(),
+            timeout: self
+                .op_timeout_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Duration::from_millis),
+            phase,
+            requested_at: match &self.op_requested_at {
+                Some(t) => time_fmt::decode(t)?,
+                None => time_fmt::now(),
+            },
+        }))
+    }
+
     fn decode(self) -> Result<Node, StoreError> {
+        let conductor = ConductorState {
+            operation: self.operation(parse_power(self.target_power_state.clone())?)?,
+            sync_failures: self.sync_failures,
+            transitions: Transitions {
+                power_on_ms: self.power_on_ms,
+                power_off_ms: self.power_off_ms,
+            },
+            power_state_unsure: self.power_state_unsure,
+        };
         let uuid = Uuid::parse_str(&self.uuid).map_err(|_| corrupt("uuid", &self.uuid))?;
         let driver = Driver::parse(&self.driver).ok_or_else(|| corrupt("driver", &self.driver))?;
         let Ok(serde_json::Value::Object(extra)) = serde_json::from_str(&self.extra) else {
@@ -117,6 +182,7 @@ impl RawNode {
                 maintenance_reason: self.maintenance_reason,
                 extra,
             },
+            conductor,
             power_state: parse_power(self.power_state)?,
             target_power_state: parse_power(self.target_power_state)?,
             boot_device: self.boot_device,
@@ -331,10 +397,7 @@ pub(crate) fn delete(conn: &Connection, uuid: Uuid) -> Result<(), StoreError> {
 /// Forgets where nodes deleted more than `retention` ago stood: a marker
 /// naming one of them is then refused, and `deleted_nodes` stays bounded by
 /// the deletions of one retention period.
-pub(crate) fn prune_deleted(
-    conn: &Connection,
-    retention: std::time::Duration,
-) -> Result<usize, StoreError> {
+pub(crate) fn prune_deleted(conn: &Connection, retention: Duration) -> Result<usize, StoreError> {
     let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
     let cutoff = time_fmt::now().unix_timestamp().saturating_sub(retention);
     Ok(conn
@@ -355,4 +418,135 @@ pub(crate) fn count_by_power_state(conn: &Connection) -> Result<PowerStateCounts
         .map(|(state, n)| Ok((parse_power(state)?, u64::try_from(n).unwrap_or(0))))
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(PowerStateCounts { counts })
+}
+
+/// Writes the columns `update` names (and `updated_at`); others stay.
+pub(crate) fn apply_update(
+    conn: &Connection,
+    uuid: Uuid,
+    update: &NodeUpdate,
+) -> Result<(), StoreError> {
+    let mut columns: Vec<(&str, Value)> = Vec::new();
+    let mut set = |column: &'static str, value: Value| columns.push((column, value));
+    let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.to_owned()));
+    if let Some(state) = update.power_state {
+        set("power_state", text(state.map(PowerState::as_str)));
+    }
+    if let Some(operation) = &update.operation {
+        let op = operation.as_ref();
+        set(
+            "target_power_state",
+            text(op.map(|o| o.verb.end_state().as_str())),
+        );
+        set("op_verb", text(op.map(|o| o.verb.as_str())));
+        set("op_request_id", text(op.map(|o| o.request_id.as_str())));
+        set(
+            "op_boot_first",
+            text(op.and_then(|o| o.boot_first.as_deref())),
+        );
+        set(
+            "op_timeout_ms",
+            op.and_then(|o| o.timeout).map_or(Value::Null, |t| {
+                Value::Integer(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+            }),
+        );
+        set("op_phase", text(op.map(|o| o.phase.as_str())));
+        set(
+            "op_requested_at",
+            op.map_or(Value::Null, |o| {
+                Value::Text(time_fmt::encode(o.requested_at))
+            }),
+        );
+    }
+    if let Some(phase) = update.phase {
+        set("op_phase", Value::Text(phase.as_str().to_owned()));
+    }
+    if let Some(reservation) = &update.reservation {
+        let r = reservation.as_ref();
+        set("reservation", text(r.map(|r| r.holder.as_str())));
+        set(
+            "reservation_expires_at",
+            r.map_or(Value::Null, |r| Value::Text(time_fmt::encode(r.expires_at))),
+        );
+    }
+    if let Some(error) = &update.last_error {
+        set("last_error", text(error.as_deref()));
+    }
+    if let Some(device) = &update.boot_device {
+        set("boot_device", text(device.as_deref()));
+    }
+    if let Some(m) = &update.maintenance {
+        set("maintenance", Value::Integer(i64::from(m.on)));
+        set("maintenance_reason", text(m.reason.as_deref()));
+        set("fault", text(m.fault.as_deref()));
+    }
+    if let Some(lock) = &update.lock {
+        set("locked", Value::Integer(i64::from(lock.locked)));
+        set("lock_reason", text(lock.reason.as_deref()));
+        set("locked_by", text(lock.by.as_deref()));
+    }
+    if let Some(n) = update.sync_failures {
+        set("sync_failures", Value::Integer(i64::from(n)));
+    }
+    if let Some(t) = update.transitions {
+        set(
+            "power_on_ms",
+            t.power_on_ms
+                .map_or(Value::Null, |v| Value::Integer(v.into())),
+        );
+        set(
+            "power_off_ms",
+            t.power_off_ms
+                .map_or(Value::Null, |v| Value::Integer(v.into())),
+        );
+    }
+    if let Some(unsure) = update.power_state_unsure {
+        set("power_state_unsure", Value::Integer(i64::from(unsure)));
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    columns.push(("updated_at", Value::Text(time_fmt::encode(time_fmt::now()))));
+    let assignments: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ?{}", i + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE nodes SET {} WHERE uuid = ?1",
+        assignments.join(", ")
+    );
+    let mut params = vec![Value::Text(uuid.to_string())];
+    params.extend(columns.into_iter().map(|(_, v)| v));
+    conn.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(params))?;
+    Ok(())
+}
+
+/// Nodes with a power target, in enrollment order: the work to resume.
+pub(crate) fn pending(conn: &Connection) -> Result<Vec<Node>, StoreError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM nodes WHERE target_power_state IS NOT NULL ORDER BY id");
+    let raws = conn
+        .prepare_cached(&sql)?
+        .query_map([], RawNode::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    raws.into_iter().map(RawNode::decode).collect()
+}
+
+/// Nodes for a power-sync sweep: idle ones (`faulted = false`: not in
+/// maintenance, no target), nodes that failed last time first; or the
+/// nodes the sync itself put in maintenance (`faulted = true`).
+pub(crate) fn sync_candidates(conn: &Connection, faulted: bool) -> Result<Vec<Node>, StoreError> {
+    let filter = if faulted {
+        "maintenance = 1 AND fault IS NOT NULL"
+    } else {
+        "maintenance = 0 AND target_power_state IS NULL"
+    };
+    let sql = format!("SELECT {COLUMNS} FROM nodes WHERE {filter} ORDER BY sync_failures DESC, id");
+    let raws = conn
+        .prepare_cached(&sql)?
+        .query_map([], RawNode::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    raws.into_iter().map(RawNode::decode).collect()
 }

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
 use crate::model::{Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts};
+use crate::operation::NodeChange;
 use crate::writer::{self, Writer};
 use crate::{actions, migrations, nodes, ActionEvent, StoreError};
 
@@ -276,6 +277,41 @@ impl Store {
         .await
     }
 
+    /// Changes a node's state and its action log in one transaction.
+    /// `change` sees the node as it is inside the transaction and returns
+    /// the change, or rejects it (e.g. the node is locked), so the check
+    /// and the write cannot be split by another writer. Returns the node as
+    /// changed.
+    pub async fn change_node<E, F>(
+        &self,
+        ident: NodeIdent,
+        change: F,
+    ) -> Result<Node, UpdateError<E>>
+    where
+        E: Send + 'static,
+        F: FnOnce(&Node) -> Result<NodeChange, E> + Send + 'static,
+    {
+        self.write(move |tx| {
+            let node = nodes::get(tx, &ident)?;
+            let change = change(&node).map_err(UpdateError::Rejected)?;
+            apply_change(tx, node.uuid, &change)?;
+            Ok(nodes::get(tx, &NodeIdent::Uuid(node.uuid))?)
+        })
+        .await
+    }
+
+    /// Nodes with a power target: the operations to resume at start-up.
+    pub async fn pending_operations(&self) -> Result<Vec<Node>, StoreError> {
+        self.read(nodes::pending).await
+    }
+
+    /// Nodes for a power-sync sweep, failing ones first: idle nodes, or
+    /// (`faulted`) the nodes the sync put in maintenance.
+    pub async fn sync_candidates(&self, faulted: bool) -> Result<Vec<Node>, StoreError> {
+        self.read(move |conn| nodes::sync_candidates(conn, faulted))
+            .await
+    }
+
     pub async fn count_by_power_state(&self) -> Result<PowerStateCounts, StoreError> {
         self.read(nodes::count_by_power_state).await
     }
@@ -315,6 +351,24 @@ impl Store {
         self.read(move |conn| actions::get(conn, node_uuid, &request_id))
             .await
     }
+}
+
+fn apply_change(
+    tx: &rusqlite::Transaction<'_>,
+    uuid: Uuid,
+    change: &NodeChange,
+) -> Result<(), StoreError> {
+    nodes::apply_update(tx, uuid, &change.update)?;
+    if let Some(action) = &change.action {
+        actions::insert(tx, action)?;
+    }
+    for (request_id, event) in &change.events {
+        actions::add_event(tx, uuid, request_id, event)?;
+    }
+    if let Some((request_id, message)) = &change.action_message {
+        actions::set_message(tx, uuid, request_id, message)?;
+    }
+    Ok(())
 }
 
 fn ensure_idle(node: &Node, ident: &NodeIdent) -> Result<(), StoreError> {

@@ -357,3 +357,78 @@ async fn reads_beyond_the_reader_pool_wait_instead_of_failing() {
         assert_eq!(read.await.unwrap().unwrap().spec.name.as_deref(), Some("a"));
     }
 }
+
+/// An operation, its phase, a lease and learned timings survive a restart
+/// exactly as written, and clearing the operation clears the target.
+#[tokio::test]
+async fn operations_round_trip_through_the_database() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let node = store.create_node(spec("op")).await.unwrap();
+    let requested_at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let operation = Operation {
+        verb: PowerVerb::Reboot,
+        request_id: "req-1".into(),
+        boot_first: Some("pxe".into()),
+        timeout: Some(std::time::Duration::from_millis(90_500)),
+        phase: OpPhase::Queued,
+        requested_at,
+    };
+    let change = NodeChange {
+        update: NodeUpdate {
+            operation: Some(Some(operation.clone())),
+            reservation: Some(Some(Reservation {
+                holder: "host-a".into(),
+                expires_at: requested_at,
+            })),
+            transitions: Some(Transitions {
+                power_on_ms: Some(1200),
+                power_off_ms: None,
+            }),
+            ..NodeUpdate::default()
+        },
+        action: Some(NewAction {
+            request_id: "req-1".into(),
+            node_uuid: node.uuid,
+            action: "reboot".into(),
+            user_id: Some("0".into()),
+            message: None,
+        }),
+        ..NodeChange::default()
+    };
+    let changed = store
+        .change_node(NodeIdent::Uuid(node.uuid), move |_| Ok::<_, ()>(change))
+        .await
+        .unwrap();
+    assert_eq!(changed.target_power_state, Some(PowerState::On));
+    assert_eq!(changed.conductor.operation.as_ref(), Some(&operation));
+    drop(store);
+
+    let store = open(&dir).await;
+    let pending = store.pending_operations().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].conductor.operation, Some(operation));
+    assert_eq!(pending[0].conductor.transitions.power_on_ms, Some(1200));
+    assert_eq!(pending[0].reservation.as_deref(), Some("host-a"));
+
+    let cleared = store
+        .change_node(NodeIdent::Uuid(node.uuid), |_| {
+            Ok::<_, ()>(NodeChange {
+                update: NodeUpdate {
+                    operation: Some(None),
+                    phase: None,
+                    power_state: Some(Some(PowerState::On)),
+                    ..NodeUpdate::default()
+                },
+                action_message: Some(("req-1".into(), "done".into())),
+                ..NodeChange::default()
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(cleared.target_power_state, None);
+    assert_eq!(cleared.conductor.operation, None);
+    assert!(store.pending_operations().await.unwrap().is_empty());
+    let action = store.get_action(node.uuid, "req-1".into()).await.unwrap();
+    assert_eq!(action.message.as_deref(), Some("done"));
+}

@@ -234,6 +234,7 @@ mod tests {
             reservation_expires_at: None,
             created_at: now,
             updated_at: now,
+            conductor: baton_state::ConductorState::default(),
         }
     }
 
