@@ -49,7 +49,68 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        // `any`, not `string`: serde_json's `Value` would otherwise report a
+        // wrong type itself, quoting the value.
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Accepts a string; refuses anything else without echoing it (serde's
+/// default message would quote a numeric password: "invalid type: integer
+/// `123456`").
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn refuse<E: serde::de::Error>(&self, kind: &str) -> E {
+        E::invalid_type(serde::de::Unexpected::Other(kind), self)
+    }
+}
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the password as a string in quotes")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+        Ok(Secret(v))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(self.refuse("a boolean"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(self.refuse("a number"))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Secret, E> {
+        Err(self.refuse("a number"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(self.refuse("a number"))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Secret, E> {
+        Err(self.refuse("a number"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(self.refuse("a number"))
+    }
+
+    fn visit_char<E: serde::de::Error>(self, v: char) -> Result<Secret, E> {
+        Ok(Secret(v.to_string()))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Secret, E> {
+        Err(self.refuse("bytes"))
     }
 }
 
@@ -204,6 +265,14 @@ impl NodeSpec {
             fail("bmc.username", "must not be empty".into());
         }
         check_text(&mut fail, "bmc.username", &self.bmc.username);
+        if self.bmc.password.expose() == MASK {
+            fail(
+                "bmc.password",
+                format!(
+                    "is the mask {MASK} that responses show in its place; send the real password"
+                ),
+            );
+        }
         if self.bmc.password.expose().len() > MAX_TEXT_LEN {
             fail(
                 "bmc.password",
@@ -641,6 +710,39 @@ mod tests {
         let mut s = spec();
         s.name = Some(Uuid::new_v4().to_string());
         assert_eq!(s.validate()[0].field, "name");
+    }
+
+    #[test]
+    fn a_password_of_the_wrong_type_is_not_echoed() {
+        for password in [
+            serde_json::json!(31_415_926),
+            serde_json::json!(-31_415_926),
+            serde_json::json!(31.415_926),
+            serde_json::json!(31_415_926_000_000_000_000_000_u128 as f64),
+        ] {
+            let err = serde_json::from_value::<Bmc>(serde_json::json!(
+                {"address": "h", "username": "u", "password": password}
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(!err.contains("31415926") && !err.contains("31.4"), "{err}");
+            assert!(err.contains("expected the password as a string"), "{err}");
+        }
+        let err = serde_json::from_str::<Bmc>(
+            r#"{"address": "h", "username": "u", "password": 314159260000000000000000000}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("31415926") && !err.contains("31.4"), "{err}");
+    }
+
+    #[test]
+    fn the_mask_is_not_a_password() {
+        let mut s = spec();
+        s.bmc.password = Secret::new(MASK);
+        let errors = s.validate();
+        assert_eq!(errors[0].field, "bmc.password");
+        assert!(errors[0].reason.contains("send the real password"));
     }
 
     #[test]

@@ -12,10 +12,16 @@
 //! patch runs on holds a one-time placeholder instead of the password, which
 //! is put back afterwards if the patch left the placeholder in place.
 //!
-//! Patches are applied one operation at a time with the document's size
-//! checked after each, so `copy` cannot blow a node up exponentially.
+//! Patches are applied one operation at a time with the document's nesting
+//! (iteratively, without recursion) and then its size checked after each, so
+//! `copy` cannot blow a node up exponentially, nor nest it so deep that a
+//! recursive pass (serializing, cloning, dropping) overflows the stack.
+//!
+//! In a patch, the mask `******` as the password (what a GET shows) means
+//! "keep the current password", so a node read, edited and written back
+//! keeps its credentials.
 
-use baton_state::{Node, NodeSpec, MASK};
+use baton_state::{Node, NodeSpec, MASK, MAX_EXTRA_DEPTH};
 use json_patch::{Patch, PatchOperation};
 
 /// Top-level fields a patch may touch.
@@ -51,6 +57,10 @@ pub const READ_ONLY: [&str; 14] = [
 pub const MAX_OPERATIONS: usize = 100;
 /// Largest the patched document may grow (the spec as JSON).
 pub const MAX_DOCUMENT_BYTES: usize = 128 * 1024;
+/// Deepest the patched document may nest: the node object itself, then
+/// `extra` with the levels it may have (arrays and objects count, as in
+/// `NodeSpec::validate`).
+pub const MAX_DOCUMENT_DEPTH: usize = MAX_EXTRA_DEPTH + 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
@@ -60,6 +70,8 @@ pub enum PatchError {
     WriteOnly { path: String },
     #[error("operation {index} makes the node larger than {} KiB; keep extra small", MAX_DOCUMENT_BYTES / 1024)]
     TooLarge { index: usize },
+    #[error("operation {index} nests the node more than {MAX_DOCUMENT_DEPTH} levels deep; extra may nest at most {MAX_EXTRA_DEPTH} levels")]
+    TooDeep { index: usize },
     #[error("the patch is empty; send a JSON array of operations such as [{{\"op\": \"replace\", \"path\": \"/power_domain\", \"value\": \"rack-2\"}}]")]
     Empty,
     #[error("{path} is read-only{hint}")]
@@ -151,6 +163,10 @@ pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
             path: e.path.to_string(),
             reason: e.kind.to_string(),
         })?;
+        // Depth first: serializing to measure the size recurses.
+        if nests_deeper_than(&doc, MAX_DOCUMENT_DEPTH) {
+            return Err(PatchError::TooDeep { index });
+        }
         let size = serde_json::to_vec(&doc).map_or(usize::MAX, |v| v.len());
         if size > MAX_DOCUMENT_BYTES {
             return Err(PatchError::TooLarge { index });
@@ -163,7 +179,7 @@ pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
             crate::messages::humanize(&e.inner().to_string())
         ))
     })?;
-    if spec.bmc.password.expose() == placeholder {
+    if [placeholder.as_str(), MASK].contains(&spec.bmc.password.expose()) {
         spec.bmc.password = node.spec.bmc.password.clone();
     }
     if !spec.maintenance
@@ -179,6 +195,24 @@ pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
         return Err(PatchError::Invalid(list.join("; ")));
     }
     Ok(spec)
+}
+
+/// Whether `value` nests more than `limit` arrays and objects deep; walks
+/// with its own stack, so any depth is safe to measure.
+fn nests_deeper_than(value: &serde_json::Value, limit: usize) -> bool {
+    let mut stack = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth > limit {
+            return true;
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    false
 }
 
 /// The spec as a JSON document, with `placeholder` where the password goes.
@@ -342,6 +376,79 @@ mod tests {
             .collect();
         let err = apply(&node(), &patch(serde_json::Value::Array(many))).unwrap_err();
         assert_eq!(err, PatchError::TooManyOperations(MAX_OPERATIONS + 1));
+    }
+
+    /// Each `copy` of `/extra/a` into the innermost object of its own chain
+    /// doubles the nesting: from 10 levels, ten copies reach 10 240.
+    fn doubling_copies() -> Patch {
+        let mut chain = serde_json::json!({});
+        for _ in 0..10 {
+            chain = serde_json::json!({ "a": chain });
+        }
+        let mut ops = vec![serde_json::json!({"op": "add", "path": "/extra/a", "value": chain})];
+        let mut depth = 10;
+        for _ in 0..10 {
+            let inside = "/a".repeat(depth);
+            ops.push(serde_json::json!({"op": "copy", "from": "/extra/a", "path": format!("/extra/a{inside}")}));
+            depth *= 2;
+        }
+        patch(serde_json::Value::Array(ops))
+    }
+
+    #[test]
+    fn copies_cannot_nest_a_node_without_bound() {
+        let err = apply(&node(), &doubling_copies()).unwrap_err();
+        assert_eq!(err, PatchError::TooDeep { index: 1 });
+        let mut deep = serde_json::json!(1);
+        for _ in 0..200 {
+            deep = serde_json::json!([deep]);
+        }
+        assert!(nests_deeper_than(&deep, 199));
+        assert!(!nests_deeper_than(&deep, 200));
+        assert!(!nests_deeper_than(&serde_json::json!({"a": [1, {}]}), 3));
+        assert!(nests_deeper_than(
+            &serde_json::json!({"a": [1, {"b": []}]}),
+            3
+        ));
+    }
+
+    #[test]
+    fn the_mask_as_password_keeps_the_current_one() {
+        let mut bmc = serde_json::to_value(&node().spec.bmc).unwrap();
+        assert_eq!(bmc["password"], MASK, "what a GET shows");
+        bmc["port"] = 8443.into();
+        let spec = apply(
+            &node(),
+            &patch(serde_json::json!([{"op": "replace", "path": "/bmc", "value": bmc}])),
+        )
+        .unwrap();
+        assert_eq!(spec.bmc.port, Some(8443));
+        assert_eq!(spec.bmc.password.expose(), "hunter2");
+        let spec = apply(
+            &node(),
+            &patch(serde_json::json!([{"op": "replace", "path": "/bmc/password", "value": MASK}])),
+        )
+        .unwrap();
+        assert_eq!(spec.bmc.password.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_bad_password_value_is_not_echoed() {
+        for value in [
+            serde_json::json!(31_415_926),
+            serde_json::json!(2.718_5),
+        ] {
+            let err = apply(
+                &node(),
+                &patch(
+                    serde_json::json!([{"op": "replace", "path": "/bmc/password", "value": value}]),
+                ),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("bmc.password"), "{err}");
+            assert!(!err.contains("31415926") && !err.contains("2.718"), "{err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! batond under hostile or careless input, end to end over the socket:
+//! bodies nested too deep, patches that would nest a node without bound,
+//! passwords that must not be echoed or replaced by the mask — each answered
+//! with a clear 4xx while the daemon keeps serving.
+#![allow(clippy::unwrap_used)]
+
+use baton_tests::daemon::{node_json, TestDaemon};
+use batond::api::types::ErrorEnvelope;
+use batond::client::RawResponse;
+use http::{Method, StatusCode};
+
+const PASSWORD: &str = "pw-Lm4-kept-secret";
+
+fn error_message(r: &RawResponse) -> String {
+    let envelope: ErrorEnvelope = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("not an error envelope ({e}): {:?}", r.body));
+    envelope.error.message
+}
+
+fn assert_bad_request(r: &RawResponse, needle: &str) -> String {
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let message = error_message(r);
+    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    message
+}
+
+async fn assert_still_serving(d: &TestDaemon) {
+    let version = d.call(Method::GET, "/v1", None).await;
+    assert_eq!(version.status, StatusCode::OK);
+}
+
+/// The node as the store holds it, read beside the running daemon.
+async fn stored_node(d: &TestDaemon, ident: &str) -> baton_state::Node {
+    let options = baton_state::StoreOptions {
+        exclusive: false,
+        ..Default::default()
+    };
+    let store = baton_state::Store::open(d.dir.path().join("state/baton.db"), options)
+        .await
+        .unwrap();
+    store
+        .get_node(baton_state::NodeIdent::parse(ident))
+        .await
+        .unwrap()
+}
+
+async fn enroll(d: &TestDaemon, name: &str) {
+    let body = node_json(name, PASSWORD).to_string();
+    let created = d.call(Method::POST, "/v1/nodes", Some(&body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+}
+
+#[tokio::test]
+async fn copies_that_double_the_nesting_are_refused() {
+    let d = TestDaemon::start().await;
+    enroll(&d, "n1").await;
+    // From 10 levels, each copy of /extra/a into the innermost object of its
+    // own chain doubles the nesting; ten of them would reach 10 240.
+    let mut chain = serde_json::json!({});
+    for _ in 0..10 {
+        chain = serde_json::json!({ "a": chain });
+    }
+    let mut ops = vec![serde_json::json!({"op": "add", "path": "/extra/a", "value": chain})];
+    let mut depth = 10;
+    for _ in 0..10 {
+        let inside = "/a".repeat(depth);
+        ops.push(serde_json::json!({"op": "copy", "from": "/extra/a", "path": format!("/extra/a{inside}")}));
+        depth *= 2;
+    }
+    let body = serde_json::Value::Array(ops).to_string();
+    let r = d.call(Method::PATCH, "/v1/nodes/n1", Some(&body)).await;
+    assert_bad_request(&r, "operation 1 nests the node more than 17 levels deep");
+    assert_still_serving(&d).await;
+    assert!(stored_node(&d, "n1").await.spec.extra.is_empty());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_nested_too_deep_are_refused_on_every_route() {
+    let d = TestDaemon::start().await;
+    enroll(&d, "n1").await;
+    let arrays = "[".repeat(100_000);
+    let objects = r#"{"a":"#.repeat(100_000);
+    let node_with =
+        |deep: &str| format!(r#"{{"name": "x", "driver": "ipmi", "extra": {{"k": {deep}"#);
+    let cases = [
+        (Method::POST, "/v1/nodes", node_with(&arrays)),
+        (Method::POST, "/v1/nodes", node_with(&objects)),
+        // Whole (closed) so that the error is the nesting, not the end.
+        (
+            Method::POST,
+            "/v1/nodes/import",
+            format!("{arrays}{}", "]".repeat(100_000)),
+        ),
+        (
+            Method::POST,
+            "/v1/nodes/import",
+            format!("[{}1{}}}}}]", node_with(&objects), "}".repeat(100_000)),
+        ),
+        (
+            Method::PATCH,
+            "/v1/nodes/n1",
+            format!(r#"[{{"op": "add", "path": "/extra/k", "value": {arrays}"#),
+        ),
+        (
+            Method::PATCH,
+            "/v1/nodes/n1",
+            format!(r#"[{{"op": "add", "path": "/extra/k", "value": {objects}"#),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let r = d.call(method.clone(), path, Some(&body)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {:?}",
+            r.body
+        );
+        let message = error_message(&r);
+        assert!(
+            message.contains("recursion limit"),
+            "{method} {path}: {message}"
+        );
+        assert_still_serving(&d).await;
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_of_the_wrong_type_is_never_echoed() {
+    let d = TestDaemon::start().await;
+    enroll(&d, "n1").await;
+    let mut node = node_json("n2", PASSWORD);
+    node["bmc"]["password"] = serde_json::json!(31_415_926);
+    let mut as_float = node_json("n3", PASSWORD);
+    as_float["bmc"]["password"] = serde_json::json!(31_415_926.5);
+    let cases = [
+        (Method::POST, "/v1/nodes", node.to_string()),
+        (Method::POST, "/v1/nodes/import", serde_json::json!([node, as_float]).to_string()),
+        (
+            Method::PATCH,
+            "/v1/nodes/n1",
+            r#"[{"op": "replace", "path": "/bmc/password", "value": 31415926}]"#.to_owned(),
+        ),
+        (
+            Method::PATCH,
+            "/v1/nodes/n1",
+            r#"[{"op": "replace", "path": "/bmc", "value": {"address": "h", "username": "u", "password": 31415926}}]"#.to_owned(),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let r = d.call(method.clone(), path, Some(&body)).await;
+        let message = assert_bad_request(&r, "bmc.password");
+        assert!(!message.contains("31415926"), "{method} {path}: {message}");
+        assert!(
+            message.contains("expected the password as a string"),
+            "{message}"
+        );
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_mask_sent_back_keeps_the_password() {
+    let d = TestDaemon::start().await;
+    enroll(&d, "n1").await;
+    let shown = d.call(Method::GET, "/v1/nodes/n1", None).await;
+    let mut bmc: serde_json::Value =
+        serde_json::from_slice::<serde_json::Value>(&shown.body).unwrap()["bmc"].clone();
+    assert_eq!(bmc["password"], "******");
+    bmc["port"] = 9443.into();
+    let body = serde_json::json!([{"op": "replace", "path": "/bmc", "value": bmc}]).to_string();
+    let r = d.call(Method::PATCH, "/v1/nodes/n1", Some(&body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let stored = stored_node(&d, "n1").await;
+    assert_eq!(stored.spec.bmc.port, Some(9443));
+    assert_eq!(stored.spec.bmc.password.expose(), PASSWORD);
+
+    // Enrolling with the mask has no password to keep: refused.
+    let masked = node_json("n2", "******").to_string();
+    let r = d.call(Method::POST, "/v1/nodes", Some(&masked)).await;
+    assert_bad_request(&r, "send the real password");
+    d.stop().await;
+}
