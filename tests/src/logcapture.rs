@@ -1,6 +1,7 @@
 //! Captures every tracing event (and `log` record, through the tracing-log
-//! bridge) of the test process at TRACE level into memory, so tests can
-//! assert what the logs do *not* contain — BMC passwords above all.
+//! bridge) of the test process into memory, through batond's own log set-up
+//! (`batond::logging::install`) at TRACE level, so tests can assert what the
+//! logs do *not* contain — BMC passwords and password equivalents above all.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,18 +30,54 @@ impl LogCapture {
     }
 
     /// Which form of the credentials appears in the logs, if any: the
-    /// password itself, or the base64 `user:password` of an HTTP basic
-    /// `Authorization` header (which a plain search would miss).
-    pub fn leaked_secret(&self, username: &str, password: &str) -> Option<&'static str> {
+    /// password itself, the base64 `user:password` of an HTTP basic
+    /// `Authorization` header (which a plain search would miss), or the
+    /// fields of an IPMI session set-up from which password guesses can be
+    /// tested offline (see [`LogCapture::leaked_rakp`]).
+    pub fn leaked_secret(&self, username: &str, password: &str) -> Option<String> {
         let text = self.contents();
         if text.contains(password) {
-            return Some("the BMC password");
+            return Some("the BMC password".into());
         }
         let basic = base64(format!("{username}:{password}").as_bytes());
-        text.contains(&basic)
-            .then_some("the HTTP basic credentials (base64 user:password)")
+        if text.contains(&basic) {
+            return Some("the HTTP basic credentials (base64 user:password)".into());
+        }
+        self.leaked_rakp(username)
+    }
+
+    /// The first sign of an RMCP+ session set-up in the logs: ipmi-rs dumps
+    /// Open Session and RAKP 1–4 at debug, with the session ids, both random
+    /// numbers, the BMC's GUID, the user name (as bytes) and the RAKP-2 HMAC
+    /// — together enough to test password guesses offline.
+    pub fn leaked_rakp(&self, username: &str) -> Option<String> {
+        let text = self.contents();
+        if let Some(field) = RAKP_FIELDS.iter().find(|f| text.contains(*f)) {
+            return Some(format!("the IPMI session set-up field {field}"));
+        }
+        let bytes = username.as_bytes();
+        [format!("{bytes:X?}"), format!("{bytes:?}")]
+            .into_iter()
+            .map(|list| list.trim_end_matches(']').to_owned())
+            .find(|list| !username.is_empty() && text.contains(list))
+            .map(|list| format!("the user name as RAKP bytes ({list}…)"))
     }
 }
+
+/// Field and type names of ipmi-rs's Open Session and RAKP messages, as
+/// their `Debug` dumps spell them.
+const RAKP_FIELDS: [&str; 10] = [
+    "remote_console_session_id",
+    "managed_system_session_id",
+    "remote_console_random_number",
+    "managed_system_random_number",
+    "managed_system_guid",
+    "key_exchange_auth_code",
+    "integrity_check_value",
+    "OpenSessionResponse",
+    "RakpMessage",
+    "RMCP+ RAKP",
+];
 
 /// Standard base64 with padding (RFC 4648 §4), as in `Authorization: Basic`.
 fn base64(bytes: &[u8]) -> String {
@@ -87,11 +124,12 @@ pub fn capture() -> LogCapture {
         .get_or_init(|| {
             let capture = LogCapture::default();
             let buffer = capture.buffer.clone();
-            let installed = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .with_writer(move || Appender(buffer.clone()))
-                .try_init();
+            let config = batond::config::LogConfig {
+                level: "trace".into(),
+                format: batond::config::LogFormat::Text,
+            };
+            let installed =
+                batond::logging::install(&config, move || Appender(buffer.clone()), false);
             if let Err(error) = installed {
                 eprintln!("log capture not installed: {error}");
             }
@@ -102,7 +140,30 @@ pub fn capture() -> LogCapture {
 
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use super::{base64, LogCapture};
+
+    fn capture_of(text: &str) -> LogCapture {
+        let capture = LogCapture::default();
+        if let Ok(mut buffer) = capture.buffer.lock() {
+            buffer.extend_from_slice(text.as_bytes());
+        }
+        capture
+    }
+
+    #[test]
+    fn rakp_dumps_count_as_leaks() {
+        // As ipmi-rs 0.6 logs them at debug.
+        let rakp2 = "DEBUG ipmi_rs::rmcp::v2_0: Received RMCP+ RAKP Message 2. RakpMessage2 { \
+            message_tag: 0, remote_console_session_id: 1A2B, managed_system_random_number: [1, 2], \
+            managed_system_guid: [3, 4], key_exchange_auth_code: [5, 6] }";
+        let leaked = capture_of(rakp2).leaked_secret("admin", "pw-not-there");
+        assert!(leaked.is_some_and(|l| l.contains("remote_console_session_id")));
+        let rakp1 = "RM1 { username: Username { data: [61, 64, 6D, 69, 6E, 0, 0], length: 5 } }";
+        let leaked = capture_of(rakp1).leaked_rakp("admin");
+        assert!(leaked.is_some_and(|l| l.contains("user name")));
+        let clean = capture_of("INFO batond: node n1 powered on by admin");
+        assert_eq!(clean.leaked_secret("admin", "pw-not-there"), None);
+    }
 
     #[test]
     fn base64_matches_rfc_4648() {

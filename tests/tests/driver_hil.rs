@@ -8,8 +8,13 @@
 //! `BATON_HIL_VERIFY_TLS=0`, `BATON_HIL_SETTLE_SECS` (default 300),
 //! `BATON_HIL_BOOT_READBACK` (exact | persistent | none).
 //! Power, boot-override steps run only with `BATON_HIL_ALLOW_POWER=1`, the
-//! NMI step only with `BATON_HIL_ALLOW_NMI=1`. Without `BATON_HIL_DRIVER` the
-//! test says that it did nothing.
+//! NMI step only with `BATON_HIL_ALLOW_NMI=1`.
+//!
+//! The test is `#[ignore]`d, so a plain `cargo test` lists it as ignored
+//! with the reason (a test cannot mark itself skipped at run time, and a
+//! test that returns early would count as passed). Run it with
+//! `-- --ignored`; then a missing `BATON_HIL_DRIVER` fails it, saying what
+//! to set.
 
 use std::time::Duration;
 
@@ -90,13 +95,14 @@ fn from_env() -> Option<RealBmc> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "skipped: needs a BMC rig; set BATON_HIL_DRIVER etc. and run with -- --ignored (README, Hardware-in-the-loop)"]
 async fn hardware_in_the_loop_conformance() {
     let Some(bmc) = from_env() else {
-        println!(
-            "hardware-in-the-loop: BATON_HIL_DRIVER is not set, so this test did nothing \
-             (see README, Hardware-in-the-loop)"
+        panic!(
+            "hardware-in-the-loop: BATON_HIL_DRIVER is unset, so there is no BMC to test; \
+             set BATON_HIL_DRIVER, BATON_HIL_ADDRESS, BATON_HIL_USERNAME and BATON_HIL_PASSWORD \
+             (README, Hardware-in-the-loop)"
         );
-        return;
     };
     logcapture::capture();
     let report = run_suite(&bmc).await;
@@ -108,9 +114,7 @@ async fn hardware_in_the_loop_conformance() {
     if !bmc.expect.power_steps {
         println!("hardware-in-the-loop: power steps skipped; set BATON_HIL_ALLOW_POWER=1");
     }
-    let logs = logcapture::capture().contents();
-    assert!(
-        !logs.contains(bmc.config.password.expose()),
-        "the BMC password appears in the trace logs"
-    );
+    let leaked =
+        logcapture::capture().leaked_secret(&bmc.config.username, bmc.config.password.expose());
+    assert!(leaked.is_none(), "{leaked:?} appears in the trace logs");
 }
