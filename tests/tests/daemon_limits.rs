@@ -4,7 +4,7 @@
 //! with a clear 4xx while the daemon keeps serving.
 #![allow(clippy::unwrap_used)]
 
-use baton_tests::daemon::{node_json, TestDaemon};
+use baton_tests::daemon::{node_json, DaemonProcess, TestDaemon};
 use batond::api::types::ErrorEnvelope;
 use batond::client::RawResponse;
 use http::{Method, StatusCode};
@@ -181,4 +181,57 @@ async fn the_mask_sent_back_keeps_the_password() {
     let r = d.call(Method::POST, "/v1/nodes", Some(&masked)).await;
     assert_bad_request(&r, "send the real password");
     d.stop().await;
+}
+
+/// Peak resident memory of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_huge_import_is_refused_while_parsing_and_others_are_served() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let batond = DaemonProcess::start(dir.path(), "").await;
+    let client = batond.client();
+    // Just under the 16 MiB import limit: 8 million entries.
+    let entries = (16 * 1024 * 1024 - 2) / 2;
+    let mut body = String::with_capacity(16 * 1024 * 1024);
+    body.push('[');
+    body.push_str(&"1,".repeat(entries - 1));
+    body.push_str("1]");
+    let body = bytes::Bytes::from(body);
+    let imports: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, body) = (client.clone(), body.clone());
+            tokio::spawn(async move {
+                client
+                    .request(Method::POST, "/v1/nodes/import", Some(body))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    // The API keeps answering while the imports are parsed.
+    while !imports.iter().all(tokio::task::JoinHandle::is_finished) {
+        let version = client.request(Method::GET, "/v1", None).await.unwrap();
+        assert_eq!(version.status, StatusCode::OK);
+    }
+    for import in imports {
+        let r = import.await.unwrap();
+        assert_bad_request(&r, "an import holds at most 10000 nodes, this one has more");
+    }
+    // Parsing stopped at entry 10 001: memory stays near the two bodies
+    // (16 MiB each), not the hundreds of MiB eight million entries take.
+    let peak = peak_rss(batond.pid());
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "batond peaked at {} MiB",
+        peak >> 20
+    );
 }

@@ -8,14 +8,18 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baton_state::{Driver, NodeFilter, PowerState};
 use json_patch::Patch;
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::cell::Cell;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 use super::request::{parse_json, query_pairs, read_body, BODY_LIMIT, IMPORT_BODY_LIMIT};
 use super::types::{
     node_href, ImportResult, NodeList, NodeStates, NodeSummary, NodeView, NEVER_READ,
 };
 use super::AppState;
+use crate::conductor::MAX_IMPORT;
 use crate::messages::clip;
 
 /// Default and largest page of a node listing.
@@ -185,12 +189,88 @@ pub async fn import(
             "an import is a JSON array of nodes; to enroll one node, POST the object to /v1/nodes",
         ));
     }
-    let entries: Vec<Box<serde_json::value::RawValue>> = parse_json(&bytes, "import")?;
+    // Parsing up to 16 MiB is CPU work: keep it off the async workers.
+    let entries = tokio::task::spawn_blocking(move || parse_import(&bytes))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorKind::Internal,
+                "the import parser stopped unexpectedly",
+            )
+        })??;
     let uuids = app.conductor.import_nodes(entries).await?;
     Ok(Json(ImportResult {
         count: uuids.len(),
         uuids,
     }))
+}
+
+/// The entries of an import, each kept as raw JSON for the conductor to
+/// parse and validate on its own. Counts while parsing and stops at the
+/// first entry past [`MAX_IMPORT`], so a body of millions of tiny entries
+/// (`[1,1,1,…]`) costs no more than one of the largest valid import.
+fn parse_import(bytes: &[u8]) -> Result<Vec<Box<RawValue>>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send the import as a JSON array of nodes",
+        ));
+    }
+    let too_many = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = ImportEntries {
+        too_many: &too_many,
+    }
+    .deserialize(&mut de)
+    .and_then(|entries| de.end().map(|()| entries));
+    parsed.map_err(|err| {
+        if too_many.get() {
+            ApiError::bad_request(format!(
+                "an import holds at most {MAX_IMPORT} nodes, this one has more; split it into several imports"
+            ))
+        } else if err.is_syntax() || err.is_eof() {
+            ApiError::bad_request(format!("malformed JSON in import: {err}"))
+        } else {
+            ApiError::bad_request(format!(
+                "invalid import: {}",
+                crate::messages::humanize(&err.to_string())
+            ))
+        }
+    })
+}
+
+/// Deserializes the top-level array of an import, refusing it at entry
+/// `MAX_IMPORT + 1` (and setting `too_many`, to tell that apart from a
+/// JSON error).
+struct ImportEntries<'a> {
+    too_many: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for ImportEntries<'_> {
+    type Value = Vec<Box<RawValue>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ImportEntries<'_> {
+    type Value = Vec<Box<RawValue>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of nodes")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = seq.next_element::<Box<RawValue>>()? {
+            if entries.len() == MAX_IMPORT {
+                self.too_many.set(true);
+                return Err(serde::de::Error::custom("too many entries"));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
 }
 
 /// `GET /v1/nodes`.
@@ -316,6 +396,37 @@ mod tests {
             "colour=red",
         ] {
             assert!(ListQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn imports_are_counted_while_parsed() {
+        let ones = format!("[{}1]", "1,".repeat(MAX_IMPORT));
+        let err = parse_import(ones.as_bytes()).unwrap_err();
+        assert!(
+            err.message.contains("at most 10000 nodes"),
+            "{}",
+            err.message
+        );
+        let just_enough = format!("[{}1]", "1,".repeat(MAX_IMPORT - 1));
+        assert_eq!(
+            parse_import(just_enough.as_bytes()).unwrap().len(),
+            MAX_IMPORT
+        );
+        // Broken JSON past the limit is still "too many": parsing stopped.
+        let err = parse_import(format!("{ones}garbage").as_bytes()).unwrap_err();
+        assert!(err.message.contains("at most"), "{}", err.message);
+        for (bad, needle) in [
+            ("[1, 2", "malformed JSON"),
+            ("[1] [2]", "malformed JSON"),
+            (
+                "7",
+                "invalid import: invalid type: integer `7`, expected a JSON array of nodes",
+            ),
+            (" ", "empty"),
+        ] {
+            let err = parse_import(bad.as_bytes()).unwrap_err();
+            assert!(err.message.contains(needle), "{bad}: {}", err.message);
         }
     }
 

@@ -434,10 +434,7 @@ mod tests {
 
     #[test]
     fn a_bad_password_value_is_not_echoed() {
-        for value in [
-            serde_json::json!(31_415_926),
-            serde_json::json!(2.718_5),
-        ] {
+        for value in [serde_json::json!(31_415_926), serde_json::json!(2.718_5)] {
             let err = apply(
                 &node(),
                 &patch(
