@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::model::{
     check_fraction, Credentials, Delays, FaultError, FaultSetting, PowerAction, Quirks,
-    MAX_DURATION,
+    BOOT_FLAG_VALID_TIMEOUT, MAX_DURATION,
 };
 
 /// Power state of every node at start.
@@ -93,6 +93,9 @@ pub struct RackConfig {
     pub session_timeout: Duration,
     /// How often a `flapping` node may change power out of band.
     pub flap_interval: Duration,
+    /// How long boot flags set over IPMI stay valid without a Chassis
+    /// Control command (the specification's 60 s; shorter for tests).
+    pub boot_flag_valid_timeout: Duration,
 }
 
 impl Default for RackConfig {
@@ -125,6 +128,7 @@ impl Default for RackConfig {
             node_reset_types: Vec::new(),
             session_timeout: Duration::from_secs(1800),
             flap_interval: Duration::from_secs(2),
+            boot_flag_valid_timeout: BOOT_FLAG_VALID_TIMEOUT,
         }
     }
 }
@@ -183,6 +187,9 @@ pub enum ConfigProblem {
     /// A zero flap interval.
     #[error("flap interval must be more than 0")]
     FlapInterval,
+    /// A zero boot flag valid timeout.
+    #[error("boot flag valid timeout must be more than 0 (the IPMI specification's is 60s)")]
+    BootFlagValidTimeout,
     /// A latency, transition time or `slow` fault longer than [`MAX_DURATION`].
     #[error("{what} {} is too long; use at most {}", humantime::format_duration(*.value), humantime::format_duration(MAX_DURATION))]
     TooLong {
@@ -264,6 +271,9 @@ impl RackConfig {
         if self.flap_interval.is_zero() {
             out.push(ConfigProblem::FlapInterval);
         }
+        if self.boot_flag_valid_timeout.is_zero() {
+            out.push(ConfigProblem::BootFlagValidTimeout);
+        }
         self.check_durations(&mut out);
         out
     }
@@ -285,6 +295,7 @@ impl RackConfig {
             ("power-on delay", self.delays.power_on),
             ("power-off delay", self.delays.power_off),
             ("shutdown delay", self.delays.shutdown),
+            ("boot flag valid timeout", self.boot_flag_valid_timeout),
         ]
         .into_iter()
         .map(|(what, d)| (what.to_owned(), d))

@@ -151,6 +151,8 @@ async fn summary(State(state): State<Shared>) -> Answer {
         "tls": config.tls,
         "ipmi": config.ipmi,
         "latency": humantime::format_duration(config.latency).to_string(),
+        "boot_flag_valid_timeout":
+            humantime::format_duration(config.boot_flag_valid_timeout).to_string(),
         "routes": [
             "GET /", "GET /nodes", "GET /nodes/{name}",
             "PUT /nodes/{name}/faults", "DELETE /nodes/{name}/faults",

@@ -41,6 +41,6 @@ pub use inventory::{ExportDriver, InventoryEntry};
 pub use model::{
     Admission, AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootTarget,
     CommandOutcome, CounterSnapshot, Credentials, Delays, FaultSetting, Faults, Node, NodeStatus,
-    PowerAction, PowerState, Quirks, ResetReply,
+    PowerAction, PowerState, Quirks, ResetReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
 };
 pub use rack::{Rack, RackState, RackStats};

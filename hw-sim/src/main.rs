@@ -101,6 +101,11 @@ struct Cli {
     /// Idle time after which a Redfish session expires.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     session_timeout: Duration,
+    /// How long boot flags set over IPMI stay valid without a Chassis
+    /// Control command (IPMI v2.0: 60s), unless boot options parameter 3
+    /// bit 3 says to keep them. Shorten it for tests.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    boot_flag_valid_timeout: Duration,
     /// How often a flapping node may change power.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     flap_interval: Duration,
@@ -217,6 +222,7 @@ impl Cli {
             node_reset_types: self.node_reset_types,
             session_timeout: self.session_timeout,
             flap_interval: self.flap_interval,
+            boot_flag_valid_timeout: self.boot_flag_valid_timeout,
         };
         (config, self.export_inventory, self.export_driver)
     }

@@ -305,6 +305,7 @@ fn build_nodes(
         latency: config.latency,
         delays: config.delays,
         credentials: config.credentials.clone(),
+        boot_flag_valid_timeout: config.boot_flag_valid_timeout,
     });
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut nodes = Vec::with_capacity(config.nodes);

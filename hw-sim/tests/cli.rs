@@ -87,6 +87,8 @@ fn twenty_nodes_come_up_with_inventory_and_control_api() {
         &inventory_arg,
         "--export-driver",
         "mixed",
+        "--boot-flag-valid-timeout",
+        "1500ms",
     ]);
     let entries: Vec<Value> =
         serde_json::from_slice(&std::fs::read(&inventory).unwrap_or_default())
@@ -108,6 +110,7 @@ fn twenty_nodes_come_up_with_inventory_and_control_api() {
     }
     let summary = get(&sim.control, "/");
     assert_eq!(summary["power_states"]["on"], 20);
+    assert_eq!(summary["boot_flag_valid_timeout"], "1s 500ms");
 
     let pid = Pid::from_raw(i32::try_from(sim.child.id()).unwrap_or(0));
     kill(pid, Signal::SIGTERM).unwrap_or_else(|e| panic!("{e}"));
@@ -201,6 +204,7 @@ fn bad_flags_exit_2_saying_what_is_wrong() {
         "{long}"
     );
     assert!(refused(&["--fault", "slow=2days"]).contains("at most 1day"));
+    assert!(refused(&["--boot-flag-valid-timeout", "0s"]).contains("more than 0"));
     let export = refused(&[
         "--no-ipmi",
         "--export-driver",

@@ -25,7 +25,11 @@ const PASSWORD: &str = "ipmi-secret";
 /// Starts a rack of `nodes` serving Redfish and IPMI, powered on, with
 /// short power transitions.
 async fn rack(nodes: usize) -> Rack {
-    let config = RackConfig {
+    start(config(nodes)).await
+}
+
+fn config(nodes: usize) -> RackConfig {
+    RackConfig {
         nodes,
         ipmi: true,
         credentials: Credentials {
@@ -38,7 +42,10 @@ async fn rack(nodes: usize) -> Rack {
             shutdown: Duration::from_millis(100),
         },
         ..RackConfig::default()
-    };
+    }
+}
+
+async fn start(config: RackConfig) -> Rack {
     match Rack::start(config).await {
         Ok(rack) => rack,
         Err(e) => panic!("rack starts: {e}"),
@@ -252,6 +259,98 @@ async fn ipmitool_drives_a_node_with_suites_3_17_and_default() {
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    rack.shutdown().await;
+}
+
+/// Whether `bootparam get 5` shows valid boot flags.
+async fn boot_flags_valid(node: &Node) -> bool {
+    let param = ipmitool(node, None, &["chassis", "bootparam", "get", "5"]).await;
+    assert!(param.contains("Boot Flag "), "{param}");
+    param.contains("Boot Flag Valid")
+}
+
+/// Power-cycles `node` over IPMI and returns the device the boot used.
+async fn cycle_and_boot(node: &Node) -> BootTarget {
+    let boots = node.counters().boots;
+    ipmitool(node, None, &["power", "cycle"]).await;
+    eventually("the boot of the power cycle", || {
+        node.counters().boots > boots
+    })
+    .await;
+    node.last_boot()
+}
+
+/// IPMI v2.0 28.12: the BMC clears the boot flags valid bit when no
+/// Chassis Control command comes within 60 s (here the configured
+/// `boot_flag_valid_timeout`) of the flags being set, unless parameter 3
+/// bit 3 says not to; a Chassis Control command in time stops the timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_flags_expire_unless_parameter_3_keeps_them_or_a_chassis_control_comes() {
+    let timeout = Duration::from_millis(700);
+    let rack = start(RackConfig {
+        boot_flag_valid_timeout: timeout,
+        ..config(3)
+    })
+    .await;
+    let [expires, kept, controlled] = [0, 1, 2].map(|i| Arc::clone(&rack.nodes()[i]));
+
+    let expires_run = async {
+        ipmitool(&expires, None, &["chassis", "bootdev", "pxe"]).await;
+        eventually("the valid bit to clear", || {
+            expires.counters().boot_flags_expired == 1
+        })
+        .await;
+        assert!(!boot_flags_valid(&expires).await);
+        assert_eq!(cycle_and_boot(&expires).await, BootTarget::None);
+        // Parameters 6 and 7 as ipmitool reads and writes them; the
+        // mailbox read ends at the first block past the end (C9h).
+        let info = ipmitool(&expires, None, &["chassis", "bootparam", "get", "6"]).await;
+        assert!(info.contains("Session Id     : 00000000h"), "{info}");
+        let set = [
+            "chassis", "bootmbox", "set", "block", "1", "0", "0xAB", "0xCD",
+        ];
+        ipmitool(&expires, None, &set).await;
+        let mailbox = ipmitool(&expires, None, &["chassis", "bootmbox", "get"]).await;
+        assert!(
+            mailbox.contains("Block   1 Data : abcd0000") && mailbox.contains("Block   4 Data"),
+            "{mailbox}"
+        );
+    };
+    let kept_run = async {
+        // `03 08`: keep the valid bit on the timeout (what Ironic sends first).
+        ipmitool(&kept, None, &["raw", "0x00", "0x08", "0x03", "0x08"]).await;
+        let param3 = ipmitool(&kept, None, &["chassis", "bootparam", "get", "3"]).await;
+        assert!(
+            param3.contains("Don't automatically clear boot flag valid bit on timeout"),
+            "{param3}"
+        );
+        ipmitool(&kept, None, &["chassis", "bootdev", "pxe"]).await;
+        tokio::time::sleep(timeout * 2).await;
+        assert!(boot_flags_valid(&kept).await);
+        assert_eq!(cycle_and_boot(&kept).await, BootTarget::Pxe);
+        assert!(!boot_flags_valid(&kept).await, "a once flag is used up");
+    };
+    let controlled_run = async {
+        ipmitool(
+            &controlled,
+            None,
+            &["chassis", "bootdev", "pxe", "options=persistent"],
+        )
+        .await;
+        ipmitool(&controlled, None, &["power", "on"]).await;
+        tokio::time::sleep(timeout * 2).await;
+        assert!(boot_flags_valid(&controlled).await);
+        assert_eq!(cycle_and_boot(&controlled).await, BootTarget::Pxe);
+        assert!(boot_flags_valid(&controlled).await, "persistent flags stay");
+    };
+    tokio::join!(expires_run, kept_run, controlled_run);
+    assert_eq!(
+        (
+            kept.counters().boot_flags_expired,
+            controlled.counters().boot_flags_expired
+        ),
+        (0, 0)
+    );
     rack.shutdown().await;
 }
 

@@ -27,8 +27,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::boot::BootOptions;
 use super::chassis::Chassis;
-use super::commands::{self, cc, Answer, BmcState, Caller, Command, SetProgress};
+use super::commands::{self, cc, Answer, BmcState, Caller, Command};
 use super::rakp::{self, Account, Entropy};
 use super::sealed;
 use super::session::{Privilege, SessionTable, Stage, Timeouts};
@@ -97,8 +98,7 @@ impl Bmc {
             username: config.username,
             state: BmcState {
                 sessions: SessionTable::new(config.session_capacity, config.timeouts),
-                boot_progress: SetProgress::Complete,
-                boot_ack: 0,
+                boot: BootOptions::default(),
                 ipmi_boot_mark: None,
                 guid: config.guid,
             },

@@ -15,21 +15,27 @@
 
 use crate::model::{
     BootEnabled, BootMode, BootOverride, BootTarget, CommandOutcome, Node, NotInPresentState,
-    PowerAction, PowerState,
+    PowerAction, PowerState, ValidBitClearing,
 };
 
 /// What IPMI command handlers may read and do on a simulated server.
 pub trait Chassis: Send + Sync {
     /// The power state now.
     fn power_state(&self) -> PowerState;
-    /// Runs a power command (counted by the model; `stuck` applies there).
-    fn power_command(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState>;
+    /// Runs a Chassis Control command (counted by the model; `stuck`
+    /// applies there); its arrival stops the boot flags' valid-bit timer.
+    fn chassis_control(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState>;
     /// Boots started so far (to tell whether the last power-on was ours).
     fn boots(&self) -> u64;
     /// The boot source override.
     fn boot_override(&self) -> BootOverride;
-    /// Replaces the boot source override.
-    fn set_boot_override(&self, boot: BootOverride);
+    /// Replaces the boot flags (parameter 5); valid flags start the
+    /// valid-bit timer.
+    fn set_boot_flags(&self, boot: BootOverride);
+    /// Boot options parameter 3.
+    fn valid_bit_clearing(&self) -> ValidBitClearing;
+    /// Replaces boot options parameter 3.
+    fn set_valid_bit_clearing(&self, clearing: ValidBitClearing);
     /// The password the BMC holds now for `username`, if it knows the user.
     fn password_for(&self, username: &str) -> Option<String>;
 }
@@ -39,8 +45,8 @@ impl Chassis for Node {
         Node::power_state(self)
     }
 
-    fn power_command(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState> {
-        Node::power_command(self, action)
+    fn chassis_control(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState> {
+        Node::chassis_control(self, action)
     }
 
     fn boots(&self) -> u64 {
@@ -51,8 +57,16 @@ impl Chassis for Node {
         Node::boot_override(self)
     }
 
-    fn set_boot_override(&self, boot: BootOverride) {
-        Node::set_boot_override(self, boot);
+    fn set_boot_flags(&self, boot: BootOverride) {
+        Node::set_boot_flags(self, boot);
+    }
+
+    fn valid_bit_clearing(&self) -> ValidBitClearing {
+        Node::valid_bit_clearing(self)
+    }
+
+    fn set_valid_bit_clearing(&self, clearing: ValidBitClearing) {
+        Node::set_valid_bit_clearing(self, clearing);
     }
 
     fn password_for(&self, username: &str) -> Option<String> {

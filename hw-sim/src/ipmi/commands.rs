@@ -13,11 +13,12 @@
 //!   54h (22.15).
 //! - Chassis (netFn 00h): Get Chassis Status 01h (28.2), Chassis Control 02h
 //!   (28.3), Set / Get System Boot Options 08h / 09h (28.12, 28.13;
-//!   parameters 0, 4 and 5).
+//!   parameters 0 to 7, see [`super::boot`]).
 //! - Storage (netFn 0Ah): Get SEL Info 40h (31.2; the SEL is empty).
 //!
 //! Completion codes (5.2): C1h unknown command, C7h request too short or of
-//! a wrong length, C8h too long, CCh invalid data field, D4h insufficient
+//! a wrong length, C8h too long, C9h parameter out of range, CCh invalid
+//! data field, D4h insufficient
 //! privilege, D5h not possible in the present state, C0h busy (fault).
 
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub mod cc {
     pub const LENGTH_INVALID: u8 = 0xC7;
     /// Request data field length limit exceeded.
     pub const LENGTH_EXCEEDED: u8 = 0xC8;
+    /// Parameter out of range.
+    pub const PARAMETER_OUT_OF_RANGE: u8 = 0xC9;
     /// Invalid data field in request.
     pub const INVALID_DATA: u8 = 0xCC;
     /// Insufficient privilege level.
@@ -154,10 +157,8 @@ pub enum SetProgress {
 pub struct BmcState {
     /// The session table.
     pub sessions: SessionTable,
-    /// Boot options parameter 0.
-    pub boot_progress: SetProgress,
-    /// Boot options parameter 4 (boot initiator acknowledge data).
-    pub boot_ack: u8,
+    /// The boot options only IPMI keeps (parameters 0, 1, 2, 4, 6, 7).
+    pub boot: super::boot::BootOptions,
     /// The model's boot count right after the last power-on this BMC's
     /// IPMI side caused; equal to the current count = "last power-on via
     /// IPMI command".
@@ -447,7 +448,7 @@ fn chassis_control(
 ) -> Result<Answer, Answer> {
     length(data, 1, 1)?;
     let action = chassis::control_action(data[0]).ok_or(Answer::code(cc::INVALID_DATA))?;
-    match node.power_command(action) {
+    match node.chassis_control(action) {
         Ok(CommandOutcome::Applied) => {
             if chassis::starts_boot(action) {
                 state.ipmi_boot_mark = Some(node.boots());

@@ -37,6 +37,7 @@ fn node(powered_on: bool) -> Arc<Node> {
             username: "admin".into(),
             password: "secret".into(),
         },
+        boot_flag_valid_timeout: Duration::from_secs(60),
     });
     let identity = NodeIdentity {
         index: 0,
@@ -341,8 +342,75 @@ fn boot_flags_follow_the_model() {
         cc::LENGTH_INVALID
     );
     assert_eq!(
-        rig.call(&mut s, 0x00, 0x09, &[0x07, 0, 0]).0,
+        rig.call(&mut s, 0x00, 0x09, &[0x08, 0, 0]).0,
         cc::PARAMETER_NOT_SUPPORTED
+    );
+}
+
+/// Sets boot option `param` to `value` and reads it back with `set_selector`.
+fn set_and_get(rig: &mut Rig, s: &mut Session, param: u8, value: &[u8], get: u8) -> Vec<u8> {
+    let mut set = vec![param];
+    set.extend_from_slice(value);
+    assert_eq!(rig.call(s, 0x00, 0x08, &set).0, cc::OK, "set {param}");
+    let (code, data) = rig.call(s, 0x00, 0x09, &[param, get, 0]);
+    assert_eq!(code, cc::OK, "get {param}");
+    assert_eq!(&data[..2], &[0x01, param], "version and selector");
+    data[2..].to_vec()
+}
+
+#[test]
+fn boot_options_1_2_3_6_7_are_stored_and_length_checked() {
+    let mut rig = Rig::new(true);
+    let mut s = rig.connect(CipherSuite::Suite17);
+    assert_eq!(set_and_get(&mut rig, &mut s, 1, &[0x42], 0), [0x42]);
+    assert_eq!(set_and_get(&mut rig, &mut s, 2, &[0x03], 0), [0x03]);
+    assert_eq!(set_and_get(&mut rig, &mut s, 3, &[0x08], 0), [0x08]);
+    assert_eq!(
+        rig.node.valid_bit_clearing().byte(),
+        0x08,
+        "the model has it"
+    );
+    let info = [0x01, 1, 2, 3, 4, 5, 6, 7, 8];
+    assert_eq!(set_and_get(&mut rig, &mut s, 6, &info, 0), info);
+    let block2 = set_and_get(&mut rig, &mut s, 7, &[2, 0xAA, 0xBB], 2);
+    assert_eq!(block2[..3], [2, 0xAA, 0xBB]);
+    assert_eq!(block2.len(), 17, "selector and a whole block");
+    let block0 = rig.call(&mut s, 0x00, 0x09, &[7, 0, 0]).1;
+    assert_eq!(block0[2..], [0; 17], "other blocks untouched");
+    let refused: [(&[u8], u8); 12] = [
+        (&[1], cc::LENGTH_INVALID),
+        (&[1, 0, 0], cc::LENGTH_EXCEEDED),
+        (&[2, 0x04], cc::INVALID_DATA),
+        (&[3], cc::LENGTH_INVALID),
+        (&[3, 0x08, 0], cc::LENGTH_EXCEEDED),
+        (&[3, 0x20], cc::INVALID_DATA),
+        (&[6, 1, 2, 3, 4, 5, 6, 7, 8], cc::LENGTH_INVALID),
+        (&[6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], cc::LENGTH_EXCEEDED),
+        (&[7, 0], cc::LENGTH_INVALID),
+        (
+            &[
+                7, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+            ],
+            cc::LENGTH_EXCEEDED,
+        ),
+        (&[7, 5, 1], cc::PARAMETER_OUT_OF_RANGE),
+        (&[0x08, 0], cc::PARAMETER_NOT_SUPPORTED),
+    ];
+    for (request, code) in refused {
+        assert_eq!(
+            rig.call(&mut s, 0x00, 0x08, request).0,
+            code,
+            "{request:02x?}"
+        );
+    }
+    assert_eq!(
+        rig.call(&mut s, 0x00, 0x09, &[7, 5, 0]).0,
+        cc::PARAMETER_OUT_OF_RANGE
+    );
+    assert_eq!(
+        rig.node.valid_bit_clearing().byte(),
+        0x08,
+        "refusals change nothing"
     );
 }
 

@@ -6,6 +6,11 @@
 //! [`BootTarget::Cd`], bios 0x18 → [`BootTarget::BiosSetup`]; the persistent bit
 //! → [`BootEnabled::Continuous`], else [`BootEnabled::Once`]; the EFI bit →
 //! [`BootMode::Uefi`]. A `Once` override is consumed when the next boot starts.
+//!
+//! Boot flags written over IPMI also follow the BMC's valid-bit clearing
+//! rules (parameter 3, [`ValidBitClearing`]): unless told otherwise, the BMC
+//! clears the valid bit when no Chassis Control command arrives within the
+//! valid-flag timeout (60 s in the specification) of the flags being set.
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +140,42 @@ impl BootOverride {
             self.target = BootTarget::None;
         }
         used
+    }
+}
+
+/// IPMI boot options parameter 3, "BMC boot flag valid bit clearing"
+/// (IPMI v2.0 table 28-14). Each set bit means the BMC does *not* clear the
+/// boot flags valid bit on that event; bits 7:5 are reserved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ValidBitClearing(u8);
+
+impl ValidBitClearing {
+    /// Bit 0: power-up via the power pushbutton or a wake event.
+    pub const POWER_BUTTON: u8 = 0x01;
+    /// Bit 1: pushbutton reset or soft reset.
+    pub const RESET_BUTTON: u8 = 0x02;
+    /// Bit 2: reset or power cycle by the watchdog timeout.
+    pub const WATCHDOG: u8 = 0x04;
+    /// Bit 3: the timeout without a Chassis Control command.
+    pub const TIMEOUT: u8 = 0x08;
+    /// Bit 4: reset or power cycle caused by PEF.
+    pub const PEF: u8 = 0x10;
+    const RESERVED: u8 = 0xE0;
+
+    /// Parses the parameter's data byte; `None` when a reserved bit is set.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        (byte & Self::RESERVED == 0).then_some(Self(byte))
+    }
+
+    /// The parameter's data byte.
+    pub fn byte(self) -> u8 {
+        self.0
+    }
+
+    /// Whether the valid bit survives `event` (one of the bit constants).
+    pub fn keeps_valid_on(self, event: u8) -> bool {
+        self.0 & event != 0
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Counters {
     boots: AtomicU64,
     power_offs: AtomicU64,
     crash_dumps: AtomicU64,
+    boot_flags_expired: AtomicU64,
 }
 
 /// A point-in-time copy of a node's counters, as the control API shows them.
@@ -41,6 +42,9 @@ pub struct CounterSnapshot {
     pub power_offs: u64,
     /// Crash dumps recorded by NMIs.
     pub crash_dumps: u64,
+    /// Times boot flags set over IPMI lost their valid bit because no
+    /// Chassis Control command came within the valid-flag timeout.
+    pub boot_flags_expired: u64,
 }
 
 impl Counters {
@@ -53,6 +57,7 @@ impl Counters {
             boots: self.boots.load(Ordering::Relaxed),
             power_offs: self.power_offs.load(Ordering::Relaxed),
             crash_dumps: self.crash_dumps.load(Ordering::Relaxed),
+            boot_flags_expired: self.boot_flags_expired.load(Ordering::Relaxed),
         }
     }
 
@@ -63,6 +68,7 @@ impl Counters {
         self.boots.store(0, Ordering::Relaxed);
         self.power_offs.store(0, Ordering::Relaxed);
         self.crash_dumps.store(0, Ordering::Relaxed);
+        self.boot_flags_expired.store(0, Ordering::Relaxed);
         let now = self.in_flight.load(Ordering::Relaxed);
         self.max_concurrent.store(now, Ordering::Relaxed);
     }
@@ -91,6 +97,10 @@ impl Counters {
 
     pub(crate) fn crash_dump(&self) {
         self.crash_dumps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn boot_flags_expired(&self) {
+        self.boot_flags_expired.fetch_add(1, Ordering::Relaxed);
     }
 }
 

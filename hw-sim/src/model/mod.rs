@@ -17,7 +17,10 @@
 //!    datagram for the `packet_loss` fault.
 //! 4. Read with [`Node::power_state`], [`Node::boot_override`]; act with
 //!    [`Node::power_command`] (counts the command, applies `stuck`) and
-//!    [`Node::set_boot_override`].
+//!    [`Node::set_boot_override`]. IPMI uses [`Node::chassis_control`] and
+//!    [`Node::set_boot_flags`] instead, which also run the boot flags'
+//!    valid-bit timer (a Chassis Control command stops it; when it runs out
+//!    the flags lose their valid bit unless parameter 3 says to keep it).
 //! 5. Drop the guard after the reply is sent.
 //!
 //! Nothing here knows HTTP or RMCP; the control API and tests use the same
@@ -38,7 +41,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use boot::{BootEnabled, BootMode, BootOverride, BootTarget};
+pub use boot::{BootEnabled, BootMode, BootOverride, BootTarget, ValidBitClearing};
 pub use counters::{CounterSnapshot, Counters};
 pub use faults::{
     check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES, MAX_DURATION,
@@ -47,6 +50,10 @@ pub use power::{CommandOutcome, Delays, NotInPresentState, PowerAction, PowerSta
 pub use quirks::{AlreadyInStateReply, Quirks, ResetReply};
 
 use power::Phase;
+
+/// How long boot flags set over IPMI stay valid without a Chassis Control
+/// command (IPMI v2.0 section 28.12: sixty seconds).
+pub const BOOT_FLAG_VALID_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a `busy` BMC tells clients to wait (`Retry-After`).
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -78,6 +85,9 @@ pub struct NodeSettings {
     pub delays: Delays,
     /// The account the BMC accepts.
     pub credentials: Credentials,
+    /// How long boot flags set over IPMI stay valid without a Chassis
+    /// Control command ([`BOOT_FLAG_VALID_TIMEOUT`] unless shortened for tests).
+    pub boot_flag_valid_timeout: Duration,
 }
 
 /// Where a node's BMC listens.
@@ -110,6 +120,11 @@ struct NodeInner {
     phase: Phase,
     boot: BootOverride,
     last_boot: BootTarget,
+    /// Boot options parameter 3.
+    valid_bit_clearing: ValidBitClearing,
+    /// When the boot flags set over IPMI lose their valid bit, unless a
+    /// Chassis Control command comes first.
+    boot_flags_expire: Option<Instant>,
     faults: Faults,
     quirks: Quirks,
 }
@@ -207,6 +222,8 @@ pub struct NodeStatus {
     pub boot_override: BootOverride,
     /// Device the last boot used (`None` = normal boot order).
     pub last_boot: BootTarget,
+    /// IPMI boot options parameter 3 (valid-bit clearing), as its data byte.
+    pub boot_flag_valid_bit_clearing: ValidBitClearing,
     /// Active faults (healthy = `{}`).
     pub faults: Faults,
     /// Behaviour choices.
@@ -232,6 +249,8 @@ impl Node {
                 phase: if powered_on { Phase::On } else { Phase::Off },
                 boot: BootOverride::default(),
                 last_boot: BootTarget::None,
+                valid_bit_clearing: ValidBitClearing::default(),
+                boot_flags_expire: None,
                 faults: Faults::default(),
                 quirks,
             }),
@@ -245,15 +264,38 @@ impl Node {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Locks and settles the power machine up to now.
+    /// Locks and settles the power machine and the boot flags' valid-bit
+    /// timer up to now, in the order things happened: a boot that started
+    /// before the timer ran out still used the flags.
     fn settled(&self) -> MutexGuard<'_, NodeInner> {
         let mut inner = self.lock();
-        let hung = inner.faults.hung_os;
-        let seen = inner
-            .phase
-            .settle(Instant::now(), &self.settings.delays, hung);
-        self.record(&mut inner, seen);
+        let now = Instant::now();
+        if let Some(expire) = inner.boot_flags_expire.filter(|&t| t <= now) {
+            self.settle_phase(&mut inner, expire);
+            self.expire_boot_flags(&mut inner);
+        }
+        self.settle_phase(&mut inner, now);
         inner
+    }
+
+    fn settle_phase(&self, inner: &mut NodeInner, until: Instant) {
+        let hung = inner.faults.hung_os;
+        let seen = inner.phase.settle(until, &self.settings.delays, hung);
+        self.record(inner, seen);
+    }
+
+    /// The valid-bit timer ran out: clear the valid bit, unless parameter 3
+    /// (as it reads now, when the BMC checks it) says to keep it.
+    fn expire_boot_flags(&self, inner: &mut NodeInner) {
+        inner.boot_flags_expire = None;
+        let keep = inner
+            .valid_bit_clearing
+            .keeps_valid_on(ValidBitClearing::TIMEOUT);
+        if !keep && inner.boot.enabled != BootEnabled::Disabled {
+            inner.boot.enabled = BootEnabled::Disabled;
+            inner.boot.target = BootTarget::None;
+            self.counters.boot_flags_expired();
+        }
     }
 
     fn record(&self, inner: &mut NodeInner, seen: power::Settled) {
@@ -352,8 +394,29 @@ impl Node {
     /// Executes a power command: counts it, honours `stuck`, and starts the
     /// transition the present state allows.
     pub fn power_command(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState> {
+        self.command(action, false)
+    }
+
+    /// An IPMI Chassis Control command: stops the boot flags' valid-bit
+    /// timer (whatever the outcome: the command arrived), then runs
+    /// `action` as [`Node::power_command`] does.
+    pub fn chassis_control(
+        &self,
+        action: PowerAction,
+    ) -> Result<CommandOutcome, NotInPresentState> {
+        self.command(action, true)
+    }
+
+    fn command(
+        &self,
+        action: PowerAction,
+        chassis_control: bool,
+    ) -> Result<CommandOutcome, NotInPresentState> {
         self.counters.power_command();
         let mut inner = self.settled();
+        if chassis_control {
+            inner.boot_flags_expire = None;
+        }
         if inner.faults.stuck {
             return Ok(CommandOutcome::Ignored);
         }
@@ -409,9 +472,31 @@ impl Node {
         self.settled().boot
     }
 
-    /// Replaces the boot source override.
+    /// Replaces the boot source override (Redfish, control API): no
+    /// valid-bit timer runs for it.
     pub fn set_boot_override(&self, boot: BootOverride) {
-        self.settled().boot = boot;
+        let mut inner = self.settled();
+        inner.boot = boot;
+        inner.boot_flags_expire = None;
+    }
+
+    /// Replaces the boot flags from IPMI parameter 5: flags set valid start
+    /// the valid-bit timer ([`NodeSettings::boot_flag_valid_timeout`]).
+    pub fn set_boot_flags(&self, boot: BootOverride) {
+        let mut inner = self.settled();
+        inner.boot = boot;
+        inner.boot_flags_expire = (boot.enabled != BootEnabled::Disabled)
+            .then(|| Instant::now() + self.settings.boot_flag_valid_timeout);
+    }
+
+    /// Boot options parameter 3.
+    pub fn valid_bit_clearing(&self) -> ValidBitClearing {
+        self.settled().valid_bit_clearing
+    }
+
+    /// Replaces boot options parameter 3.
+    pub fn set_valid_bit_clearing(&self, clearing: ValidBitClearing) {
+        self.settled().valid_bit_clearing = clearing;
     }
 
     /// Read-check-write of the boot override as one step: `decide` sees the
@@ -430,6 +515,7 @@ impl Node {
         let (boot, answer) = decide(&status);
         if let Some(boot) = boot {
             inner.boot = boot;
+            inner.boot_flags_expire = None;
         }
         answer
     }
@@ -493,6 +579,7 @@ impl Node {
             ipmi_port: self.endpoints.ipmi_port,
             boot_override: inner.boot,
             last_boot: inner.last_boot,
+            boot_flag_valid_bit_clearing: inner.valid_bit_clearing,
             faults: inner.faults.clone(),
             quirks: inner.quirks.clone(),
             counters: self.counters.snapshot(),

@@ -18,6 +18,7 @@ fn node(powered_on: bool) -> Arc<Node> {
             username: "admin".into(),
             password: "secret".into(),
         },
+        boot_flag_valid_timeout: Duration::from_secs(60),
     });
     Arc::new(Node::new(
         NodeIdentity {
@@ -152,4 +153,101 @@ fn nmi_records_a_crash_dump_only_when_on() {
     n.set_power_out_of_band(false);
     assert!(n.power_command(PowerAction::Nmi).is_err());
     assert_eq!(n.counters().crash_dumps, 1);
+}
+
+fn pxe(enabled: BootEnabled) -> BootOverride {
+    BootOverride {
+        target: BootTarget::Pxe,
+        enabled,
+        mode: BootMode::Uefi,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ipmi_boot_flags_lose_their_valid_bit_after_the_timeout() {
+    for enabled in [BootEnabled::Once, BootEnabled::Continuous] {
+        let n = node(true);
+        n.set_boot_flags(pxe(enabled));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(n.boot_override(), pxe(enabled), "valid for 60 s");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(n.boot_override().enabled, BootEnabled::Disabled);
+        assert_eq!(n.counters().boot_flags_expired, 1);
+        // The reboot after the timeout goes by the normal boot order.
+        assert_eq!(
+            n.chassis_control(PowerAction::PowerCycle),
+            Ok(CommandOutcome::Applied)
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(n.last_boot(), BootTarget::None);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn parameter_3_bit_3_keeps_the_boot_flags_valid() {
+    let n = node(true);
+    n.set_valid_bit_clearing(ValidBitClearing::from_byte(0x08).expect("bit 3 is defined"));
+    n.set_boot_flags(pxe(BootEnabled::Once));
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(n.boot_override(), pxe(BootEnabled::Once));
+    assert_eq!(n.counters().boot_flags_expired, 0);
+    // Other bits do not cover the timeout; reserved bits are refused.
+    assert_eq!(ValidBitClearing::from_byte(0x20), None);
+    n.set_valid_bit_clearing(ValidBitClearing::from_byte(0x17).expect("bits 4:0"));
+    n.set_boot_flags(pxe(BootEnabled::Once));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(n.boot_override().enabled, BootEnabled::Disabled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chassis_control_command_stops_the_valid_bit_timer() {
+    let n = node(false);
+    n.set_boot_flags(pxe(BootEnabled::Continuous));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        n.chassis_control(PowerAction::On),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_secs(600)).await;
+    assert_eq!(n.last_boot(), BootTarget::Pxe);
+    // Persistent flags keep their valid bit after the boot they applied to.
+    assert_eq!(n.boot_override(), pxe(BootEnabled::Continuous));
+    // A Redfish reset is no Chassis Control command: the timer runs on.
+    n.set_boot_flags(pxe(BootEnabled::Continuous));
+    assert_eq!(
+        n.power_command(PowerAction::ForceRestart),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(n.boot_override().enabled, BootEnabled::Disabled);
+    assert_eq!(n.counters().boot_flags_expired, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_boot_before_the_timeout_uses_the_flags_even_when_read_after_it() {
+    let n = node(true);
+    n.set_boot_flags(pxe(BootEnabled::Once));
+    // A Redfish reset 10 s in: its boot starts at 11 s, before the timeout.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        n.power_command(PowerAction::ForceRestart),
+        Ok(CommandOutcome::Applied)
+    );
+    // Nothing reads the node until long after the timeout.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    assert_eq!(n.last_boot(), BootTarget::Pxe);
+    assert_eq!(
+        n.counters().boot_flags_expired,
+        0,
+        "a used once-flag cannot expire"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn redfish_overrides_run_no_valid_bit_timer() {
+    let n = node(true);
+    n.set_boot_flags(pxe(BootEnabled::Once));
+    n.set_boot_override(pxe(BootEnabled::Continuous));
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(n.boot_override(), pxe(BootEnabled::Continuous));
 }
