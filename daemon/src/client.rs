@@ -4,6 +4,7 @@
 //! listening) or answered with an error envelope.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -24,8 +25,10 @@ pub enum ClientError {
     SocketMissing { path: PathBuf },
     #[error("cannot reach batond: permission denied on {path}; run as a member of the socket's group or as root")]
     PermissionDenied { path: PathBuf },
-    #[error("cannot reach batond: nothing is listening on {path}; is batond running? (set --socket or BATON_SOCKET)")]
+    #[error("cannot reach batond: nothing is listening on {path} (a stale socket?); is batond running? (set --socket or BATON_SOCKET)")]
     NotListening { path: PathBuf },
+    #[error("cannot reach batond: {path} is {what}, not a socket; set --socket or BATON_SOCKET to batond's socket (api.socket in its config)")]
+    NotASocket { path: PathBuf, what: &'static str },
     #[error("cannot reach batond on {path}: {source}")]
     Connect {
         path: PathBuf,
@@ -54,8 +57,50 @@ impl ClientError {
             self,
             ClientError::SocketMissing { .. }
                 | ClientError::PermissionDenied { .. }
+                | ClientError::NotListening { .. }
+                | ClientError::NotASocket { .. }
                 | ClientError::Connect { .. }
         )
+    }
+
+    /// Says why connecting to `path` failed in terms a person can act on:
+    /// the kernel answers "connection refused" both for a socket nobody
+    /// listens on and for a path that is no socket at all.
+    fn from_connect(path: &Path, source: std::io::Error) -> Self {
+        let path = path.to_owned();
+        match source.kind() {
+            ErrorKind::NotFound => return ClientError::SocketMissing { path },
+            ErrorKind::PermissionDenied => return ClientError::PermissionDenied { path },
+            _ => {}
+        }
+        match std::fs::metadata(&path).map(|m| m.file_type()) {
+            Ok(t) if t.is_socket() => {
+                if source.kind() == ErrorKind::ConnectionRefused {
+                    ClientError::NotListening { path }
+                } else {
+                    ClientError::Connect { path, source }
+                }
+            }
+            Ok(t) => ClientError::NotASocket {
+                path,
+                what: describe_file_type(t),
+            },
+            Err(_) => ClientError::Connect { path, source },
+        }
+    }
+}
+
+fn describe_file_type(t: std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "an unusual file"
     }
 }
 
@@ -126,21 +171,9 @@ impl Client {
 
     /// Opens a keep-alive connection for many requests.
     pub async fn connect(&self) -> Result<Connection, ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|source| match source.kind() {
-                    ErrorKind::NotFound => ClientError::SocketMissing {
-                        path: self.socket.clone(),
-                    },
-                    ErrorKind::PermissionDenied => ClientError::PermissionDenied {
-                        path: self.socket.clone(),
-                    },
-                    _ => ClientError::Connect {
-                        path: self.socket.clone(),
-                        source,
-                    },
-                })?;
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ClientError::from_connect(&self.socket, source))?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;

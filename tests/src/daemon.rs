@@ -208,14 +208,40 @@ impl Drop for DaemonProcess {
 
 /// Runs the `baton` CLI against `socket`; returns (exit code, stdout, stderr).
 pub fn baton(socket: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(workspace_bin("baton"))
+    baton_with(socket, args, &[], None)
+}
+
+/// Runs the `baton` CLI with extra environment variables and, when given,
+/// `stdin` as its standard input (else none). Variables the CLI reads are
+/// cleared first, so the caller's environment cannot leak in.
+pub fn baton_with(
+    socket: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(workspace_bin("baton"))
         .arg("--socket")
         .arg(socket)
         .args(args)
         .env_remove("BATON_SOCKET")
-        .stdin(Stdio::null())
-        .output()
+        .env_remove("BATON_BMC_PASSWORD")
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run baton");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .expect("write baton's stdin");
+    }
+    let output = child.wait_with_output().expect("wait for baton");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,39 +1,49 @@
-//! The `baton` admin CLI: argument parsing (clap), one function per command,
-//! and the mapping of failures to exit codes:
+//! The `baton` admin CLI: argument parsing (clap), the commands (one module
+//! per resource: [`node`]), and the mapping of failures to exit codes:
 //!
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the API answered with an error (its message and request id go to stderr) |
+//! | 1 | the API answered with an error (its message and request id go to stderr), or some nodes of a multi-node command failed |
 //! | 2 | usage error (bad arguments, unreadable input file) |
-//! | 3 | batond cannot be reached (socket missing, permission denied, nothing listening) |
+//! | 3 | batond cannot be reached (socket missing, not a socket, permission denied, nothing listening) |
+//!
+//! The CLI shares the daemon's request and response types (`crate::api::types`).
 
+mod fields;
+mod node;
 mod output;
+mod suggest;
+mod values;
 
-use std::io::Read;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use http::Method;
 use serde::Serialize;
 
-use crate::api::types::{ConductorStatus, ImportResult, NodeList, NodeSummary, NodeView};
+use crate::api::types::ConductorStatus;
 use crate::client::{Client, ClientError};
 use crate::config::DEFAULT_SOCKET;
+
+pub use node::NodeCommand;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "baton",
     version,
-    about = "Admin CLI for batond, the bare-metal conductor"
+    about = "Admin CLI for batond, the bare-metal conductor",
+    after_help = "Examples:\n  \
+        export BATON_SOCKET=$PWD/demo/baton.sock\n  \
+        baton node list\n  \
+        baton --json node show node-0001\n  \
+        baton conductor status"
 )]
 pub struct Cli {
-    /// batond's API socket.
+    /// batond's API socket (api.socket in batond's config).
     #[arg(long, global = true, env = "BATON_SOCKET", default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-    /// Print the API's JSON instead of tables.
+    pub socket: std::path::PathBuf,
+    /// Print the API's JSON instead of tables (errors: the error envelope on stderr).
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -49,99 +59,22 @@ pub enum Command {
     #[command(subcommand)]
     Conductor(ConductorCommand),
     /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        source <(baton completions bash)\n  \
+        baton completions bash > /etc/bash_completion.d/baton\n  \
+        baton completions zsh > \"${fpath[1]}/_baton\"")]
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: Shell,
     },
 }
 
 #[derive(Debug, Subcommand)]
-pub enum NodeCommand {
-    /// List nodes (all pages, unless --limit is given).
-    List(ListArgs),
-    /// Show one node (by name or uuid).
-    Show { node: String },
-    /// Enroll one node.
-    Create(Box<CreateArgs>),
-    /// Enroll every node of a JSON inventory file ("-" for stdin), all or none.
-    Import { file: PathBuf },
-    /// Change fields: PATH=VALUE, e.g. power_domain=rack-2 bmc/port=623 extra/owner=lab.
-    /// VALUE is read as JSON when it parses (623, true, null, "quoted"), else as text.
-    Set {
-        node: String,
-        #[arg(required = true, value_name = "PATH=VALUE")]
-        changes: Vec<String>,
-    },
-    /// Remove optional fields, e.g. power_domain extra/owner.
-    Unset {
-        node: String,
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<String>,
-    },
-    /// Remove nodes from baton (the servers are not touched).
-    Delete {
-        #[arg(required = true)]
-        nodes: Vec<String>,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only nodes in this power state ("power on", "power off", "error", "null").
-    #[arg(long)]
-    pub power_state: Option<String>,
-    /// Only nodes in (true) or out of (false) maintenance.
-    #[arg(long)]
-    pub maintenance: Option<bool>,
-    /// Only nodes with this driver (redfish, ipmi).
-    #[arg(long)]
-    pub driver: Option<String>,
-    /// Only nodes in this power domain.
-    #[arg(long)]
-    pub power_domain: Option<String>,
-    /// Show one page of at most this many nodes.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Start after this node uuid (with --limit).
-    #[arg(long, requires = "limit")]
-    pub marker: Option<String>,
-    /// Show every field (the detail listing).
-    #[arg(long)]
-    pub long: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CreateArgs {
-    #[arg(long)]
-    pub name: Option<String>,
-    /// redfish or ipmi.
-    #[arg(long)]
-    pub driver: String,
-    /// BMC host name or IP address.
-    #[arg(long)]
-    pub address: String,
-    /// BMC port (default 443 for redfish, 623 for ipmi).
-    #[arg(long)]
-    pub port: Option<u16>,
-    #[arg(long)]
-    pub username: String,
-    /// BMC password; prefer the environment variable, which other users cannot see.
-    #[arg(long, env = "BATON_BMC_PASSWORD", hide_env_values = true)]
-    pub password: String,
-    /// Redfish system id (discovered when the BMC has exactly one system).
-    #[arg(long)]
-    pub system_id: Option<String>,
-    /// Do not verify the BMC's TLS certificate.
-    #[arg(long)]
-    pub insecure: bool,
-    /// CA bundle to verify the BMC's certificate with.
-    #[arg(long)]
-    pub ca_file: Option<String>,
-    #[arg(long)]
-    pub power_domain: Option<String>,
-    /// Free-form KEY=VALUE stored in the node's extra (repeatable).
-    #[arg(long = "extra", value_name = "KEY=VALUE")]
-    pub extra: Vec<String>,
+pub enum ConductorCommand {
+    /// Version, uptime, node counts, process and database figures.
+    #[command(after_help = "Examples:\n  baton conductor status\n  baton --json conductor status")]
+    Status,
 }
 
 /// What a command failed with.
@@ -151,6 +84,23 @@ enum CliError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Usage(String),
+    #[error("node {ident} not found{hint}; `baton node list` lists the enrolled nodes (HTTP 404, itemNotFound, request {request_id})", hint = did_you_mean(.suggestions))]
+    NodeNotFound {
+        ident: String,
+        suggestions: Vec<String>,
+        request_id: String,
+    },
+    /// A multi-node command that reported each failure as it went.
+    #[error("{failed} of {total} nodes failed")]
+    SomeFailed { failed: usize, total: usize },
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", suggest::or_list(suggestions))
+    }
 }
 
 impl CliError {
@@ -158,8 +108,28 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Client(e) if e.is_unreachable() => 3,
-            CliError::Client(_) => 1,
+            CliError::Client(_) | CliError::NodeNotFound { .. } | CliError::SomeFailed { .. } => 1,
         }
+    }
+
+    /// The error as the API's envelope (code, message, request id), for `--json`.
+    fn envelope(&self) -> serde_json::Value {
+        let (code, request_id) = match self {
+            CliError::Client(ClientError::Api {
+                code, request_id, ..
+            }) => (code.as_str(), Some(request_id.as_str())),
+            CliError::NodeNotFound { request_id, .. } => {
+                ("itemNotFound", Some(request_id.as_str()))
+            }
+            CliError::Client(e) if e.is_unreachable() => ("unreachable", None),
+            CliError::SomeFailed { .. } => ("partialFailure", None),
+            CliError::Client(_) | CliError::Usage(_) => ("cliError", None),
+        };
+        let message = match self {
+            CliError::Client(ClientError::Api { message, .. }) => message.clone(),
+            other => other.to_string(),
+        };
+        serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}})
     }
 }
 
@@ -192,31 +162,17 @@ pub fn main() -> ExitCode {
 /// Errors go to stderr: a line for people, or with `--json` the API's error
 /// envelope (or one of the same shape) so scripts can read it.
 fn report(err: &CliError, json: bool) {
-    if !json {
+    if json {
+        eprintln!("{}", err.envelope());
+    } else {
         eprintln!("baton: {err}");
-        return;
     }
-    let (code, message, request_id) = match err {
-        CliError::Client(ClientError::Api {
-            code,
-            message,
-            request_id,
-            ..
-        }) => (code.clone(), message.clone(), Some(request_id.clone())),
-        CliError::Client(e) if e.is_unreachable() => {
-            ("unreachable".to_owned(), e.to_string(), None)
-        }
-        other => ("cliError".to_owned(), other.to_string(), None),
-    };
-    let envelope =
-        serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}});
-    eprintln!("{envelope}");
 }
 
 async fn run(cli: &Cli) -> Result<(), CliError> {
     let client = Client::new(&cli.socket);
     match &cli.command {
-        Command::Node(cmd) => node_command(&client, cmd, cli.json).await,
+        Command::Node(cmd) => node::run(&client, cmd, cli.json).await,
         Command::Conductor(ConductorCommand::Status) => {
             let status: ConductorStatus = client.get("/v1/conductor").await?;
             emit(cli.json, &status, output::conductor_status)
@@ -225,129 +181,7 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
     }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ConductorCommand {
-    /// Version, uptime, node counts, process and database figures.
-    Status,
-}
-
-async fn node_command(client: &Client, cmd: &NodeCommand, json: bool) -> Result<(), CliError> {
-    match cmd {
-        NodeCommand::List(args) => list(client, args, json).await,
-        NodeCommand::Show { node } => {
-            let view: NodeView = client.get(&node_path(node)).await?;
-            emit(json, &view, output::node_detail)
-        }
-        NodeCommand::Create(args) => {
-            let body = create_body(args)?;
-            let view: NodeView = client.send_json(Method::POST, "/v1/nodes", &body).await?;
-            emit(json, &view, output::node_detail)
-        }
-        NodeCommand::Import { file } => {
-            let entries = read_inventory(file)?;
-            let result: ImportResult = client
-                .send_json(Method::POST, "/v1/nodes/import", &entries)
-                .await?;
-            emit(json, &result, |r| format!("imported {} nodes\n", r.count))
-        }
-        NodeCommand::Set { node, changes } => {
-            let ops = changes
-                .iter()
-                .map(|c| set_op(c))
-                .collect::<Result<Vec<_>, _>>()?;
-            let view: NodeView = client
-                .send_json(Method::PATCH, &node_path(node), &ops)
-                .await?;
-            emit(json, &view, output::node_detail)
-        }
-        NodeCommand::Unset { node, paths } => {
-            let ops: Vec<_> = paths
-                .iter()
-                .map(|p| serde_json::json!({"op": "remove", "path": pointer(p)}))
-                .collect();
-            let view: NodeView = client
-                .send_json(Method::PATCH, &node_path(node), &ops)
-                .await?;
-            emit(json, &view, output::node_detail)
-        }
-        NodeCommand::Delete { nodes } => {
-            for node in nodes {
-                client
-                    .request(Method::DELETE, &node_path(node), None)
-                    .await?
-                    .into_empty()?;
-                if !json {
-                    println!("deleted {node}");
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn list(client: &Client, args: &ListArgs, json: bool) -> Result<(), CliError> {
-    let mut query: Vec<(&str, String)> = Vec::new();
-    if let Some(v) = &args.power_state {
-        query.push(("power_state", v.clone()));
-    }
-    if let Some(v) = args.maintenance {
-        query.push(("maintenance", v.to_string()));
-    }
-    if let Some(v) = &args.driver {
-        query.push(("driver", v.clone()));
-    }
-    if let Some(v) = &args.power_domain {
-        query.push(("power_domain", v.clone()));
-    }
-    if let Some(v) = args.limit {
-        query.push(("limit", v.to_string()));
-    }
-    if let Some(v) = &args.marker {
-        query.push(("marker", v.clone()));
-    }
-    let base = if args.long {
-        "/v1/nodes/detail"
-    } else {
-        "/v1/nodes"
-    };
-    let encoded = serde_urlencoded::to_string(&query).unwrap_or_default();
-    let first = if encoded.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{encoded}")
-    };
-    let single_page = args.limit.is_some();
-    if args.long {
-        let nodes: Vec<NodeView> = fetch_pages(client, first, single_page).await?;
-        emit(json, &nodes, |n| output::node_table_long(n))
-    } else {
-        let nodes: Vec<NodeSummary> = fetch_pages(client, first, single_page).await?;
-        emit(json, &nodes, |n| output::node_table(n))
-    }
-}
-
-/// Follows `next` links until the listing ends (or only the first page).
-async fn fetch_pages<T: serde::de::DeserializeOwned>(
-    client: &Client,
-    first: String,
-    single_page: bool,
-) -> Result<Vec<T>, CliError> {
-    let mut connection = client.connect().await?;
-    let mut all = Vec::new();
-    let mut url = Some(first);
-    while let Some(current) = url.take() {
-        let page: NodeList<T> = connection
-            .request(Method::GET, &current, None)
-            .await?
-            .into_json()?;
-        all.extend(page.nodes);
-        if !single_page {
-            url = page.next;
-        }
-    }
-    Ok(all)
-}
-
+/// Prints `value` as pretty JSON, or as `human` renders it.
 fn emit<T: Serialize>(
     json: bool,
     value: &T,
@@ -363,79 +197,9 @@ fn emit<T: Serialize>(
     Ok(())
 }
 
-fn node_path(ident: &str) -> String {
-    let encoded: String = form_urlencoded_segment(ident);
-    format!("/v1/nodes/{encoded}")
-}
-
-/// Percent-encodes a path segment (names are restricted, but a typo should
-/// give "not found", not a malformed request).
-fn form_urlencoded_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// `bmc/port` or `/bmc/port` → `/bmc/port`.
-fn pointer(path: &str) -> String {
-    format!("/{}", path.trim_start_matches('/'))
-}
-
-fn set_op(change: &str) -> Result<serde_json::Value, CliError> {
-    let (path, raw) = change.split_once('=').ok_or_else(|| {
-        CliError::Usage(format!(
-            "{change:?} is not PATH=VALUE (e.g. power_domain=rack-2)"
-        ))
-    })?;
-    if path.trim_start_matches('/').is_empty() {
-        return Err(CliError::Usage(format!("{change:?} has an empty PATH")));
-    }
-    let value =
-        serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_owned()));
-    Ok(serde_json::json!({"op": "add", "path": pointer(path), "value": value}))
-}
-
-fn create_body(args: &CreateArgs) -> Result<serde_json::Value, CliError> {
-    let mut extra = serde_json::Map::new();
-    for kv in &args.extra {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--extra {kv:?} is not KEY=VALUE")))?;
-        extra.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
-    }
-    Ok(serde_json::json!({
-        "name": args.name,
-        "driver": args.driver,
-        "power_domain": args.power_domain,
-        "extra": extra,
-        "bmc": {
-            "address": args.address,
-            "port": args.port,
-            "username": args.username,
-            "password": args.password,
-            "system_id": args.system_id,
-            "verify_tls": !args.insecure,
-            "ca_file": args.ca_file,
-        }
-    }))
-}
-
-fn read_inventory(file: &PathBuf) -> Result<serde_json::Value, CliError> {
-    let mut text = String::new();
-    let read = if file.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
-    } else {
-        std::fs::read_to_string(file).map(|t| text = t)
-    };
-    read.map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("{} is not valid JSON: {e}", file.display())))
+/// The command tree, for tests that check every command documents itself.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 #[cfg(test)]
@@ -443,25 +207,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_values_are_json_when_they_parse() {
-        assert_eq!(set_op("bmc/port=623").unwrap()["value"], 623);
-        assert_eq!(set_op("/maintenance=true").unwrap()["value"], true);
-        assert_eq!(set_op("name=node-1").unwrap()["value"], "node-1");
-        assert_eq!(set_op("name=\"123\"").unwrap()["value"], "123");
-        assert_eq!(set_op("extra/a=").unwrap()["value"], "");
-        assert_eq!(set_op("bmc/port=623").unwrap()["path"], "/bmc/port");
-        assert!(set_op("power_domain").is_err());
-        assert!(set_op("=x").is_err());
-    }
-
-    #[test]
-    fn node_paths_are_encoded() {
-        assert_eq!(node_path("n-1"), "/v1/nodes/n-1");
-        assert_eq!(node_path("a b/c"), "/v1/nodes/a%20b%2Fc");
-    }
-
-    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn not_found_names_cli_commands() {
+        let err = CliError::NodeNotFound {
+            ident: "node-001".into(),
+            suggestions: vec!["node-0001".into()],
+            request_id: "req-1".into(),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("did you mean node-0001?") && text.contains("`baton node list`"),
+            "{text}"
+        );
+        assert!(!text.contains("/v1/"), "{text}");
+        assert_eq!(err.envelope()["error"]["code"], "itemNotFound");
     }
 }
