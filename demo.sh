@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Runs baton on a simulated rack, with no hardware and no root:
-#   1. builds batond, baton and baton-hwsim (release);
+#   1. builds batond, baton and baton-hwsim with `cargo build --release
+#      --workspace` (the same packages and features as that command run by
+#      hand, so neither rebuilds what the other built);
 #   2. starts baton-hwsim with a rack of simulated BMCs (Redfish and IPMI)
-#      and writes its inventory to demo/inventory.json;
+#      and writes its inventory to demo/inventory.json, and a second one of
+#      4 spare servers (spare-0000…) whose inventory demo/spare.json is left
+#      for you to enroll (`baton node import demo/spare.json`);
 #   3. starts batond on config/demo.toml (socket and SQLite file in demo/);
-#   4. enrolls the rack with `baton node import`.
-# Ctrl-C stops both. Each run starts from an empty demo/ directory, since the
-# simulated BMCs take new ports every run.
+#   4. enrolls the rack with `baton node import demo/inventory.json`.
+# Ctrl-C stops everything. Each run starts from an empty demo/ directory,
+# since the simulated BMCs take new ports every run.
 #
 # Environment: DEMO_NODES (default 20), DEMO_CONTROL_PORT (hw-sim control API,
-# default 8700), DEMO_DRIVER (redfish|ipmi|mixed, default mixed).
+# default 8700), DEMO_DRIVER (redfish|ipmi|mixed, default mixed), DEMO_BIN (a
+# directory holding batond, baton and baton-hwsim already built: no build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
@@ -19,9 +24,13 @@ control_port=${DEMO_CONTROL_PORT:-8700}
 driver=${DEMO_DRIVER:-mixed}
 socket=demo/baton.sock
 
-echo "demo: building (cargo build --release) ..."
-cargo build --release --quiet -p batond -p baton-hwsim
 bin=target/release
+if [[ -n ${DEMO_BIN:-} ]]; then
+    bin=$DEMO_BIN
+else
+    echo "demo: building (cargo build --release --workspace) ..."
+    cargo build --release --workspace --quiet
+fi
 
 rm -rf demo
 mkdir -p demo
@@ -37,6 +46,10 @@ trap cleanup INT TERM EXIT
 "$bin/baton-hwsim" --nodes "$nodes" --control-port "$control_port" \
     --export-inventory demo/inventory.json --export-driver "$driver" \
     --latency 20ms >demo/hwsim.log 2>&1 &
+pids+=($!)
+"$bin/baton-hwsim" --nodes 4 --name-prefix spare \
+    --export-inventory demo/spare.json --export-driver "$driver" \
+    --latency 20ms >demo/hwsim-spare.log 2>&1 &
 pids+=($!)
 
 "$bin/batond" --config config/demo.toml 2>demo/batond.log &
@@ -55,23 +68,27 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...
     exit 1
 }
 wait_for "the simulated rack" test -s demo/inventory.json
+wait_for "the spare servers" test -s demo/spare.json
 wait_for "batond" "$bin/baton" --socket "$socket" conductor status
 
 "$bin/baton" --socket "$socket" node import demo/inventory.json
+bin_path=$(cd "$bin" && pwd)
 
 cat <<MSG
 
 baton is running on a simulated rack of $nodes servers.
   socket       $root/$socket
   database     $root/demo/baton.db
-  logs         demo/batond.log, demo/hwsim.log
+  logs         demo/batond.log, demo/hwsim.log, demo/hwsim-spare.log
   hw-sim       http://127.0.0.1:$control_port/nodes   (the simulated BMCs' view)
+  spare        demo/spare.json: 4 more servers, not enrolled yet (baton node import)
 
-Try, in another terminal:
-  export BATON_SOCKET=$root/$socket
-  $bin/baton node list
-  $bin/baton node show node-0000
-  $bin/baton conductor status
+Try, in another terminal (the README's CLI section has more):
+  cd $root
+  export PATH=$bin_path:\$PATH BATON_SOCKET=\$PWD/$socket
+  baton node list
+  baton node show node-0000
+  baton conductor status
   curl --unix-socket \$BATON_SOCKET http://localhost/v1/nodes/detail?limit=2
 
 Press Ctrl-C to stop.
