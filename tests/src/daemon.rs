@@ -76,6 +76,22 @@ impl TestDaemon {
             .expect("batond answers")
     }
 
+    /// The node as stored, password included, read beside the running
+    /// daemon (which holds the database's exclusive lock).
+    pub async fn stored_node(&self, ident: &str) -> baton_state::Node {
+        let options = baton_state::StoreOptions {
+            exclusive: false,
+            ..Default::default()
+        };
+        let store = baton_state::Store::open(self.dir.path().join("state/baton.db"), options)
+            .await
+            .expect("open the store read-only");
+        store
+            .get_node(baton_state::NodeIdent::parse(ident))
+            .await
+            .expect("the node is stored")
+    }
+
     pub async fn stop(mut self) {
         if let Some(daemon) = self.daemon.take() {
             daemon.shutdown().await.expect("clean shutdown");

@@ -208,19 +208,12 @@ fn completions_are_generated() {
     assert!(bash.contains("on off error null"), "--power-state values");
 }
 
-/// Reads a node as stored, password included, beside the running daemon.
-async fn stored_node(d: &TestDaemon, ident: &str) -> baton_state::Node {
-    let options = baton_state::StoreOptions {
-        exclusive: false,
-        ..Default::default()
-    };
-    let store = baton_state::Store::open(d.dir.path().join("state/baton.db"), options)
-        .await
-        .unwrap();
-    store
-        .get_node(baton_state::NodeIdent::parse(ident))
-        .await
-        .unwrap()
+/// Enrolls `count` nodes named `{prefix}{i}` with `baton node import`.
+fn import(d: &TestDaemon, prefix: &str, count: usize) {
+    let file = d.dir.path().join(format!("{prefix}inventory.json"));
+    std::fs::write(&file, inventory(prefix, count, PASSWORD).to_string()).unwrap();
+    let (code, _, err) = baton(d.socket(), &["node", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
 }
 
 fn json_of(out: &str) -> Value {
@@ -268,7 +261,7 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("111111"), "{out}");
     assert_eq!(
-        stored_node(&d, "n1").await.spec.bmc.password.expose(),
+        d.stored_node("n1").await.spec.bmc.password.expose(),
         "111111"
     );
 
@@ -308,7 +301,7 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
         "{err}"
     );
     assert_eq!(
-        stored_node(&d, "123").await.spec.bmc.password.expose(),
+        d.stored_node("123").await.spec.bmc.password.expose(),
         "111111"
     );
 
@@ -322,7 +315,7 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("31415926"), "{out}");
     assert_eq!(
-        stored_node(&d, "123").await.spec.bmc.password.expose(),
+        d.stored_node("123").await.spec.bmc.password.expose(),
         "31415926"
     );
     // Without a source, the bare path is an error, not an empty password.
@@ -338,7 +331,7 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        stored_node(&d, "123").await.spec.bmc.password.expose(),
+        d.stored_node("123").await.spec.bmc.password.expose(),
         "2718 28"
     );
     let (code, _, err) = baton_with(
@@ -350,7 +343,7 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no password"), "{err}");
     assert_eq!(
-        stored_node(&d, "123").await.spec.bmc.password.expose(),
+        d.stored_node("123").await.spec.bmc.password.expose(),
         "2718 28"
     );
     d.stop().await;
@@ -360,10 +353,7 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
 async fn paged_listings_say_there_is_more_and_how_to_get_it() {
     let d = TestDaemon::start().await;
     let s = d.socket().to_owned();
-    let file = d.dir.path().join("inventory.json");
-    std::fs::write(&file, inventory("p-", 5, PASSWORD).to_string()).unwrap();
-    let (code, _, err) = baton(&s, &["node", "import", file.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    import(&d, "p-", 5);
 
     // --json keeps the API's page: the nodes and the `next` link.
     let (code, out, err) = baton(&s, &["--json", "node", "list", "--limit", "2"]);
@@ -426,9 +416,7 @@ async fn paged_listings_say_there_is_more_and_how_to_get_it() {
 async fn choices_are_checked_by_the_cli() {
     let d = TestDaemon::start().await;
     let s = d.socket().to_owned();
-    let file = d.dir.path().join("inventory.json");
-    std::fs::write(&file, inventory("c-", 2, PASSWORD).to_string()).unwrap();
-    assert_eq!(baton(&s, &["node", "import", file.to_str().unwrap()]).0, 0);
+    import(&d, "c-", 2);
 
     for (flag, bad, valid) in [
         ("--driver", "telnet", "redfish, ipmi"),
@@ -454,9 +442,7 @@ async fn choices_are_checked_by_the_cli() {
 async fn delete_goes_on_past_failures_and_errors_name_cli_commands() {
     let d = TestDaemon::start().await;
     let s = d.socket().to_owned();
-    let file = d.dir.path().join("inventory.json");
-    std::fs::write(&file, inventory("node-000", 4, PASSWORD).to_string()).unwrap();
-    assert_eq!(baton(&s, &["node", "import", file.to_str().unwrap()]).0, 0);
+    import(&d, "node-000", 4);
 
     let (code, out, err) = baton(
         &s,
