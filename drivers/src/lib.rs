@@ -18,13 +18,23 @@
 //!   [`DriverError::SessionFailed`] and drops the session, and sessions are
 //!   re-opened long before the sequence number can wrap.
 //! - It falls back to an IPMI 1.5 session (password in clear with auth type
-//!   `Key`) when a BMC says it has no IPMI 2.0: the driver asks the BMC
-//!   itself first and refuses such a BMC as unsupported (`ipmi::preflight`).
+//!   `Key`) when a BMC says it has no IPMI 2.0, asking on its own after the
+//!   driver's check: the driver asks the BMC itself first and refuses such a
+//!   BMC as unsupported (`ipmi::preflight`), and hands ipmi-rs the password
+//!   zero-padded to the 20-byte RAKP key (the same key for RMCP+), which
+//!   ipmi-rs's IPMI 1.5 path refuses as too long before sending anything.
 //! - It has no chassis commands and does not retransmit: the driver sends raw
-//!   requests and retransmits them itself, matching answers by NetFn/command.
-//!   ipmi-rs does not expose the IPMB sequence number, so a late answer to an
-//!   earlier try of the same command is accepted as the answer (harmless for
-//!   the idempotent chassis commands used here).
+//!   requests and retransmits reads and idempotent settings itself, matching
+//!   answers by NetFn/command. ipmi-rs does not expose the IPMB sequence
+//!   number, so a late answer cannot be told from the answer to the current
+//!   request: it would be taken for it (a leftover NMI answer confirming a
+//!   reset that never reached the BMC). Once a request was sent more than
+//!   once, its session carries reads only (a command or setting gets a
+//!   fresh session), and power cycle, hard reset,
+//!   soft off and NMI — which a retransmission would run again, since each
+//!   try carries a new session sequence number — are sent exactly once. A
+//!   power command that went out without an answer is
+//!   [`DriverError::OutcomeUnknown`].
 
 #![forbid(unsafe_code)]
 

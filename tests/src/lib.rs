@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod hwsim;
 pub mod logcapture;
 pub mod peers;
+pub mod udpproxy;

@@ -7,13 +7,13 @@
 //! driver must answer `SessionFailed`, and — once the proxy relays honestly —
 //! the same driver must work again.
 
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_drivers::{build_driver, DriverConfig, DriverError, DriverKind, PowerState};
 use baton_hwsim::{Credentials, InitialPower, Rack, RackConfig};
+use baton_tests::udpproxy::UdpProxy;
 
 /// RMCP+ session header: payload type at 5, payload length at 14..16,
 /// payload from 16.
@@ -45,65 +45,6 @@ fn corrupt(packet: &mut Vec<u8>) {
     }
 }
 
-/// A relay from a local port to `backend`, optionally corrupting answers.
-struct Proxy {
-    port: u16,
-    evil: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(backend: SocketAddr) -> std::io::Result<Self> {
-        let front = UdpSocket::bind("127.0.0.1:0")?;
-        let back = UdpSocket::bind("127.0.0.1:0")?;
-        back.connect(backend)?;
-        for socket in [&front, &back] {
-            socket.set_read_timeout(Some(Duration::from_millis(20)))?;
-        }
-        let port = front.local_addr()?.port();
-        let evil = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let (front2, back2) = (front.try_clone()?, back.try_clone()?);
-        let (stop1, client1) = (stop.clone(), client.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stop1.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = front.recv_from(&mut buf) {
-                    if let Ok(mut c) = client1.lock() {
-                        *c = Some(from);
-                    }
-                    let _ = back.send(&buf[..n]);
-                }
-            }
-        });
-        let (stop2, evil2) = (stop.clone(), evil.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok(n) = back2.recv(&mut buf) else {
-                    continue;
-                };
-                let mut packet = buf[..n].to_vec();
-                if evil2.load(Ordering::Relaxed) {
-                    corrupt(&mut packet);
-                }
-                let to = client.lock().ok().and_then(|c| *c);
-                if let Some(to) = to {
-                    let _ = front2.send_to(&packet, to);
-                }
-            }
-        });
-        Ok(Self { port, evil, stop })
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_ipmi_rs_is_a_typed_error_and_the_driver_recovers() {
     let rack = Rack::start(RackConfig {
@@ -120,7 +61,15 @@ async fn a_panic_in_ipmi_rs_is_a_typed_error_and_the_driver_recovers() {
     let backend = node
         .ipmi_addr()
         .unwrap_or_else(|| panic!("no IPMI endpoint"));
-    let proxy = Proxy::start(backend).unwrap_or_else(|e| panic!("proxy: {e}"));
+    let evil = Arc::new(AtomicBool::new(false));
+    let evil_relay = evil.clone();
+    let rewrite = Box::new(move |packet: &mut Vec<u8>| {
+        if evil_relay.load(Ordering::Relaxed) {
+            corrupt(packet);
+        }
+        true
+    });
+    let proxy = UdpProxy::start(backend, rewrite).unwrap_or_else(|e| panic!("proxy: {e}"));
 
     let mut config = DriverConfig::new(
         DriverKind::Ipmi,
@@ -133,7 +82,7 @@ async fn a_panic_in_ipmi_rs_is_a_typed_error_and_the_driver_recovers() {
     config.options.ipmi_retransmit_interval = Duration::from_millis(300);
     let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
 
-    proxy.evil.store(true, Ordering::Relaxed);
+    evil.store(true, Ordering::Relaxed);
     for _ in 0..3 {
         match driver.power_state().await {
             Err(e @ DriverError::SessionFailed(_)) => {
@@ -144,7 +93,7 @@ async fn a_panic_in_ipmi_rs_is_a_typed_error_and_the_driver_recovers() {
         }
     }
 
-    proxy.evil.store(false, Ordering::Relaxed);
+    evil.store(false, Ordering::Relaxed);
     assert_eq!(driver.power_state().await, Ok(PowerState::Off));
     assert!(driver
         .set_power(baton_drivers::PowerAction::On)

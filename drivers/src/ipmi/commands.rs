@@ -9,12 +9,45 @@ pub(crate) const NETFN_APP: u8 = 0x06;
 /// NetFn Chassis.
 pub(crate) const NETFN_CHASSIS: u8 = 0x00;
 
+/// What sending a request twice does at the BMC, which decides whether it
+/// may be retransmitted and what a lost answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// A read: retransmitted until answered; a lost answer is a timeout.
+    Read,
+    /// A setting that ends the same however often it is received:
+    /// retransmitted until answered; a lost answer is a timeout (retry).
+    Setting,
+    /// A power command the BMC may receive twice without harm (power on,
+    /// hard off): retransmitted until answered, but once it went out a lost
+    /// answer leaves the power state unknown.
+    IdempotentPower,
+    /// A power command that runs again each time it is received (cycle,
+    /// hard reset, NMI, soft off): sent exactly once, never retransmitted;
+    /// a lost answer leaves the outcome unknown.
+    Once,
+}
+
+impl Effect {
+    /// Whether the request may be sent again when its answer is late.
+    pub fn retransmits(self) -> bool {
+        self != Self::Once
+    }
+
+    /// Whether, once sent, a missing answer means "outcome unknown" rather
+    /// than a plain timeout.
+    pub fn changes_power(self) -> bool {
+        matches!(self, Self::IdempotentPower | Self::Once)
+    }
+}
+
 /// One raw request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Raw {
     pub netfn: u8,
     pub cmd: u8,
     pub data: Vec<u8>,
+    pub effect: Effect,
 }
 
 /// Set Session Privilege Level (App 0x3B) to Administrator (4): ipmi-rs
@@ -24,6 +57,26 @@ pub(crate) fn set_privilege_admin() -> Raw {
         netfn: NETFN_APP,
         cmd: 0x3B,
         data: vec![0x04],
+        effect: Effect::Setting,
+    }
+}
+
+/// Completion codes of Set Session Privilege Level that refuse the level
+/// itself (IPMI v2.0 §22.18: 80h not available for this user, 81h above the
+/// user's or channel's limit; D4h insufficient privilege). Every other code
+/// (busy, out of space, time-out…) says nothing about the credentials.
+const PRIVILEGE_REFUSED: [u8; 3] = [0x80, 0x81, 0xD4];
+
+/// The error for a non-zero completion code of Set Session Privilege Level:
+/// [`DriverError::Auth`] for a refusal of the level, the usual mapping of
+/// [`completion_error`] (transient or not) for anything else.
+pub(crate) fn privilege_error(code: u8) -> DriverError {
+    if PRIVILEGE_REFUSED.contains(&code) {
+        DriverError::Auth(format!(
+            "the user cannot have Administrator privilege (completion code {code:#04x})"
+        ))
+    } else {
+        completion_error(&set_privilege_admin(), code)
     }
 }
 
@@ -33,6 +86,7 @@ pub(crate) fn get_chassis_status() -> Raw {
         netfn: NETFN_CHASSIS,
         cmd: 0x01,
         data: Vec::new(),
+        effect: Effect::Read,
     }
 }
 
@@ -45,10 +99,18 @@ const CONTROL_NMI: u8 = 0x04;
 const CONTROL_SOFT_OFF: u8 = 0x05;
 
 fn chassis_control(code: u8) -> Raw {
+    // On and hard off end in the same state however often they arrive (a
+    // second one is a no-op or a "not in this state" answer); the others
+    // start a new reset, cycle, dump or shutdown each time.
+    let effect = match code {
+        CONTROL_ON | CONTROL_OFF => Effect::IdempotentPower,
+        _ => Effect::Once,
+    };
     Raw {
         netfn: NETFN_CHASSIS,
         cmd: 0x02,
         data: vec![code],
+        effect,
     }
 }
 
@@ -86,6 +148,27 @@ fn boot_device_code(device: BootDevice) -> u8 {
     }
 }
 
+/// BMC boot flag valid bit clearing (parameter 3 of Set System Boot Options).
+const BOOT_FLAG_CLEARING: u8 = 0x03;
+/// Parameter 3, bit 3 (IPMI v2.0 table 28-14): do not clear the boot flags
+/// valid bit when no Chassis Control command arrives within 60 s of the
+/// flags being set. The other bits stay 0: the valid bit is still cleared on
+/// a reset the BMC did not order (PEF, watchdog, power button).
+const KEEP_VALID_WITHOUT_CHASSIS_CONTROL: u8 = 0x08;
+
+/// Set System Boot Options (Chassis 0x08), parameter 3: keep the boot
+/// override valid past the 60-second timeout, so a reboot ordered minutes
+/// after `set_boot_device` still boots from the chosen device (as Ironic's
+/// IPMI driver does with `raw 0x00 0x08 0x03 0x08`).
+pub(crate) fn keep_boot_flags_valid() -> Raw {
+    Raw {
+        netfn: NETFN_CHASSIS,
+        cmd: 0x08,
+        data: vec![BOOT_FLAG_CLEARING, KEEP_VALID_WITHOUT_CHASSIS_CONTROL],
+        effect: Effect::Setting,
+    }
+}
+
 /// Set System Boot Options (Chassis 0x08), parameter 5, valid bit set.
 pub(crate) fn set_boot_flags(device: BootDevice, persistent: bool, efi: bool) -> Raw {
     let mut flags = BOOT_VALID;
@@ -99,6 +182,7 @@ pub(crate) fn set_boot_flags(device: BootDevice, persistent: bool, efi: bool) ->
         netfn: NETFN_CHASSIS,
         cmd: 0x08,
         data: vec![BOOT_FLAGS, flags, boot_device_code(device), 0, 0, 0],
+        effect: Effect::Setting,
     }
 }
 
@@ -108,6 +192,7 @@ pub(crate) fn get_boot_flags() -> Raw {
         netfn: NETFN_CHASSIS,
         cmd: 0x09,
         data: vec![BOOT_FLAGS, 0, 0],
+        effect: Effect::Read,
     }
 }
 
@@ -223,6 +308,56 @@ mod tests {
         let none = parse_boot_flags(&[0x01, 0x05, 0x00, 0x04, 0, 0, 0]);
         assert_eq!(none.map(|b| b.device), Ok(None));
         assert!(parse_boot_flags(&[0x01]).is_err());
+    }
+
+    #[test]
+    fn the_boot_flag_clearing_request_keeps_the_flags_past_60_s() {
+        let request = keep_boot_flags_valid();
+        assert_eq!((request.netfn, request.cmd), (0x00, 0x08));
+        assert_eq!(request.data, vec![0x03, 0x08]);
+    }
+
+    #[test]
+    fn only_a_privilege_refusal_on_set_session_privilege_is_auth() {
+        for code in [0x80, 0x81, 0xD4] {
+            assert!(
+                matches!(privilege_error(code), DriverError::Auth(_)),
+                "{code:#x}"
+            );
+        }
+        for code in [0xC3, 0xCE, 0xCF, 0xD5, 0xFF] {
+            let error = privilege_error(code);
+            assert!(
+                matches!(
+                    error,
+                    DriverError::Bmc {
+                        transient: true,
+                        ..
+                    }
+                ),
+                "{code:#x}: {error:?}"
+            );
+        }
+        assert!(matches!(privilege_error(0xC0), DriverError::Busy { .. }));
+        assert!(matches!(privilege_error(0xD1), DriverError::Busy { .. }));
+    }
+
+    #[test]
+    fn only_on_and_hard_off_are_retransmitted() {
+        let effect = |a| power_control(a).map(|r| r.effect);
+        assert_eq!(effect(PowerAction::On), Some(Effect::IdempotentPower));
+        assert_eq!(effect(PowerAction::Off), Some(Effect::IdempotentPower));
+        for action in [
+            PowerAction::PowerCycle,
+            PowerAction::Reboot,
+            PowerAction::SoftOff,
+        ] {
+            assert_eq!(effect(action), Some(Effect::Once), "{action}");
+        }
+        assert_eq!(nmi().effect, Effect::Once);
+        assert!(!Effect::Once.retransmits());
+        assert!(Effect::IdempotentPower.changes_power());
+        assert!(!get_chassis_status().effect.changes_power());
     }
 
     #[test]

@@ -5,17 +5,30 @@
 //! 1. takes the BMC's session out of its slot (one call per BMC at a time);
 //! 2. runs on tokio's blocking pool inside `catch_unwind`, opening a session
 //!    when there is none or the old one idled too long;
-//! 3. on a reused session that stops answering, re-opens once and repeats;
+//! 3. on a reused session that stops answering, re-opens once and repeats
+//!    (never for a power command sent once: see below);
 //! 4. puts the session back unless the call failed in a way that leaves it
-//!    doubtful (timeout, panic, transport error);
+//!    doubtful (timeout, panic, transport error); a session on which a late
+//!    answer may still come takes reads only (see [`session`]);
 //!
 //! and the whole call is bounded by the call deadline on the async side.
+//!
+//! Power commands: power cycle, hard reset, soft off and NMI run again each
+//! time the BMC receives them, and a retransmission carries a new session
+//! sequence number, so the BMC cannot tell it from a new command. They are
+//! sent exactly once. Power on and hard off end in the same state however
+//! often they arrive and are retransmitted like reads. Either way, once a
+//! power command went out, a missing answer (deadline, lost session, panic)
+//! is [`DriverError::OutcomeUnknown`], never a retryable timeout: the caller
+//! re-reads the power state before deciding to send it again.
 
 mod commands;
 mod preflight;
 mod session;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -24,8 +37,8 @@ use self::commands::Raw;
 use self::session::{ExchangeError, Session, Target, STALE_TRIES};
 use crate::refused::{Feature, Refused};
 use crate::{
-    with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind,
-    DriverOptions, PowerAction, PowerDriver, PowerState,
+    BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind, DriverOptions,
+    PowerAction, PowerDriver, PowerState,
 };
 
 /// Longest user name and password IPMI 2.0 allows.
@@ -73,18 +86,30 @@ impl IpmiDriver {
         })
     }
 
-    /// Sends one request through the BMC's session (steps 1–4 of the module doc).
+    /// Sends one request through the BMC's session (steps 1–4 of the module
+    /// doc), bounded by the call deadline.
     async fn call(&self, operation: &'static str, request: Raw) -> Result<Vec<u8>, DriverError> {
-        let call_timeout = self.options.call_timeout;
-        let deadline = deadline_after(call_timeout);
-        with_deadline(operation, call_timeout, async {
+        let deadline = deadline_after(self.options.call_timeout);
+        self.call_by(operation, request, deadline).await
+    }
+
+    /// [`IpmiDriver::call`] with a deadline shared by several requests.
+    async fn call_by(
+        &self,
+        operation: &'static str,
+        request: Raw,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, DriverError> {
+        let sent = Arc::new(AtomicBool::new(false));
+        let sent_here = sent.clone();
+        let exchange = async {
             let mut slot = self.session.lock().await;
             let session = slot.take();
             let target = self.target.clone();
             let idle = self.options.ipmi_session_idle;
             let blocking = tokio::task::spawn_blocking(move || {
                 catch_unwind(AssertUnwindSafe(|| {
-                    run_blocking(&target, session, idle, deadline, &request)
+                    run_blocking(&target, session, idle, deadline, &request, &sent)
                 }))
             });
             let (session, result) = match blocking.await {
@@ -94,8 +119,15 @@ impl IpmiDriver {
             };
             *slot = session;
             result
-        })
-        .await
+        };
+        let result = match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(DriverError::Timeout {
+                operation,
+                deadline: self.options.call_timeout,
+            }),
+        };
+        unconfirmed(operation, sent_here.load(Ordering::SeqCst), result)
     }
 
     async fn set_power_inner(&self, action: PowerAction) -> Result<(), DriverError> {
@@ -107,18 +139,41 @@ impl IpmiDriver {
     }
 }
 
+/// A power command that went out and drew no answer — the deadline passed,
+/// the session failed or the socket broke after the send — may have run:
+/// [`DriverError::OutcomeUnknown`]. Errors the BMC answered stay as they are.
+fn unconfirmed<T>(
+    operation: &'static str,
+    sent: bool,
+    result: Result<T, DriverError>,
+) -> Result<T, DriverError> {
+    match result {
+        Err(
+            e @ (DriverError::Timeout { .. }
+            | DriverError::SessionFailed(_)
+            | DriverError::Unreachable { .. }),
+        ) if sent => Err(DriverError::OutcomeUnknown {
+            operation,
+            reason: format!("the command was sent but not answered ({e})"),
+        }),
+        other => other,
+    }
+}
+
 /// The blocking part of a call: get a session, send `request`, keep the
 /// session when it is still good. A reused session gets [`STALE_TRIES`]
-/// tries before it is re-opened; a fresh one tries until the deadline.
+/// tries of a retransmitted request before it is re-opened; a fresh one
+/// tries until the deadline. `sent` is raised once a power command went out.
 fn run_blocking(
     target: &Target,
     session: Option<Session>,
     idle: Duration,
     deadline: Instant,
     request: &Raw,
+    sent: &AtomicBool,
 ) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
-    if let Some(mut session) = session.filter(|s| s.reusable(idle)) {
-        match session.exchange(request, deadline, Some(STALE_TRIES)) {
+    if let Some(mut session) = session.filter(|s| s.reusable(idle) && s.fit_for(request)) {
+        match session.exchange(request, deadline, Some(STALE_TRIES), sent) {
             Ok(data) => return (Some(session), Ok(data)),
             Err(ExchangeError::Failed(e)) => return finish(Err(e), session),
             Err(ExchangeError::Stale) => {
@@ -131,7 +186,7 @@ fn run_blocking(
         Err(e) => return (None, Err(e)),
     };
     let result = session
-        .exchange(request, deadline, None)
+        .exchange(request, deadline, None, sent)
         .map_err(|e| match e {
             ExchangeError::Stale => DriverError::SessionFailed("a fresh session went stale".into()),
             ExchangeError::Failed(e) => e,
@@ -202,8 +257,24 @@ impl PowerDriver for IpmiDriver {
         device: BootDevice,
         persistent: bool,
     ) -> Result<(), DriverError> {
+        const OPERATION: &str = "set_boot_device";
+        let deadline = deadline_after(self.options.call_timeout);
+        match self
+            .call_by(OPERATION, commands::keep_boot_flags_valid(), deadline)
+            .await
+        {
+            Ok(_) => {}
+            // Older BMCs may lack parameter 3; the override then lasts until
+            // the BMC's own timeout, as it did before the parameter existed.
+            Err(DriverError::Unsupported(reason)) => tracing::warn!(
+                bmc = %self.target.address,
+                %reason,
+                "BMC cannot keep the boot override valid past 60 s; send the power command soon after"
+            ),
+            Err(e) => return Err(e),
+        }
         let request = commands::set_boot_flags(device, persistent, self.options.ipmi_boot_efi);
-        self.call("set_boot_device", request).await.map(drop)
+        self.call_by(OPERATION, request, deadline).await.map(drop)
     }
 
     async fn inject_nmi(&self) -> Result<(), DriverError> {

@@ -7,18 +7,39 @@
 //! RAKP 1/2 → RAKP 3/4. Then this module sends Set Session Privilege Level
 //! (Administrator), which ipmi-rs does not.
 //!
-//! Each request is retransmitted every `retransmit` until an answer with the
-//! request's NetFn/command arrives or the deadline passes; other datagrams
-//! (late answers to earlier tries, garbage) are ignored. A lost answer during
-//! the session open makes the whole open start again on a new socket.
+//! Requests whose [`Effect`] allows it are retransmitted every `retransmit`
+//! until an answer with the request's NetFn/command arrives or the deadline
+//! passes; power commands that run again each time they arrive are sent once
+//! and waited for until the deadline. Other datagrams (garbage, answers to
+//! other commands) are ignored. A lost answer during the session open makes
+//! the whole open start again on a new socket.
+//!
+//! A late answer must never confirm a later command: ipmi-rs 0.6 hides the
+//! IPMB sequence number, so answers can be matched by NetFn/command only, and
+//! a retransmitted request may draw a second answer that arrives after the
+//! first was taken. Once a request on a session went out more than once, the
+//! session (and its socket, where such answers queue) carries no further
+//! command or setting: those get a fresh session. Only reads still use it,
+//! so that a lossy link does not open a session per read and fill the BMC's
+//! session table; a read may then get the answer to the previous read of the
+//! same thing, at most a retransmission old, never one from before a command.
+//!
+//! The password reaches ipmi-rs zero-padded to the 20 bytes of an IPMI 2.0
+//! key. RAKP's HMAC-SHA1 pads its key with zeros anyway, so RMCP+ sees the
+//! same key; but ipmi-rs's IPMI 1.5 fallback refuses passwords over 16 bytes
+//! before it sends anything, so even a BMC that answers "IPMI 2.0" to
+//! [`preflight`] and "IPMI 1.5 only" to ipmi-rs's own question never
+//! receives Activate Session with the password in it.
 
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ipmi_rs::connection::{IpmiConnection, LogicalUnit, Message, Request, RequestTargetAddress};
 use ipmi_rs::rmcp::{
     ActivationError, ParseSessionResponseError, RakpMessage2ErrorStatusCode,
-    RakpMessage2ParseError, Rmcp, RmcpIpmiError, RmcpIpmiReceiveError, V2_0ActivationError,
+    RakpMessage2ParseError, Rmcp, RmcpIpmiError, RmcpIpmiReceiveError, V1_5ActivationError,
+    V2_0ActivationError,
 };
 use ipmi_rs::IpmiError;
 
@@ -68,6 +89,9 @@ pub(crate) struct Session {
     rmcp: Rmcp,
     requests: u64,
     last_used: Instant,
+    /// A request went out more than once: another answer to it may still
+    /// arrive, so the session must carry no command or setting.
+    late_answer_possible: bool,
 }
 
 impl Session {
@@ -80,12 +104,9 @@ impl Session {
                 reason: e.to_string(),
             }
         })?;
+        let key = rakp_key(&target.password);
         loop {
-            let activated = rmcp.activate(
-                true,
-                Some(&target.username),
-                Some(target.password.expose().as_bytes()),
-            );
+            let activated = rmcp.activate(true, Some(&target.username), Some(&key));
             match activated.map_err(|e| activation_error(target, &e)) {
                 Ok(()) => break,
                 Err(Retry::Lost) if Instant::now() < deadline => continue,
@@ -98,15 +119,20 @@ impl Session {
             rmcp,
             requests: 0,
             last_used: Instant::now(),
+            late_answer_possible: false,
         };
-        match session.exchange(&commands::set_privilege_admin(), deadline, None) {
-            Ok(_) => Ok(session),
-            Err(ExchangeError::Stale) => Err(timeout("set privilege", target)),
-            Err(ExchangeError::Failed(DriverError::Bmc { code, .. })) => {
-                Err(DriverError::Auth(format!(
-                    "the user cannot have Administrator privilege (completion code {code:#04x})"
-                )))
+        let unused = AtomicBool::new(false);
+        match session.exchange(&commands::set_privilege_admin(), deadline, None, &unused) {
+            Ok(_) => {
+                // A late second answer to Set Session Privilege cannot be
+                // taken for another command's (NetFn/command differ).
+                session.late_answer_possible = false;
+                Ok(session)
             }
+            Err(ExchangeError::Stale) => Err(timeout("set privilege", target)),
+            Err(ExchangeError::Failed(DriverError::Bmc { code, .. })) => Err(
+                commands::privilege_error(u8::try_from(code).unwrap_or(0xFF)),
+            ),
             Err(ExchangeError::Failed(e)) => Err(e),
         }
     }
@@ -116,25 +142,41 @@ impl Session {
         self.requests < MAX_REQUESTS_PER_SESSION && self.last_used.elapsed() < idle
     }
 
+    /// True when `request` may go out on this session: anything while no
+    /// late answer can arrive, only reads once one can (module doc).
+    pub fn fit_for(&self, request: &Raw) -> bool {
+        !self.late_answer_possible || request.effect == commands::Effect::Read
+    }
+
     /// Sends `request` and returns the answer's data after a zero completion
-    /// code. `max_tries` bounds the tries (`None`: until the deadline).
+    /// code. `max_tries` bounds the tries of a retransmitted request (`None`:
+    /// until the deadline); a request sent [`commands::Effect::Once`] goes out once and
+    /// its answer is awaited until the deadline. `sent` is raised before a
+    /// power command first goes out, so the caller knows its outcome is
+    /// unknown when no answer comes.
     pub fn exchange(
         &mut self,
         request: &Raw,
         deadline: Instant,
         max_tries: Option<u32>,
+        sent: &AtomicBool,
     ) -> Result<Vec<u8>, ExchangeError> {
         let mut tries = 0;
         loop {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || (tries > 0 && !request.effect.retransmits()) {
                 return Err(ExchangeError::Failed(timeout("IPMI request", &self.target)));
             }
             if max_tries.is_some_and(|max| tries >= max) {
                 return Err(ExchangeError::Stale);
             }
             tries += 1;
+            self.late_answer_possible |= tries > 1;
+            if request.effect.changes_power() {
+                sent.store(true, Ordering::SeqCst);
+            }
             self.send(request)?;
-            if let Some(answer) = self.await_answer(request, deadline)? {
+            let wait_until_deadline = !request.effect.retransmits();
+            if let Some(answer) = self.await_answer(request, deadline, wait_until_deadline)? {
                 self.last_used = Instant::now();
                 return answer_data(request, &answer).map_err(ExchangeError::Failed);
             }
@@ -142,7 +184,7 @@ impl Session {
                 netfn = request.netfn,
                 cmd = request.cmd,
                 tries,
-                "IPMI retransmit"
+                "IPMI answer late"
             );
         }
     }
@@ -156,12 +198,13 @@ impl Session {
             .map_err(|e| DriverError::SessionFailed(format!("IPMI send failed: {e:?}")))
     }
 
-    /// Waits up to one retransmit interval for the answer to `request`;
-    /// `None` when it did not come.
+    /// Waits up to one retransmit interval (or, with `until_deadline`, up to
+    /// the deadline) for the answer to `request`; `None` when it did not come.
     fn await_answer(
         &mut self,
         request: &Raw,
         deadline: Instant,
+        until_deadline: bool,
     ) -> Result<Option<Vec<u8>>, DriverError> {
         loop {
             match self.rmcp.recv() {
@@ -179,7 +222,9 @@ impl Session {
                     );
                 }
                 Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) if is_timeout(&e) => {
-                    return Ok(None)
+                    if !until_deadline {
+                        return Ok(None);
+                    }
                 }
                 Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) => {
                     return Err(DriverError::Unreachable {
@@ -197,6 +242,20 @@ impl Session {
         }
     }
 }
+
+/// The password as the 20-byte IPMI 2.0 key, zero-padded (see the module
+/// doc: equal for RAKP, too long for ipmi-rs's IPMI 1.5 fallback).
+/// `IpmiDriver::new` refuses passwords over 20 bytes.
+fn rakp_key(password: &Secret) -> [u8; KEY_LEN] {
+    let mut key = [0u8; KEY_LEN];
+    for (slot, byte) in key.iter_mut().zip(password.expose().as_bytes()) {
+        *slot = *byte;
+    }
+    key
+}
+
+/// Length of an IPMI 2.0 user key (K_UID).
+const KEY_LEN: usize = 20;
 
 /// The data after a zero completion code, or the completion code's error.
 fn answer_data(request: &Raw, answer: &[u8]) -> Result<Vec<u8>, DriverError> {
@@ -292,6 +351,14 @@ fn activation_error(target: &Target, error: &ActivationError) -> Retry {
             "RMCP+ authentication failed for user {:?}: {reason}",
             target.username
         )),
+        // Only reachable when the BMC said "no IPMI 2.0" to ipmi-rs after
+        // saying the opposite to the preflight: the padded key stopped the
+        // IPMI 1.5 fallback before anything was sent.
+        ActivationError::V1_5(V1_5ActivationError::PasswordTooLong) => DriverError::Unsupported(
+            "IPMI 2.0 (RMCP+): the BMC offered only IPMI 1.5 sessions, which would expose \
+             the password; none was opened"
+                .into(),
+        ),
         ActivationError::IpmiNotSupported | ActivationError::NoSupportedIpmiLANVersions => {
             DriverError::Unsupported(format!("IPMI 2.0 over LAN: {reason}"))
         }

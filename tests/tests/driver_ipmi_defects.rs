@@ -1,0 +1,304 @@
+//! The IPMI driver against BMCs that answer late, lose answers, fail
+//! temporarily or lie about their IPMI version: what the BMC saw (hw-sim
+//! counters, a scripted BMC's log) must match what the driver reported.
+//!
+//! - A late answer is never taken for the next command's.
+//! - Power cycle, hard reset and NMI go out once, however late the answer.
+//! - A power command whose answer is lost is `OutcomeUnknown`, not a
+//!   retryable timeout.
+//! - A temporary failure of Set Session Privilege is not "bad credentials".
+//! - A BMC answering "IPMI 2.0" to the driver's check and "IPMI 1.5 only" to
+//!   ipmi-rs never receives the password.
+
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use baton_drivers::{
+    build_driver, DriverConfig, DriverError, DriverKind, PowerAction, PowerDriver, PowerState,
+};
+use baton_hwsim::{CounterSnapshot, Faults, Node, Rack};
+use baton_tests::hwsim::{self, wait_for, PASSWORD, USER};
+use baton_tests::udpproxy::UdpProxy;
+
+/// A driver for `port` on loopback with the given timing.
+fn driver(port: u16, retransmit_ms: u64, timeout_ms: u64) -> Arc<dyn PowerDriver> {
+    let mut config = DriverConfig::new(DriverKind::Ipmi, "127.0.0.1", Some(port), USER, PASSWORD);
+    config.options.ipmi_retransmit_interval = Duration::from_millis(retransmit_ms);
+    config.options.call_timeout = Duration::from_millis(timeout_ms);
+    build_driver(&config).unwrap_or_else(|e| panic!("driver: {e}"))
+}
+
+/// A one-node rack serving IPMI, powered on.
+async fn rack() -> Rack {
+    hwsim::start(hwsim::config(1)).await
+}
+
+fn ipmi_port(node: &Node) -> u16 {
+    node.ipmi_addr()
+        .unwrap_or_else(|| panic!("no IPMI endpoint"))
+        .port()
+}
+
+fn set_faults(node: &Node, faults: Faults) {
+    node.set_faults(faults)
+        .unwrap_or_else(|e| panic!("faults: {e}"));
+}
+
+fn slow(ms: u64) -> Faults {
+    Faults {
+        slow: Some(Duration::from_millis(ms)),
+        ..Faults::default()
+    }
+}
+
+/// The node's counters once every datagram it received has been served
+/// (late retransmissions included) and its power settled on.
+async fn settled_counters(node: &Node) -> CounterSnapshot {
+    wait_for("the BMC to serve everything and power on", || async {
+        let counters = node.counters();
+        let on = node.power_state() == baton_hwsim::PowerState::On;
+        (counters.in_flight == 0 && on).then_some(counters)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_is_never_taken_for_the_next_command() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let driver = driver(ipmi_port(node), 200, 2_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+
+    // Answers take 300 ms: hard off goes out twice, the first answer ends the
+    // call, the second is still on its way.
+    set_faults(node, slow(300));
+    assert_eq!(driver.set_power(PowerAction::Off).await, Ok(()));
+    // Then the BMC stops answering: the next command cannot be confirmed.
+    set_faults(
+        node,
+        Faults {
+            no_answer: true,
+            ..Faults::default()
+        },
+    );
+    let result = driver.set_power(PowerAction::On).await;
+    assert!(
+        matches!(result, Err(DriverError::Timeout { .. })),
+        "power on must not be confirmed by the late answer to power off: {result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_run_again_are_sent_once_however_late_the_answer() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let driver = driver(ipmi_port(node), 100, 3_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    // Three retransmit intervals per answer.
+    set_faults(node, slow(300));
+    node.reset_counters();
+
+    assert_eq!(driver.inject_nmi().await, Ok(()));
+    settled_counters(node).await;
+    assert_eq!(driver.set_power(PowerAction::PowerCycle).await, Ok(()));
+    settled_counters(node).await;
+    assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
+    let counters = settled_counters(node).await;
+    assert_eq!(counters.crash_dumps, 1, "{counters:?}");
+    assert_eq!(
+        counters.power_commands, 3,
+        "one NMI, one cycle, one reset: {counters:?}"
+    );
+    assert_eq!(counters.boots, 2, "{counters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_command_whose_answer_is_lost_is_outcome_unknown_and_sent_once() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let lose = Arc::new(AtomicBool::new(false));
+    let lose_relay = lose.clone();
+    let rewrite = Box::new(move |_: &mut Vec<u8>| !lose_relay.load(Ordering::Relaxed));
+    let proxy = UdpProxy::start(
+        node.ipmi_addr()
+            .unwrap_or_else(|| panic!("no IPMI endpoint")),
+        rewrite,
+    )
+    .unwrap_or_else(|e| panic!("proxy: {e}"));
+    let driver = driver(proxy.port, 100, 1_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+
+    node.reset_counters();
+    lose.store(true, Ordering::Relaxed);
+    let result = driver.set_power(PowerAction::PowerCycle).await;
+    assert!(
+        matches!(&result, Err(e @ DriverError::OutcomeUnknown { .. }) if !e.is_transient()),
+        "{result:?}"
+    );
+    let counters = wait_for("the cycle to boot the node", || async {
+        let counters = settled_counters(node).await;
+        (counters.boots == 1).then_some(counters)
+    })
+    .await;
+    assert_eq!(counters.power_commands, 1, "sent once: {counters:?}");
+
+    // Power on may be retransmitted, but once sent it is unconfirmed too.
+    lose.store(false, Ordering::Relaxed);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    lose.store(true, Ordering::Relaxed);
+    let result = driver.set_power(PowerAction::On).await;
+    assert!(
+        matches!(result, Err(DriverError::OutcomeUnknown { .. })),
+        "{result:?}"
+    );
+    // With no session, nothing is sent: a plain, retryable timeout.
+    let result = driver.inject_nmi().await;
+    assert!(
+        matches!(result, Err(DriverError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert_eq!(settled_counters(node).await.crash_dumps, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_failure_on_set_session_privilege_is_not_an_auth_error() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let driver = driver(ipmi_port(node), 100, 2_000);
+    // Every in-session command, Set Session Privilege first, answers FFh.
+    set_faults(
+        node,
+        Faults {
+            http_500: true,
+            ..Faults::default()
+        },
+    );
+    let result = driver.power_state().await;
+    assert!(
+        matches!(&result, Err(e @ DriverError::Bmc { code: 0xFF, .. }) if e.is_transient()),
+        "{result:?}"
+    );
+    set_faults(
+        node,
+        Faults {
+            busy: true,
+            ..Faults::default()
+        },
+    );
+    let result = driver.power_state().await;
+    assert!(
+        matches!(result, Err(DriverError::Busy { .. })),
+        "{result:?}"
+    );
+    set_faults(node, Faults::default());
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+}
+
+/// The IPMI two's-complement checksum.
+fn checksum(bytes: &[u8]) -> u8 {
+    bytes
+        .iter()
+        .fold(0u8, |sum, b| sum.wrapping_add(*b))
+        .wrapping_neg()
+}
+
+/// A pre-session IPMI 1.5 answer (auth type none) from the BMC to App
+/// command `cmd`, completion code 0, with `data`.
+fn app_answer(cmd: u8, rq_seq: u8, data: &[u8]) -> Vec<u8> {
+    let head = [0x81, 0x07 << 2];
+    let mut message = head.to_vec();
+    message.push(checksum(&head));
+    let mut body = vec![0x20, rq_seq, cmd, 0x00];
+    body.extend_from_slice(data);
+    body.push(checksum(&body));
+    message.extend_from_slice(&body);
+    let mut packet = vec![0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+    packet.push(u8::try_from(message.len()).unwrap_or(0));
+    packet.extend_from_slice(&message);
+    packet
+}
+
+/// The ASF pong of a BMC that supports IPMI.
+fn pong(tag: u8) -> Vec<u8> {
+    let mut packet = vec![
+        0x06, 0x00, 0xFF, 0x06, 0x00, 0x00, 0x11, 0xBE, 0x40, tag, 0x00, 0x10,
+    ];
+    packet.extend_from_slice(&[0, 0, 0x11, 0xBE, 0, 0, 0, 0, 0x81, 0x00, 0, 0, 0, 0, 0, 0]);
+    packet
+}
+
+/// A BMC that says "IPMI 2.0" to the first Get Channel Authentication
+/// Capabilities and "IPMI 1.5 only, straight password" to every later one,
+/// hands out session challenges, and reports every datagram it receives.
+fn two_faced_bmc() -> (u16, mpsc::Receiver<Vec<u8>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = socket.local_addr().map_or(0, |a| a.port());
+    let (seen, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        let mut capability_answers = 0;
+        while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+            let packet = buffer[..n].to_vec();
+            let answer = match packet.as_slice() {
+                // ASF presence ping.
+                [0x06, _, _, 0x06, _, _, _, _, 0x80, tag, ..] => Some(pong(*tag)),
+                // Pre-session App request: rqSeq at 18, command at 19.
+                [0x06, _, _, 0x07, 0x00, rest @ ..] if rest.len() > 15 => {
+                    let (rq_seq, cmd) = (packet[18], packet[19]);
+                    match cmd {
+                        0x38 => {
+                            capability_answers += 1;
+                            let extended = if capability_answers == 1 { 0x03 } else { 0x01 };
+                            Some(app_answer(
+                                cmd,
+                                rq_seq,
+                                &[0x01, 0x90, 0x04, extended, 0, 0, 0, 0],
+                            ))
+                        }
+                        0x39 => {
+                            let mut data = vec![0x11, 0x22, 0x33, 0x44];
+                            data.extend_from_slice(&[0xAB; 16]);
+                            Some(app_answer(cmd, rq_seq, &data))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if seen.send(packet).is_err() {
+                return;
+            }
+            if let Some(answer) = answer {
+                let _ = socket.send_to(&answer, peer);
+            }
+        }
+    });
+    (port, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bmc_that_changes_its_answer_to_ipmi_1_5_never_gets_the_password() {
+    let (port, received) = two_faced_bmc();
+    let driver = driver(port, 100, 2_000);
+    let result = driver.power_state().await;
+    assert!(
+        matches!(&result, Err(DriverError::Unsupported(m)) if m.contains("IPMI 1.5")),
+        "{result:?}"
+    );
+    let packets: Vec<Vec<u8>> = received.try_iter().collect();
+    assert!(
+        packets.iter().filter(|p| p.get(19) == Some(&0x38)).count() >= 2,
+        "ipmi-rs asked for the capabilities itself"
+    );
+    for packet in &packets {
+        assert!(
+            !packet
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "the password went out: {packet:02x?}"
+        );
+        assert_ne!(packet.get(19), Some(&0x39), "no IPMI 1.5 session challenge");
+    }
+}
