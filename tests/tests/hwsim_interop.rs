@@ -173,10 +173,16 @@ async fn dmtf_service_validator_reports_no_failures() {
             pass >= 150,
             "validator checked too little ({pass} passes):\n{stdout}"
         );
-        assert!(
-            stdout.contains("Validating /redfish/v1/TaskService/Tasks/1"),
-            "{stdout}"
-        );
+        for resource in [
+            "/redfish/v1/TaskService/Tasks/1",
+            "/redfish/v1/AccountService/Accounts/1",
+            "/redfish/v1/AccountService/Roles/ReadOnly",
+        ] {
+            assert!(
+                stdout.contains(&format!("Validating {resource}")),
+                "{resource} not validated:\n{stdout}"
+            );
+        }
         assert!(
             output.status.success(),
             "validator exit {}:\n{stdout}",

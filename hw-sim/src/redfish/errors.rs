@@ -287,3 +287,36 @@ pub(crate) fn session_limit() -> Reply {
     );
     error(StatusCode::SERVICE_UNAVAILABLE, &m)
 }
+
+/// A request asking for an OData version other than 4.0 (DSP0266: 412).
+pub(crate) fn odata_version_unsupported(asked: &str) -> Reply {
+    let m = Message::new(
+        "GeneralError",
+        format!("The OData-Version '{asked}' requested is not supported; this service supports OData-Version 4.0."),
+        &[],
+        "Send OData-Version: 4.0, or no OData-Version header, and resubmit the request.",
+    );
+    error(StatusCode::PRECONDITION_FAILED, &m)
+}
+
+/// A `$` query parameter the service does not support (DSP0266: 501).
+pub(crate) fn query_parameter_unsupported(name: &str) -> Reply {
+    let m = Message::new(
+        "QueryParameterUnsupported",
+        format!("The query parameter '{name}' is not supported."),
+        &[name],
+        "Correct or remove the query parameter and resubmit the request; the service root's ProtocolFeaturesSupported lists what is supported.",
+    );
+    error(StatusCode::NOT_IMPLEMENTED, &m)
+}
+
+/// A `$top` or `$skip` value that is not a non-negative integer.
+pub(crate) fn query_parameter_value_type(value: &str, name: &str) -> Reply {
+    let m = Message::new(
+        "QueryParameterValueTypeError",
+        format!("The value '{value}' for the query parameter {name} is of a different type than the parameter can accept."),
+        &[value, name],
+        "Correct the value for the query parameter in the request and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}

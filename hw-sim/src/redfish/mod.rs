@@ -21,6 +21,7 @@
 mod actions;
 mod errors;
 mod metadata;
+mod query;
 mod reply;
 mod resources;
 mod router;

@@ -1,10 +1,12 @@
-//! Building Redfish replies: JSON bodies with `OData-Version`, a strong `ETag`
-//! computed from the body, and the `Allow` header of the resource.
+//! Building Redfish replies: JSON bodies with `OData-Version` and
+//! `Cache-Control`, and for a resource a strong `ETag` computed from the
+//! body, the `Allow` header, and the `Link: <schema>; rel=describedby`
+//! header naming the JSON schema of its `@odata.type` (DSP0266 "Link header").
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG};
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, LINK};
 use http::StatusCode;
 use http_body_util::Full;
 use hyper::Response;
@@ -23,12 +25,18 @@ pub(crate) fn json(status: StatusCode, body: &Value) -> Reply {
     )
 }
 
-/// A GET reply: JSON with a strong `ETag` and `Allow`.
+/// Where the DMTF publishes the JSON schemas.
+const SCHEMA_BASE: &str = "http://redfish.dmtf.org/schemas/v1";
+
+/// A GET reply: JSON with a strong `ETag`, `Allow` and `Link`.
 pub(crate) fn resource(body: &Value, allow: &'static str) -> Reply {
     let mut reply = json(StatusCode::OK, body);
     let headers = reply.headers_mut();
     if let Ok(tag) = HeaderValue::from_str(&etag(body)) {
         headers.insert(ETAG, tag);
+    }
+    if let Some(link) = schema_link(body).and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(LINK, link);
     }
     headers.insert(ALLOW, HeaderValue::from_static(allow));
     reply
@@ -63,9 +71,43 @@ fn with_headers(status: StatusCode, body: Bytes, content_type: &'static str) -> 
     reply
 }
 
+/// The `Link` header value naming the JSON schema of `body`'s
+/// `@odata.type`: `#ComputerSystem.v1_22_0.ComputerSystem` is described by
+/// `ComputerSystem.v1_22_0.json` (the versioned schema, as DSP0266 asks),
+/// an unversioned collection type by its unversioned schema.
+pub(crate) fn schema_link(body: &Value) -> Option<String> {
+    let odata_type = body.get("@odata.type")?.as_str()?.strip_prefix('#')?;
+    let (namespace, _type_name) = odata_type.rsplit_once('.')?;
+    Some(format!("<{SCHEMA_BASE}/{namespace}.json>; rel=describedby"))
+}
+
 /// The strong entity tag of a representation: a hash of its JSON.
 pub(crate) fn etag(body: &Value) -> String {
     let mut hasher = DefaultHasher::new();
     body.to_string().hash(&mut hasher);
     format!("\"{:016x}\"", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn link_names_the_versioned_schema() {
+        let system = json!({"@odata.type": "#ComputerSystem.v1_22_0.ComputerSystem"});
+        assert_eq!(
+            schema_link(&system).as_deref(),
+            Some(
+                "<http://redfish.dmtf.org/schemas/v1/ComputerSystem.v1_22_0.json>; rel=describedby"
+            )
+        );
+        let members = json!({"@odata.type": "#RoleCollection.RoleCollection"});
+        assert_eq!(
+            schema_link(&members).as_deref(),
+            Some("<http://redfish.dmtf.org/schemas/v1/RoleCollection.json>; rel=describedby")
+        );
+        assert_eq!(schema_link(&json!({"v1": "/redfish/v1/"})), None);
+    }
 }

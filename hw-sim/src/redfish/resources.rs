@@ -25,6 +25,10 @@ pub(crate) const MANAGERS: &str = "/redfish/v1/Managers";
 pub(crate) const MANAGER: &str = "/redfish/v1/Managers/1";
 pub(crate) const SESSION_SERVICE: &str = "/redfish/v1/SessionService";
 pub(crate) const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
+pub(crate) const ACCOUNT_SERVICE: &str = "/redfish/v1/AccountService";
+pub(crate) const ACCOUNTS: &str = "/redfish/v1/AccountService/Accounts";
+pub(crate) const ACCOUNT: &str = "/redfish/v1/AccountService/Accounts/1";
+pub(crate) const ROLES: &str = "/redfish/v1/AccountService/Roles";
 pub(crate) const TASK_SERVICE: &str = "/redfish/v1/TaskService";
 pub(crate) const TASKS: &str = "/redfish/v1/TaskService/Tasks";
 pub(crate) const TASK_MONITORS: &str = "/redfish/v1/TaskService/TaskMonitors";
@@ -74,11 +78,13 @@ pub(crate) fn service_root(bmc: &Bmc) -> Value {
             "FilterQuery": false,
             "OnlyMemberQuery": false,
             "SelectQuery": false,
+            "TopSkipQuery": true,
         },
         "Systems": link(SYSTEMS),
         "Chassis": link(CHASSIS_COLLECTION),
         "Managers": link(MANAGERS),
         "SessionService": link(SESSION_SERVICE),
+        "AccountService": link(ACCOUNT_SERVICE),
         "Tasks": link(TASK_SERVICE),
         "Links": { "Sessions": link(SESSIONS) },
     })
@@ -95,6 +101,7 @@ pub(crate) fn odata_service() -> Value {
             entry("Chassis", CHASSIS_COLLECTION),
             entry("Managers", MANAGERS),
             entry("SessionService", SESSION_SERVICE),
+            entry("AccountService", ACCOUNT_SERVICE),
             entry("TaskService", TASK_SERVICE),
             entry("Sessions", SESSIONS),
         ],
@@ -256,6 +263,81 @@ pub(crate) fn session(id: &str, username: &str) -> Value {
         "Name": "User Session",
         "UserName": username,
     })
+}
+
+/// The predefined Redfish roles and their privileges (DSP0266 "Roles").
+pub(crate) const ROLE_PRIVILEGES: [(&str, &[&str]); 3] = [
+    (
+        "Administrator",
+        &[
+            "Login",
+            "ConfigureManager",
+            "ConfigureUsers",
+            "ConfigureSelf",
+            "ConfigureComponents",
+        ],
+    ),
+    (
+        "Operator",
+        &["Login", "ConfigureSelf", "ConfigureComponents"],
+    ),
+    ("ReadOnly", &["Login", "ConfigureSelf"]),
+];
+
+/// `GET /redfish/v1/AccountService`. Accounts are read-only here: the one
+/// configured BMC user, with the Administrator role.
+pub(crate) fn account_service() -> Value {
+    json!({
+        "@odata.type": "#AccountService.v1_18_1.AccountService",
+        "@odata.id": ACCOUNT_SERVICE,
+        "@odata.context": context("AccountService.AccountService"),
+        "Id": "AccountService",
+        "Name": "Account Service",
+        "ServiceEnabled": true,
+        "Status": status_ok(),
+        "MinPasswordLength": 1,
+        "MaxPasswordLength": 64,
+        "AccountLockoutThreshold": 0,
+        "AccountLockoutDuration": 0,
+        "LocalAccountAuth": "Enabled",
+        "Accounts": link(ACCOUNTS),
+        "Roles": link(ROLES),
+    })
+}
+
+/// `GET /redfish/v1/AccountService/Accounts/{id}`: only account 1 exists.
+pub(crate) fn account(bmc: &Bmc, id: &str) -> Option<Value> {
+    (id == "1").then(|| {
+        json!({
+            "@odata.type": "#ManagerAccount.v1_14_1.ManagerAccount",
+            "@odata.id": ACCOUNT,
+            "@odata.context": context("ManagerAccount.ManagerAccount"),
+            "Id": "1",
+            "Name": "User Account",
+            "UserName": bmc.node.credentials().username,
+            "Password": Value::Null,
+            "RoleId": "Administrator",
+            "Enabled": true,
+            "Locked": false,
+            "AccountTypes": ["Redfish", "IPMI"],
+            "Links": { "Role": link(&format!("{ROLES}/Administrator")) },
+        })
+    })
+}
+
+/// `GET /redfish/v1/AccountService/Roles/{id}`: the predefined roles.
+pub(crate) fn role(id: &str) -> Option<Value> {
+    let (name, privileges) = ROLE_PRIVILEGES.iter().find(|(name, _)| *name == id)?;
+    Some(json!({
+        "@odata.type": "#Role.v1_3_3.Role",
+        "@odata.id": format!("{ROLES}/{name}"),
+        "@odata.context": context("Role.Role"),
+        "Id": name,
+        "Name": format!("{name} Role"),
+        "RoleId": name,
+        "IsPredefined": true,
+        "AssignedPrivileges": privileges,
+    }))
 }
 
 /// `GET /redfish/v1/TaskService`.

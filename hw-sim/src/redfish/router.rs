@@ -1,7 +1,10 @@
-//! Parse → act → respond for one Redfish request: the path is resolved to a
+//! Parse → act → respond for one Redfish request, in DSP0266's order: an
+//! `OData-Version` other than 4.0 is refused (412), the path is resolved to a
 //! [`Resource`], the method checked against what the resource allows (405 with
-//! `Allow` otherwise), the caller authenticated unless the resource is public,
-//! and the request handed to the resource's renderer or action.
+//! `Allow` otherwise), the caller authenticated unless the resource is public
+//! (401), the query checked (a `$` parameter the service does not support is
+//! 501, a bad `$top`/`$skip` value 400), and the request handed to the
+//! resource's renderer or action.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -10,8 +13,9 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, Method};
 
-use super::resources::{self as res, SESSIONS, TASKS};
-use super::{actions, errors, metadata, reply, Bmc, Reply};
+use super::query::Query;
+use super::resources::{self as res, ACCOUNTS, ROLES, SESSIONS, TASKS};
+use super::{actions, errors, metadata, query, reply, Bmc, Reply};
 
 /// Every resource a node serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +34,14 @@ pub(crate) enum Resource<'a> {
     Manager,
     SessionService,
     Sessions,
+    /// `Sessions/Members`: a POST there creates a session (DSP0266).
+    SessionMembers,
     Session(&'a str),
+    AccountService,
+    Accounts,
+    Account(&'a str),
+    Roles,
+    Role(&'a str),
     TaskService,
     Tasks,
     Task(&'a str),
@@ -44,6 +55,7 @@ impl Resource<'_> {
             Resource::System => "GET, HEAD, PATCH",
             Resource::Reset => "POST",
             Resource::Sessions => "GET, HEAD, POST",
+            Resource::SessionMembers => "POST",
             Resource::Session(_) => "GET, HEAD, DELETE",
             _ => "GET, HEAD",
         }
@@ -60,7 +72,7 @@ impl Resource<'_> {
             Resource::Versions | Resource::Root | Resource::ODataService | Resource::Metadata => {
                 true
             }
-            Resource::Sessions => method == Method::POST,
+            Resource::Sessions | Resource::SessionMembers => method == Method::POST,
             _ => false,
         }
     }
@@ -90,7 +102,13 @@ pub(crate) fn resolve(path: &str) -> Option<Resource<'_>> {
         ["Managers", "1"] => Resource::Manager,
         ["SessionService"] => Resource::SessionService,
         ["SessionService", "Sessions"] => Resource::Sessions,
+        ["SessionService", "Sessions", "Members"] => Resource::SessionMembers,
         ["SessionService", "Sessions", id] if !id.is_empty() => Resource::Session(id),
+        ["AccountService"] => Resource::AccountService,
+        ["AccountService", "Accounts"] => Resource::Accounts,
+        ["AccountService", "Accounts", id] if !id.is_empty() => Resource::Account(id),
+        ["AccountService", "Roles"] => Resource::Roles,
+        ["AccountService", "Roles", id] if !id.is_empty() => Resource::Role(id),
         ["TaskService"] => Resource::TaskService,
         ["TaskService", "Tasks"] => Resource::Tasks,
         ["TaskService", "Tasks", id] if !id.is_empty() => Resource::Task(id),
@@ -102,6 +120,9 @@ pub(crate) fn resolve(path: &str) -> Option<Resource<'_>> {
 
 /// Serves one request whose body has been read.
 pub(crate) fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
+    if let Some(asked) = unsupported_odata_version(&parts.headers) {
+        return errors::odata_version_unsupported(&asked);
+    }
     let path = parts.uri.path();
     let Some(resource) = resolve(path) else {
         return errors::resource_not_found("Resource", path);
@@ -112,9 +133,15 @@ pub(crate) fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
     if !resource.is_public(&parts.method) && !authorized(bmc, &parts.headers) {
         return errors::unauthorized(path);
     }
+    let query = match query::parse(parts.uri.query()) {
+        Ok(query) => query,
+        Err(error) => return error.reply(),
+    };
     match parts.method {
-        Method::GET | Method::HEAD => get(bmc, resource),
-        Method::POST if resource == Resource::Sessions => actions::create_session(bmc, body),
+        Method::GET | Method::HEAD => get(bmc, resource, &query),
+        Method::POST if matches!(resource, Resource::Sessions | Resource::SessionMembers) => {
+            actions::create_session(bmc, body)
+        }
         Method::POST => actions::reset(bmc, body),
         Method::PATCH => actions::patch_system(bmc, &parts.headers, body),
         Method::DELETE => match resource {
@@ -125,7 +152,15 @@ pub(crate) fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
     }
 }
 
-fn get(bmc: &Bmc, resource: Resource<'_>) -> Reply {
+/// The `OData-Version` a request asks for, when it is not 4.0 — the only
+/// version this service speaks (DSP0266: 412 Precondition Failed).
+fn unsupported_odata_version(headers: &HeaderMap) -> Option<String> {
+    let asked = headers.get("OData-Version")?;
+    let text = String::from_utf8_lossy(asked.as_bytes());
+    (text.trim() != "4.0").then(|| text.into_owned())
+}
+
+fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query) -> Reply {
     let allow = resource.allow();
     let body = match resource {
         Resource::Versions => res::versions(),
@@ -183,14 +218,38 @@ fn get(bmc: &Bmc, resource: Resource<'_>) -> Reply {
                 .collect();
             res::collection("TaskCollection", "Task Collection", TASKS, &members)
         }
+        Resource::AccountService => res::account_service(),
+        Resource::Accounts => res::collection(
+            "ManagerAccountCollection",
+            "Accounts Collection",
+            ACCOUNTS,
+            &[res::ACCOUNT.to_owned()],
+        ),
+        Resource::Account(id) => match res::account(bmc, id) {
+            Some(account) => account,
+            None => return errors::resource_not_found("ManagerAccount", id),
+        },
+        Resource::Roles => res::collection(
+            "RoleCollection",
+            "Roles Collection",
+            ROLES,
+            &res::ROLE_PRIVILEGES
+                .iter()
+                .map(|(role, _)| format!("{ROLES}/{role}"))
+                .collect::<Vec<_>>(),
+        ),
+        Resource::Role(id) => match res::role(id) {
+            Some(role) => role,
+            None => return errors::resource_not_found("Role", id),
+        },
         Resource::Task(id) => match actions::task(bmc, id) {
             Some(task) => res::task(&task),
             None => return errors::resource_not_found("Task", id),
         },
         Resource::TaskMonitor(id) => return actions::task_monitor(bmc, id),
-        Resource::Reset => return errors::method_not_allowed(allow),
+        Resource::Reset | Resource::SessionMembers => return errors::method_not_allowed(allow),
     };
-    reply::resource(&body, allow)
+    reply::resource(&query.apply(body), allow)
 }
 
 /// A live session token (`X-Auth-Token`) or valid basic credentials. While
@@ -233,6 +292,14 @@ mod tests {
             Some(Resource::Session("7"))
         );
         assert_eq!(resolve("/redfish/v1/%24metadata"), Some(Resource::Metadata));
+        assert_eq!(
+            resolve("/redfish/v1/SessionService/Sessions/Members"),
+            Some(Resource::SessionMembers)
+        );
+        assert_eq!(
+            resolve("/redfish/v1/AccountService/Roles/ReadOnly"),
+            Some(Resource::Role("ReadOnly"))
+        );
         assert_eq!(resolve("/redfish/v1/Systems/2"), None);
         assert_eq!(resolve("/redfish/v1//Systems"), None);
         assert_eq!(resolve("/other"), None);
