@@ -4,18 +4,27 @@
 //! BMC is started ([`BmcUnderTest`]); what differs between BMCs is declared in
 //! [`Expect`], never skipped silently.
 //!
-//! Steps: validate → capabilities → power off/on/idempotent repeats/reboot/
-//! soft off (each polled until the state settles, and checked against the
-//! BMC's own ground truth when it has one) → boot override once and
-//! persistent → NMI → close and reuse → wrong password is `Auth`, not
-//! transient.
+//! Steps: validate → capabilities (compared with the actions pinned for this
+//! kind of BMC, so a wrong report fails instead of skipping steps) → power
+//! off/on/idempotent repeats/reboot/soft off/power cycle (each polled until
+//! the state settles, and checked against the BMC's own ground truth when it
+//! has one) → boot override once and persistent → NMI → close and reuse →
+//! wrong password is `Auth`, not transient.
+//!
+//! A state that reads right proves little: a reboot "settles" at once when
+//! nothing was sent. So each restart and soft off is also checked against
+//! what the BMC itself recorded ([`BmcUnderTest::record`]): exactly one
+//! restart per reboot or power cycle, and a soft off that asked the OS (a
+//! graceful command, not a hard off). A BMC that can hang its OS
+//! ([`BmcUnderTest::hang_os`]) shows the difference directly: a graceful
+//! shutdown waits for the OS, a hard off does not.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_drivers::{
-    build_driver, BootDevice, BootSetting, DriverConfig, DriverError, PowerAction, PowerDriver,
-    PowerState, Secret,
+    build_driver, BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, PowerAction,
+    PowerDriver, PowerState, Secret,
 };
 
 /// What the suite should expect from one BMC.
@@ -25,6 +34,11 @@ pub struct Expect {
     pub settle: Duration,
     /// Run the power-changing steps (off for HIL unless opted in).
     pub power_steps: bool,
+    /// The power actions this kind of BMC supports; `capabilities()` must
+    /// report exactly these, and the suite runs reboot, soft off and power
+    /// cycle when they are listed here, whatever the report says. `None`
+    /// (a real BMC of unknown make) trusts the report.
+    pub power_actions: Option<Vec<PowerAction>>,
     /// What the BMC reports back after a boot override is set.
     pub boot_readback: BootReadback,
     /// Whether the BMC supports NMI (`None`: accept either, as reported).
@@ -58,6 +72,30 @@ pub trait BmcUnderTest: Sync {
     fn ground_truth(&self) -> Truth {
         Truth::Unknown
     }
+    /// What the BMC itself recorded of the power commands it carried out.
+    fn record(&self) -> Record {
+        Record::default()
+    }
+    /// Makes the server's OS hang (`true`: a graceful shutdown never ends)
+    /// or recover. Returns how long a hard power-off takes to show, or `None`
+    /// when this BMC cannot hang its OS.
+    fn hang_os(&self, _hung: bool) -> Option<Duration> {
+        None
+    }
+}
+
+/// Counts a BMC keeps of what it carried out; `None` where the test cannot
+/// see it. Only differences across one step are compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Boots the BMC started: power-ons and restarts (an emulator that logs
+    /// commands counts the commands that start one).
+    pub boots: Option<u64>,
+    /// Graceful shutdowns asked of the OS (Redfish `GracefulShutdown`, IPMI
+    /// soft off).
+    pub soft_offs: Option<u64>,
+    /// Hard power-offs (Redfish `ForceOff`, IPMI power down).
+    pub hard_offs: Option<u64>,
 }
 
 /// The BMC's own view of the power, beside what the driver reads.
@@ -79,6 +117,9 @@ pub enum Truth {
 pub struct Report {
     /// The steps that ran, in order.
     pub steps: Vec<&'static str>,
+    /// The checks against the BMC's own record that ran, in order
+    /// ("reboot: one restart", "soft off: graceful"…).
+    pub checked: Vec<&'static str>,
 }
 
 /// Runs the whole suite; panics with the BMC's name and step on a failure.
@@ -96,16 +137,11 @@ pub async fn run_suite(bmc: &impl BmcUnderTest) -> Report {
     ctx.ok("validate", ctx.driver.validate()).await;
     report.steps.push("validate");
     let caps = ctx.ok("capabilities", ctx.driver.capabilities()).await;
-    assert!(
-        caps.supports(PowerAction::On) && caps.supports(PowerAction::Off),
-        "{}: capabilities lack On/Off: {caps:?}",
-        ctx.name
-    );
+    let actions = pinned_actions(&ctx, &caps);
     report.steps.push("capabilities");
 
     if ctx.expect.power_steps {
-        power_steps(&ctx, bmc, &caps).await;
-        report.steps.push("power");
+        power_steps(&ctx, bmc, &actions, &mut report).await;
     } else {
         ctx.ok("power_state", ctx.driver.power_state()).await;
         report.steps.push("power_state (read only)");
@@ -149,12 +185,16 @@ impl Ctx {
     }
 
     async fn set_and_settle(&self, action: PowerAction, bmc: &impl BmcUnderTest) {
+        self.set(action).await;
+        self.settle(action.end_state(), bmc).await;
+    }
+
+    async fn set(&self, action: PowerAction) {
         self.ok(
             &format!("set_power({action})"),
             self.driver.set_power(action),
         )
         .await;
-        self.settle(action.end_state(), bmc).await;
     }
 
     /// Polls until the BMC reports `target` (and its ground truth agrees).
@@ -191,7 +231,39 @@ impl Ctx {
     }
 }
 
-async fn power_steps(ctx: &Ctx, bmc: &impl BmcUnderTest, caps: &baton_drivers::Capabilities) {
+/// The power actions to run: the pinned ones, after checking that the
+/// BMC's capability report names exactly those.
+fn pinned_actions(ctx: &Ctx, caps: &Capabilities) -> Vec<PowerAction> {
+    let reported: Vec<PowerAction> = PowerAction::ALL
+        .into_iter()
+        .filter(|a| caps.supports(*a))
+        .collect();
+    let Some(pinned) = &ctx.expect.power_actions else {
+        assert!(
+            caps.supports(PowerAction::On) && caps.supports(PowerAction::Off),
+            "{}: capabilities lack On/Off: {caps:?}",
+            ctx.name
+        );
+        return reported;
+    };
+    let pinned: Vec<PowerAction> = PowerAction::ALL
+        .into_iter()
+        .filter(|a| pinned.contains(a))
+        .collect();
+    assert_eq!(
+        reported, pinned,
+        "{}: capabilities() reports other power actions than this BMC supports",
+        ctx.name
+    );
+    pinned
+}
+
+async fn power_steps(
+    ctx: &Ctx,
+    bmc: &impl BmcUnderTest,
+    actions: &[PowerAction],
+    report: &mut Report,
+) {
     let state = ctx.ok("power_state", ctx.driver.power_state()).await;
     if state.settled() != PowerState::Off {
         ctx.set_and_settle(PowerAction::Off, bmc).await;
@@ -199,18 +271,92 @@ async fn power_steps(ctx: &Ctx, bmc: &impl BmcUnderTest, caps: &baton_drivers::C
     ctx.set_and_settle(PowerAction::On, bmc).await;
     // Asking for the state the server is already in succeeds.
     ctx.set_and_settle(PowerAction::On, bmc).await;
-    if caps.supports(PowerAction::Reboot) {
-        ctx.set_and_settle(PowerAction::Reboot, bmc).await;
+    report.steps.push("power");
+    if actions.contains(&PowerAction::Reboot) {
+        restart(ctx, bmc, PowerAction::Reboot, report).await;
+        report.steps.push("reboot");
     }
     ctx.set_and_settle(PowerAction::Off, bmc).await;
     ctx.set_and_settle(PowerAction::Off, bmc).await;
-    if caps.supports(PowerAction::SoftOff) {
+    if actions.contains(&PowerAction::SoftOff) {
         ctx.set_and_settle(PowerAction::On, bmc).await;
-        ctx.set_and_settle(PowerAction::SoftOff, bmc).await;
+        soft_off(ctx, bmc, report).await;
+        report.steps.push("soft off");
     }
-    if caps.supports(PowerAction::PowerCycle) {
+    if actions.contains(&PowerAction::PowerCycle) {
         ctx.set_and_settle(PowerAction::On, bmc).await;
-        ctx.set_and_settle(PowerAction::PowerCycle, bmc).await;
+        restart(ctx, bmc, PowerAction::PowerCycle, report).await;
+        report.steps.push("power cycle");
+    }
+}
+
+/// Sends a restart to a server that is on and checks that the BMC carried
+/// out exactly one (the state alone reads On whether or not it did).
+async fn restart(ctx: &Ctx, bmc: &impl BmcUnderTest, action: PowerAction, report: &mut Report) {
+    let before = bmc.record();
+    ctx.set_and_settle(action, bmc).await;
+    let after = bmc.record();
+    if let (Some(before), Some(after)) = (before.boots, after.boots) {
+        assert_eq!(
+            after - before,
+            1,
+            "{}: {action} started {} boots on the BMC, want exactly one",
+            ctx.name,
+            after - before
+        );
+        report.checked.push(match action {
+            PowerAction::Reboot => "reboot: one restart",
+            _ => "power cycle: one restart",
+        });
+    }
+}
+
+/// Sends a soft off to a server that is on and checks that the BMC asked
+/// the OS (a graceful shutdown) instead of cutting the power.
+async fn soft_off(ctx: &Ctx, bmc: &impl BmcUnderTest, report: &mut Report) {
+    let before = bmc.record();
+    match bmc.hang_os(true) {
+        Some(hard_off) => {
+            // A hard off shows within `hard_off`; a graceful shutdown waits
+            // for the hung OS. The command runs alongside: a BMC with a task
+            // monitor finishes it only once the OS recovers.
+            let watch = async {
+                let start = Instant::now();
+                while start.elapsed() < hard_off * 5 {
+                    assert_ne!(
+                        bmc.ground_truth(),
+                        Truth::Off,
+                        "{}: soft off cut the power of a hung OS: it was not graceful",
+                        ctx.name
+                    );
+                    tokio::time::sleep(hard_off / 4).await;
+                }
+                bmc.hang_os(false);
+            };
+            tokio::join!(ctx.set(PowerAction::SoftOff), watch);
+            ctx.settle(PowerState::Off, bmc).await;
+            report.checked.push("soft off: waits for a hung OS");
+        }
+        None => ctx.set_and_settle(PowerAction::SoftOff, bmc).await,
+    }
+    let after = bmc.record();
+    if let (Some(before), Some(after)) = (before.soft_offs, after.soft_offs) {
+        assert_eq!(
+            after - before,
+            1,
+            "{}: soft off asked the OS {} times",
+            ctx.name,
+            after - before
+        );
+        report.checked.push("soft off: graceful");
+    }
+    if let (Some(before), Some(after)) = (before.hard_offs, after.hard_offs) {
+        assert_eq!(
+            after, before,
+            "{}: soft off cut the power (hard off)",
+            ctx.name
+        );
+        report.checked.push("soft off: no hard off");
     }
 }
 
@@ -251,7 +397,7 @@ async fn boot_steps(ctx: &Ctx) {
     }
 }
 
-async fn nmi_step(ctx: &Ctx, caps: &baton_drivers::Capabilities) {
+async fn nmi_step(ctx: &Ctx, caps: &Capabilities) {
     let result = ctx.driver.inject_nmi().await;
     let supported = ctx.expect.nmi.unwrap_or(caps.nmi);
     match (supported, result) {

@@ -203,6 +203,20 @@ impl SushyEmulator {
     pub fn output(&self) -> String {
         self.guard.output_tail()
     }
+
+    /// Every `ResetType` the emulator carried out, in order, as it logged
+    /// them (`System "…" power state set to "ForceRestart"`).
+    pub fn resets(&self) -> Vec<String> {
+        const MARK: &str = "power state set to \"";
+        std::fs::read_to_string(&self.guard.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once(MARK)?;
+                rest.split_once('"').map(|(reset, _)| reset.to_owned())
+            })
+            .collect()
+    }
 }
 
 /// True when `GET /redfish/v1/` on the port answers 200.

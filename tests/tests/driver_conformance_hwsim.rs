@@ -12,12 +12,16 @@ use baton_drivers::{
 };
 use baton_hwsim::model::{AlreadyInStateReply, ResetReply};
 use baton_hwsim::{Credentials, Delays, FaultSetting, InitialPower, Node, Rack, RackConfig};
-use baton_tests::conformance::{run_suite, BmcUnderTest, BootReadback, Expect, Truth};
+use baton_tests::conformance::{
+    run_suite, BmcUnderTest, BootReadback, Expect, Record, Report, Truth,
+};
 use baton_tests::logcapture;
 
 // Shorter than IPMI's 20-byte maximum: hw-sim's `wrong_credentials` appends
 // to the password, which a 20-byte password would hide (keys are cut at 20).
 const PASSWORD: &str = "hwsim-conf-pw";
+/// hw-sim's hard power-off time in these racks.
+const POWER_OFF: Duration = Duration::from_millis(100);
 
 struct SimRack {
     rack: Rack,
@@ -35,7 +39,7 @@ async fn rack(nodes: usize, tls: bool) -> SimRack {
         },
         delays: Delays {
             power_on: Duration::from_millis(150),
-            power_off: Duration::from_millis(100),
+            power_off: POWER_OFF,
             shutdown: Duration::from_millis(200),
         },
         initial_power: InitialPower::Off,
@@ -102,6 +106,14 @@ impl BmcUnderTest for SimBmc<'_> {
         Expect {
             settle: Duration::from_secs(5),
             power_steps: true,
+            power_actions: Some(match self.kind {
+                DriverKind::Redfish => PowerAction::ALL.to_vec(),
+                // IPMI has no soft reboot.
+                DriverKind::Ipmi => PowerAction::ALL
+                    .into_iter()
+                    .filter(|a| *a != PowerAction::SoftReboot)
+                    .collect(),
+            }),
             boot_readback: BootReadback::Exact,
             nmi: Some(true),
             nmi_step: true,
@@ -115,6 +127,51 @@ impl BmcUnderTest for SimBmc<'_> {
             _ => Truth::Changing,
         }
     }
+
+    fn record(&self) -> Record {
+        Record {
+            boots: Some(self.node.counters().boots),
+            ..Record::default()
+        }
+    }
+
+    fn hang_os(&self, hung: bool) -> Option<Duration> {
+        let mut faults = self.node.faults();
+        faults.hung_os = hung;
+        self.node
+            .set_faults(faults)
+            .unwrap_or_else(|e| panic!("hung_os: {e}"));
+        Some(POWER_OFF)
+    }
+}
+
+/// Asserts that every power step ran and was checked inside hw-sim.
+fn assert_fully_checked(report: &Report, name: &str) {
+    assert_eq!(
+        report.steps,
+        [
+            "validate",
+            "capabilities",
+            "power",
+            "reboot",
+            "soft off",
+            "power cycle",
+            "boot",
+            "nmi",
+            "close and reuse",
+            "wrong password"
+        ],
+        "{name}"
+    );
+    assert_eq!(
+        report.checked,
+        [
+            "reboot: one restart",
+            "soft off: waits for a hung OS",
+            "power cycle: one restart"
+        ],
+        "{name}"
+    );
 }
 
 fn node(sim: &SimRack, index: usize) -> &Arc<Node> {
@@ -130,10 +187,12 @@ async fn hwsim_redfish_over_tls_passes_the_suite() {
         node: node(&sim, 0),
         kind: DriverKind::Redfish,
     };
-    run_suite(&bmc).await;
-    assert!(
-        bmc.node.counters().crash_dumps >= 1,
-        "NMI did not reach the BMC"
+    let report = run_suite(&bmc).await;
+    assert_fully_checked(&report, &bmc.name());
+    assert_eq!(
+        bmc.node.counters().crash_dumps,
+        1,
+        "NMI did not reach the BMC once"
     );
     assert_no_password();
 }
@@ -157,7 +216,8 @@ async fn hwsim_redfish_quirks_pass_the_suite() {
             node,
             kind: DriverKind::Redfish,
         };
-        run_suite(&bmc).await;
+        let report = run_suite(&bmc).await;
+        assert_fully_checked(&report, &bmc.name());
     }
 }
 
@@ -191,10 +251,12 @@ async fn hwsim_ipmi_passes_the_suite() {
         node: node(&sim, 0),
         kind: DriverKind::Ipmi,
     };
-    run_suite(&bmc).await;
-    assert!(
-        bmc.node.counters().crash_dumps >= 1,
-        "NMI did not reach the BMC"
+    let report = run_suite(&bmc).await;
+    assert_fully_checked(&report, &bmc.name());
+    assert_eq!(
+        bmc.node.counters().crash_dumps,
+        1,
+        "NMI did not reach the BMC once"
     );
     assert_no_password();
 }

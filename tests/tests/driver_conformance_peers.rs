@@ -5,13 +5,18 @@
 
 use std::time::{Duration, Instant};
 
-use baton_drivers::{build_driver, DriverConfig, DriverError, DriverKind};
-use baton_tests::conformance::{run_suite, BmcUnderTest, BootReadback, Expect, Truth};
+use baton_drivers::{build_driver, DriverConfig, DriverError, DriverKind, PowerAction};
+use baton_tests::conformance::{run_suite, BmcUnderTest, BootReadback, Expect, Record, Truth};
 use baton_tests::logcapture;
 use baton_tests::peers::{free_udp_port, IpmiSim, PeerError, SushyEmulator};
 
 fn started<T>(peer: Result<T, PeerError>) -> T {
     peer.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `n` as the count a [`Record`] holds.
+fn count(n: usize) -> Option<u64> {
+    u64::try_from(n).ok()
 }
 
 fn assert_no_password(username: &str, password: &str) {
@@ -45,10 +50,35 @@ impl BmcUnderTest for Sushy {
         Expect {
             settle: Duration::from_secs(20),
             power_steps: true,
+            // The fake driver offers no PowerCycle: ForceRestart stands in.
+            power_actions: Some(PowerAction::ALL.to_vec()),
             boot_readback: BootReadback::DeviceAlwaysPersistent,
             // The fake driver lists Nmi but answers 501.
             nmi: Some(false),
             nmi_step: true,
+        }
+    }
+
+    fn record(&self) -> Record {
+        let resets = self.0.resets();
+        let counted = |types: &[&str]| {
+            count(
+                resets
+                    .iter()
+                    .filter(|r| types.contains(&r.as_str()))
+                    .count(),
+            )
+        };
+        Record {
+            boots: counted(&[
+                "On",
+                "ForceOn",
+                "ForceRestart",
+                "GracefulRestart",
+                "PowerCycle",
+            ]),
+            soft_offs: counted(&["GracefulShutdown"]),
+            hard_offs: counted(&["ForceOff"]),
         }
     }
 }
@@ -77,6 +107,13 @@ impl BmcUnderTest for Sim {
         Expect {
             settle: Duration::from_secs(10),
             power_steps: true,
+            // IPMI has no soft reboot.
+            power_actions: Some(
+                PowerAction::ALL
+                    .into_iter()
+                    .filter(|a| *a != PowerAction::SoftReboot)
+                    .collect(),
+            ),
             boot_readback: BootReadback::NoValidBit,
             // ipmi_sim answers Chassis Control NMI with 0xCC.
             nmi: Some(false),
@@ -90,6 +127,46 @@ impl BmcUnderTest for Sim {
             false => Truth::Off,
         }
     }
+
+    fn record(&self) -> Record {
+        let log = self.0.command_log();
+        let counted =
+            |lines: &[&str]| count(log.iter().filter(|l| lines.contains(&l.as_str())).count());
+        // ipmi_sim runs a power cycle as power=0 then power=1.
+        Record {
+            boots: counted(&["power=1", "reset"]),
+            soft_offs: counted(&["shutdown"]),
+            hard_offs: counted(&["power=0"]),
+        }
+    }
+}
+
+/// The steps and checks every peer must run.
+fn assert_fully_checked(report: &baton_tests::conformance::Report) {
+    assert_eq!(
+        report.steps,
+        [
+            "validate",
+            "capabilities",
+            "power",
+            "reboot",
+            "soft off",
+            "power cycle",
+            "boot",
+            "nmi",
+            "close and reuse",
+            "wrong password"
+        ]
+    );
+    assert_eq!(
+        report.checked,
+        [
+            "reboot: one restart",
+            "soft off: graceful",
+            "soft off: no hard off",
+            "power cycle: one restart"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +174,7 @@ async fn sushy_emulator_passes_the_redfish_suite() {
     logcapture::capture();
     let sushy = Sushy(started(SushyEmulator::start()));
     let report = run_suite(&sushy).await;
-    assert!(report.steps.contains(&"power"), "{report:?}");
+    assert_fully_checked(&report);
     assert_no_password(SushyEmulator::USERNAME, SushyEmulator::PASSWORD);
 }
 
@@ -125,7 +202,7 @@ async fn ipmi_sim_passes_the_ipmi_suite() {
     logcapture::capture();
     let sim = Sim(started(IpmiSim::start()));
     let report = run_suite(&sim).await;
-    assert!(report.steps.contains(&"power"), "{report:?}");
+    assert_fully_checked(&report);
     // The chassis-control program really saw the commands.
     let log = sim.0.command_log();
     assert!(log.contains(&"power=1".to_owned()), "{log:?}");

@@ -87,6 +87,7 @@ fn from_env() -> Option<RealBmc> {
         expect: Expect {
             settle: Duration::from_secs(settle),
             power_steps: flag("BATON_HIL_ALLOW_POWER"),
+            power_actions: None,
             boot_readback,
             nmi: None,
             nmi_step: flag("BATON_HIL_ALLOW_NMI"),

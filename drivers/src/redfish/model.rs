@@ -234,6 +234,80 @@ mod tests {
         );
     }
 
+    /// The `ResetType` a BMC listing every value gets for `action`.
+    fn preferred(action: PowerAction) -> &'static str {
+        match action {
+            PowerAction::On => "On",
+            PowerAction::Off => "ForceOff",
+            PowerAction::SoftOff => "GracefulShutdown",
+            PowerAction::Reboot => "ForceRestart",
+            PowerAction::SoftReboot => "GracefulRestart",
+            PowerAction::PowerCycle => "PowerCycle",
+        }
+    }
+
+    #[test]
+    fn every_action_has_its_reset_type_and_never_a_harder_or_softer_one() {
+        let every = strings(&[
+            "On",
+            "ForceOn",
+            "ForceOff",
+            "GracefulShutdown",
+            "GracefulRestart",
+            "ForceRestart",
+            "PowerCycle",
+            "Nmi",
+            "PushPowerButton",
+        ]);
+        for action in PowerAction::ALL {
+            assert_eq!(
+                choose_reset_type(action, &every),
+                Some(preferred(action)),
+                "{action:?}"
+            );
+            // Offered alone, the preferred type is still chosen.
+            let alone = strings(&[preferred(action)]);
+            assert_eq!(
+                choose_reset_type(action, &alone),
+                Some(preferred(action)),
+                "{action:?}"
+            );
+        }
+        // A graceful request never becomes a hard one, nor the reverse.
+        let hard = strings(&["On", "ForceOff", "ForceRestart", "PowerCycle", "Nmi"]);
+        assert_eq!(choose_reset_type(PowerAction::SoftOff, &hard), None);
+        assert_eq!(choose_reset_type(PowerAction::SoftReboot, &hard), None);
+        let soft = strings(&[
+            "On",
+            "GracefulShutdown",
+            "GracefulRestart",
+            "PushPowerButton",
+        ]);
+        assert_eq!(choose_reset_type(PowerAction::Off, &soft), None);
+        assert_eq!(choose_reset_type(PowerAction::Reboot, &soft), None);
+        assert_eq!(choose_reset_type(PowerAction::PowerCycle, &soft), None);
+        // Restarts stand in for each other: both are a hard restart.
+        let no_cycle = strings(&["ForceRestart"]);
+        assert_eq!(
+            choose_reset_type(PowerAction::PowerCycle, &no_cycle),
+            Some("ForceRestart")
+        );
+        let only_cycle = strings(&["PowerCycle"]);
+        assert_eq!(
+            choose_reset_type(PowerAction::Reboot, &only_cycle),
+            Some("PowerCycle")
+        );
+        assert_eq!(
+            choose_reset_type(PowerAction::On, &strings(&["ForceOn"])),
+            Some("ForceOn")
+        );
+        assert!(PowerAction::ALL.into_iter().all(|a| choose_reset_type(
+            a,
+            &strings(&["Nmi", "PushPowerButton"])
+        )
+        .is_none()));
+    }
+
     #[test]
     fn power_states_map_and_unknown_is_invalid() {
         let state = |s: &str| power_state(&json!({"PowerState": s}));

@@ -5,8 +5,10 @@
 #   chassis-control.sh <state-dir> set <parm> <value>...
 #
 # It keeps the simulated server in <state-dir>: `power` (1 on, 0 off) and
-# `boot` (none, pxe, default, cdrom, bios), and appends every change to
-# `log`, so tests can see that a Chassis Control really toggled power.
+# `boot` (none, pxe, default, cdrom, bios), and appends every command to
+# `log` (`power=0`, `power=1`, `reset`, `shutdown`, `boot=…`), so tests can
+# see what a Chassis Control really did: a hard off or a soft (ACPI) one, a
+# restart or nothing.
 # `get` prints "<parm>:<value>" per parameter; errors go to stdout with a
 # non-zero exit, as ipmi_sim expects.
 set -eu
@@ -18,8 +20,12 @@ read_value() {
     if [ -f "$dir/$1" ]; then cat "$dir/$1"; else echo "$2"; fi
 }
 
-record() {
+store() {
     echo "$1" > "$dir/$2.tmp" && mv "$dir/$2.tmp" "$dir/$2"
+}
+
+record() {
+    store "$1" "$2"
     echo "$2=$1" >> "$dir/log"
 }
 
@@ -43,7 +49,7 @@ set)
         # A reset pulse: the server restarts and stays on.
         reset) [ "$val" = 1 ] && echo "reset" >> "$dir/log" ;;
         # Soft shutdown: the simulated OS shuts down at once.
-        shutdown) [ "$val" = 1 ] && record 0 power ;;
+        shutdown) [ "$val" = 1 ] && echo "shutdown" >> "$dir/log" && store 0 power ;;
         boot) record "$val" boot ;;
         identify) shift 1 || true ;;
         *) echo "Invalid parameter: $parm"; exit 1 ;;
