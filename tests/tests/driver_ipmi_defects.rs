@@ -9,6 +9,8 @@
 //! - A temporary failure of Set Session Privilege is not "bad credentials".
 //! - A BMC answering "IPMI 2.0" to the driver's check and "IPMI 1.5 only" to
 //!   ipmi-rs never receives the password.
+//! - A BMC slower than the retransmit interval still gets a session.
+//! - A boot override set over IPMI does not expire before the reboot.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,9 +18,10 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use baton_drivers::{
-    build_driver, DriverConfig, DriverError, DriverKind, PowerAction, PowerDriver, PowerState,
+    build_driver, BootDevice, DriverConfig, DriverError, DriverKind, PowerAction, PowerDriver,
+    PowerState,
 };
-use baton_hwsim::{CounterSnapshot, Faults, Node, Rack};
+use baton_hwsim::{BootTarget, CounterSnapshot, Faults, Node, Rack, RackConfig};
 use baton_tests::hwsim::{self, wait_for, PASSWORD, USER};
 use baton_tests::udpproxy::UdpProxy;
 
@@ -194,6 +197,45 @@ async fn a_temporary_failure_on_set_session_privilege_is_not_an_auth_error() {
     );
     set_faults(node, Faults::default());
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bmc_slower_than_the_retransmit_interval_gets_a_session() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    // Every answer, handshake included, takes 2.5 retransmit intervals.
+    set_faults(node, slow(250));
+    let driver = driver(ipmi_port(node), 100, 8_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+}
+
+/// IPMI v2.0 28.12: a BMC clears the boot flags valid bit when no Chassis
+/// Control command comes within 60 s (here hw-sim's shortened
+/// `boot_flag_valid_timeout`) unless boot options parameter 3 says not to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_override_outlives_the_valid_bit_timeout() {
+    let timeout = Duration::from_millis(300);
+    let rack = hwsim::start(RackConfig {
+        boot_flag_valid_timeout: timeout,
+        ..hwsim::config(1)
+    })
+    .await;
+    let node = &rack.nodes()[0];
+    let driver = driver(ipmi_port(node), 100, 3_000);
+    assert_eq!(driver.set_boot_device(BootDevice::Pxe, false).await, Ok(()));
+    tokio::time::sleep(timeout * 3).await;
+    assert_eq!(
+        driver.boot_device().await.map(|b| b.device),
+        Ok(Some(BootDevice::Pxe))
+    );
+    assert_eq!(node.counters().boot_flags_expired, 0);
+    let boots = node.counters().boots;
+    assert_eq!(driver.set_power(PowerAction::PowerCycle).await, Ok(()));
+    wait_for("the boot of the power cycle", || async {
+        (node.counters().boots > boots).then_some(())
+    })
+    .await;
+    assert_eq!(node.last_boot(), BootTarget::Pxe);
 }
 
 /// The IPMI two's-complement checksum.

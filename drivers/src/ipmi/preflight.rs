@@ -14,7 +14,7 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::session::Target;
 use crate::DriverError;
@@ -76,7 +76,9 @@ pub(crate) fn parse(packet: &[u8]) -> Option<Result<bool, u8>> {
 }
 
 /// Asks the BMC whether it offers IPMI 2.0 and refuses one that does not.
-pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<(), DriverError> {
+/// Returns how long the BMC took to answer, counted from the first try (a
+/// late answer to it is accepted), so the handshake can wait that long.
+pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Duration, DriverError> {
     let unreachable = |reason: String| DriverError::Unreachable {
         address: target.address.clone(),
         reason,
@@ -98,6 +100,7 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<(), Dr
         .map_err(|e| unreachable(e.to_string()))?;
     let request = request();
     let mut buffer = [0u8; 512];
+    let first_try = Instant::now();
     while Instant::now() < deadline {
         socket
             .send(&request)
@@ -111,7 +114,7 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<(), Dr
             };
             match parse(&buffer[..received]) {
                 None => continue,
-                Some(Ok(true)) => return Ok(()),
+                Some(Ok(true)) => return Ok(first_try.elapsed()),
                 Some(Ok(false)) => {
                     return Err(DriverError::Unsupported(
                         "IPMI 2.0 (RMCP+): the BMC offers only IPMI 1.5 sessions, which \

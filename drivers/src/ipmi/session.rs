@@ -5,7 +5,10 @@
 //! ASF presence ping → Get Channel Authentication Capabilities → RMCP+ Open
 //! Session (cipher suite 3: RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) →
 //! RAKP 1/2 → RAKP 3/4. Then this module sends Set Session Privilege Level
-//! (Administrator), which ipmi-rs does not.
+//! (Administrator), which ipmi-rs does not. Each step waits for its answer
+//! twice as long as the BMC took to answer the preflight, at least one
+//! retransmit interval ([`answer_wait`]); the session keeps that wait as its
+//! retransmit interval.
 //!
 //! Requests whose [`Effect`] allows it are retransmitted every `retransmit`
 //! until an answer with the request's NetFn/command arrives or the deadline
@@ -97,13 +100,13 @@ pub(crate) struct Session {
 impl Session {
     /// Opens a session, retrying lost exchanges until `deadline`.
     pub fn open(target: &Target, deadline: Instant) -> Result<Self, DriverError> {
-        preflight::require_ipmi2(target, deadline)?;
-        let mut rmcp = Rmcp::new(target.address.as_str(), target.retransmit).map_err(|e| {
-            DriverError::Unreachable {
+        let answered_in = preflight::require_ipmi2(target, deadline)?;
+        let wait = answer_wait(target, answered_in);
+        let mut rmcp =
+            Rmcp::new(target.address.as_str(), wait).map_err(|e| DriverError::Unreachable {
                 address: target.address.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let key = rakp_key(&target.password);
         loop {
             let activated = rmcp.activate(true, Some(&target.username), Some(&key));
@@ -241,6 +244,19 @@ impl Session {
             }
         }
     }
+}
+
+/// How long each handshake step, and later each try of a request, waits for
+/// its answer: the retransmit interval, or twice what the BMC took to answer
+/// the preflight when that is longer — a BMC slower than the interval would
+/// otherwise never complete a handshake (ipmi-rs sends each step once, and a
+/// timed-out step restarts the open on a new socket, where the late answer
+/// is lost). At most the call deadline.
+fn answer_wait(target: &Target, answered_in: Duration) -> Duration {
+    target
+        .retransmit
+        .max(answered_in.saturating_mul(2))
+        .min(target.call_timeout.max(target.retransmit))
 }
 
 /// The password as the 20-byte IPMI 2.0 key, zero-padded (see the module
@@ -387,6 +403,17 @@ mod tests {
                 TryFrom::try_from(status).map_err(|()| status),
             ),
         ))
+    }
+
+    #[test]
+    fn a_bmc_slower_than_the_interval_is_waited_for() {
+        let target = target();
+        let fast = Duration::from_millis(3);
+        assert_eq!(answer_wait(&target, fast), target.retransmit);
+        let slow = Duration::from_millis(1500);
+        assert_eq!(answer_wait(&target, slow), Duration::from_secs(3));
+        let slower = Duration::from_secs(4);
+        assert_eq!(answer_wait(&target, slower), target.call_timeout);
     }
 
     #[test]
