@@ -75,6 +75,9 @@ pub struct RackConfig {
     pub latency: Duration,
     /// Power transition times.
     pub delays: Delays,
+    /// How long a power cycle holds the power off before powering on
+    /// (IPMI asks at least 1 s; the command line's default is 1 s).
+    pub power_cycle_off: Duration,
     /// Power state at start.
     pub initial_power: InitialPower,
     /// Serve Redfish over HTTPS with a certificate generated at start.
@@ -119,6 +122,7 @@ impl Default for RackConfig {
                 power_off: Duration::from_millis(100),
                 shutdown: Duration::from_millis(300),
             },
+            power_cycle_off: Duration::from_millis(100),
             initial_power: InitialPower::On,
             tls: false,
             seed: 0,
@@ -295,6 +299,7 @@ impl RackConfig {
             ("power-on delay", self.delays.power_on),
             ("power-off delay", self.delays.power_off),
             ("shutdown delay", self.delays.shutdown),
+            ("power cycle off time", self.power_cycle_off),
             ("boot flag valid timeout", self.boot_flag_valid_timeout),
         ]
         .into_iter()

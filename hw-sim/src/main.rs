@@ -43,6 +43,9 @@ struct Cli {
     /// Time a hard power-off takes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     power_off_delay: Duration,
+    /// How long a power cycle holds the power off (IPMI asks at least 1s).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    power_cycle_off: Duration,
     /// Time the OS takes for a graceful shutdown.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_delay: Duration,
@@ -213,6 +216,7 @@ impl Cli {
                 power_off: self.power_off_delay,
                 shutdown: self.shutdown_delay,
             },
+            power_cycle_off: self.power_cycle_off,
             initial_power: self.initial_power,
             tls: self.tls,
             seed: self.seed,

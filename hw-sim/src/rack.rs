@@ -304,6 +304,7 @@ fn build_nodes(
     let settings = Arc::new(NodeSettings {
         latency: config.latency,
         delays: config.delays,
+        power_cycle_off: config.power_cycle_off,
         credentials: config.credentials.clone(),
         boot_flag_valid_timeout: config.boot_flag_valid_timeout,
     });

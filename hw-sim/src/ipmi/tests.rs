@@ -33,6 +33,7 @@ fn node(powered_on: bool) -> Arc<Node> {
             power_off: Duration::ZERO,
             shutdown: Duration::ZERO,
         },
+        power_cycle_off: Duration::from_secs(1),
         credentials: Credentials {
             username: "admin".into(),
             password: "secret".into(),

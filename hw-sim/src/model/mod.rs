@@ -83,6 +83,8 @@ pub struct NodeSettings {
     pub latency: Duration,
     /// Power transition times.
     pub delays: Delays,
+    /// How long a power cycle holds the power off (IPMI: at least 1 s).
+    pub power_cycle_off: Duration,
     /// The account the BMC accepts.
     pub credentials: Credentials,
     /// How long boot flags set over IPMI stay valid without a Chassis
@@ -420,22 +422,22 @@ impl Node {
         if inner.faults.stuck {
             return Ok(CommandOutcome::Ignored);
         }
-        let next = power::transition(inner.phase, action, Instant::now(), &self.settings.delays)?;
+        let settings = &self.settings;
+        let next = power::transition(
+            inner.phase,
+            action,
+            Instant::now(),
+            &settings.delays,
+            settings.power_cycle_off,
+        )?;
         let Some(next) = next else {
             return Ok(CommandOutcome::AlreadyInState);
         };
         if action == PowerAction::Nmi {
             self.counters.crash_dump();
         }
-        if matches!(next, Phase::PoweringOn { .. }) {
-            self.record(
-                &mut inner,
-                power::Settled {
-                    boots_started: 1,
-                    offs_reached: 0,
-                },
-            );
-        }
+        let seen = power::immediate_effects(inner.phase, action, next);
+        self.record(&mut inner, seen);
         inner.phase = next;
         Ok(CommandOutcome::Applied)
     }

@@ -3,8 +3,16 @@
 //! States, in the control API's words: `off`, `powering on`, `on`,
 //! `shutting down`. A power-on takes the power-on delay; a hard off takes the
 //! power-off delay; a graceful shutdown takes the OS's shutdown delay, or never
-//! finishes while the OS is hung. Restart and cycle pass through off and then
-//! power on again.
+//! finishes while the OS is hung. As real BMCs do it (x86-power-control, the
+//! IPMI specification):
+//!
+//! - a hard reset (`ForceRestart`, IPMI hard reset) is a warm reset: a reset
+//!   pulse that reboots the host while power stays on, so the state never
+//!   leaves `on` (a reset during power-on restarts the power-on);
+//! - a power cycle drops power at once, reports `off` for the cycle's
+//!   off-hold (IPMI asks at least 1 s), then powers on; another cycle during
+//!   the hold is accepted and restarts it, a hard off cancels the power-on;
+//! - a graceful restart shuts the OS down and powers on again.
 //!
 //! Time is evaluated lazily: a transition stores when it ends, and every read
 //! first *settles* the machine up to "now". No task or timer exists per node,
@@ -152,8 +160,12 @@ pub(crate) enum Phase {
         until: Instant,
         /// Graceful (OS shutdown): does not finish while the OS is hung.
         graceful: bool,
-        /// Power on again once off (restart / cycle).
+        /// Power on again once off (graceful restart).
         then_on: bool,
+    },
+    /// The off-hold of a power cycle: power is off; it comes back at `until`.
+    CycleOff {
+        until: Instant,
     },
 }
 
@@ -167,7 +179,7 @@ pub(crate) struct Settled {
 impl Phase {
     pub(crate) fn state(self) -> PowerState {
         match self {
-            Phase::Off => PowerState::Off,
+            Phase::Off | Phase::CycleOff { .. } => PowerState::Off,
             Phase::On => PowerState::On,
             Phase::PoweringOn { .. } => PowerState::PoweringOn,
             Phase::PoweringOff { .. } => PowerState::ShuttingDown,
@@ -181,6 +193,12 @@ impl Phase {
         loop {
             match *self {
                 Phase::PoweringOn { until } if until <= now => *self = Phase::On,
+                Phase::CycleOff { until } if until <= now => {
+                    seen.boots_started += 1;
+                    *self = Phase::PoweringOn {
+                        until: until + delays.power_on,
+                    };
+                }
                 Phase::PoweringOff {
                     until,
                     graceful,
@@ -226,30 +244,53 @@ pub struct NotInPresentState {
     pub state: PowerState,
 }
 
+/// What an applied command did at once, beyond the next phase: so that the
+/// owner counts a warm reset's boot and a power cycle's loss of power.
+pub(crate) fn immediate_effects(before: Phase, action: PowerAction, after: Phase) -> Settled {
+    let warm_reset = action == PowerAction::ForceRestart;
+    let power_dropped = before.state().is_powered() && !after.state().is_powered();
+    Settled {
+        boots_started: u32::from(warm_reset || matches!(after, Phase::PoweringOn { .. })),
+        offs_reached: u32::from(power_dropped && matches!(after, Phase::CycleOff { .. })),
+    }
+}
+
 /// The effect of `action` on a settled phase: the next phase, or why not.
-/// `Ok(None)` means "already in that state".
+/// `Ok(None)` means "already in that state". `cycle_hold` is how long a
+/// power cycle keeps the power off.
 pub(crate) fn transition(
     phase: Phase,
     action: PowerAction,
     now: Instant,
     delays: &Delays,
+    cycle_hold: Duration,
 ) -> Result<Option<Phase>, NotInPresentState> {
     let state = phase.state();
     let refuse = Err(NotInPresentState { action, state });
     let power_on = Phase::PoweringOn {
         until: now + delays.power_on,
     };
-    let hard_off = |then_on| Phase::PoweringOff {
+    let hard_off = Phase::PoweringOff {
         until: now + delays.power_off,
         graceful: false,
-        then_on,
+        then_on: false,
     };
     let soft_off = |then_on| Phase::PoweringOff {
         until: now + delays.shutdown,
         graceful: true,
         then_on,
     };
+    let cycle_off = Phase::CycleOff {
+        until: now + cycle_hold,
+    };
     use PowerState as S;
+    match (action, phase) {
+        // A cycle during a cycle's off-hold restarts the hold; a hard off
+        // cancels the power-on that would follow.
+        (PowerAction::PowerCycle, Phase::CycleOff { .. }) => return Ok(Some(cycle_off)),
+        (PowerAction::ForceOff, Phase::CycleOff { .. }) => return Ok(Some(Phase::Off)),
+        _ => {}
+    }
     match (action, state) {
         (PowerAction::On | PowerAction::ForceOn, S::Off) => Ok(Some(power_on)),
         (PowerAction::On | PowerAction::ForceOn, S::On | S::PoweringOn) => Ok(None),
@@ -257,16 +298,17 @@ pub(crate) fn transition(
 
         (PowerAction::ForceOff, S::Off) => Ok(None),
         (PowerAction::ForceOff, S::ShuttingDown) if is_hard_off(phase) => Ok(None),
-        (PowerAction::ForceOff, _) => Ok(Some(hard_off(false))),
+        (PowerAction::ForceOff, _) => Ok(Some(hard_off)),
 
         (PowerAction::GracefulShutdown, S::Off | S::ShuttingDown) => Ok(None),
         (PowerAction::GracefulShutdown, S::On) => Ok(Some(soft_off(false))),
         (PowerAction::GracefulShutdown, S::PoweringOn) => refuse,
 
         (PowerAction::GracefulRestart, S::On) => Ok(Some(soft_off(true))),
-        (PowerAction::ForceRestart | PowerAction::PowerCycle, S::On | S::PoweringOn) => {
-            Ok(Some(hard_off(true)))
-        }
+        // Warm reset: power stays on; a reset in POST starts POST again.
+        (PowerAction::ForceRestart, S::On) => Ok(Some(Phase::On)),
+        (PowerAction::ForceRestart, S::PoweringOn) => Ok(Some(power_on)),
+        (PowerAction::PowerCycle, S::On | S::PoweringOn) => Ok(Some(cycle_off)),
         (PowerAction::GracefulRestart | PowerAction::ForceRestart | PowerAction::PowerCycle, _) => {
             refuse
         }
@@ -295,6 +337,8 @@ fn is_hard_off(phase: Phase) -> bool {
 mod tests {
     use super::*;
 
+    const HOLD: Duration = Duration::from_secs(1);
+
     fn delays() -> Delays {
         Delays {
             power_on: Duration::from_secs(2),
@@ -306,7 +350,7 @@ mod tests {
     #[test]
     fn force_off_then_settles_off() {
         let now = Instant::now();
-        let next = transition(Phase::On, PowerAction::ForceOff, now, &delays());
+        let next = transition(Phase::On, PowerAction::ForceOff, now, &delays(), HOLD);
         let Ok(Some(mut phase)) = next else {
             panic!("ForceOff from on must start a transition: {next:?}");
         };
@@ -319,31 +363,95 @@ mod tests {
     }
 
     #[test]
-    fn restart_passes_through_off_and_boots() {
+    fn a_power_cycle_holds_off_then_boots_and_a_second_one_is_accepted() {
         let now = Instant::now();
-        let Ok(Some(mut phase)) = transition(Phase::On, PowerAction::PowerCycle, now, &delays())
+        let Ok(Some(mut phase)) =
+            transition(Phase::On, PowerAction::PowerCycle, now, &delays(), HOLD)
         else {
             panic!("cycle from on must start a transition");
         };
-        let seen = phase.settle(now + Duration::from_secs(1), &delays(), false);
+        assert_eq!(phase.state(), PowerState::Off, "power drops at once");
+        assert_eq!(
+            immediate_effects(Phase::On, PowerAction::PowerCycle, phase),
+            Settled {
+                boots_started: 0,
+                offs_reached: 1
+            }
+        );
+        let half = now + Duration::from_millis(500);
+        phase.settle(half, &delays(), false);
+        let Ok(Some(again)) = transition(phase, PowerAction::PowerCycle, half, &delays(), HOLD)
+        else {
+            panic!("a cycle during the off-hold is accepted");
+        };
+        assert_eq!(
+            immediate_effects(phase, PowerAction::PowerCycle, again),
+            Settled::default(),
+            "no second power loss"
+        );
+        phase = again;
+        let seen = phase.settle(now + Duration::from_millis(1499), &delays(), false);
+        assert_eq!((phase.state(), seen), (PowerState::Off, Settled::default()));
+        let seen = phase.settle(now + Duration::from_millis(1500), &delays(), false);
         assert_eq!(phase.state(), PowerState::PoweringOn);
-        assert_eq!((seen.offs_reached, seen.boots_started), (1, 1));
-        phase.settle(now + Duration::from_secs(3), &delays(), false);
+        assert_eq!((seen.offs_reached, seen.boots_started), (0, 1));
+        phase.settle(now + Duration::from_secs(4), &delays(), false);
         assert_eq!(phase, Phase::On);
+        // Off during the hold stays off.
+        let Ok(Some(held)) = transition(Phase::On, PowerAction::PowerCycle, now, &delays(), HOLD)
+        else {
+            panic!("cycle from on");
+        };
+        let Ok(Some(mut off)) = transition(held, PowerAction::ForceOff, now, &delays(), HOLD)
+        else {
+            panic!("ForceOff cancels the power-on");
+        };
+        off.settle(now + Duration::from_secs(60), &delays(), false);
+        assert_eq!(off, Phase::Off);
+    }
+
+    #[test]
+    fn a_hard_reset_is_warm_and_a_second_one_is_accepted() {
+        let now = Instant::now();
+        for _ in 0..2 {
+            let next = transition(Phase::On, PowerAction::ForceRestart, now, &delays(), HOLD);
+            assert_eq!(next, Ok(Some(Phase::On)), "power never leaves on");
+            assert_eq!(
+                immediate_effects(Phase::On, PowerAction::ForceRestart, Phase::On),
+                Settled {
+                    boots_started: 1,
+                    offs_reached: 0
+                }
+            );
+        }
+        let booting = Phase::PoweringOn { until: now };
+        let later = now + Duration::from_secs(1);
+        assert_eq!(
+            transition(booting, PowerAction::ForceRestart, later, &delays(), HOLD),
+            Ok(Some(Phase::PoweringOn {
+                until: later + Duration::from_secs(2)
+            })),
+            "a reset in POST starts POST again"
+        );
     }
 
     #[test]
     fn hung_os_blocks_graceful_shutdown_but_not_force_off() {
         let now = Instant::now();
-        let Ok(Some(mut phase)) =
-            transition(Phase::On, PowerAction::GracefulShutdown, now, &delays())
-        else {
+        let Ok(Some(mut phase)) = transition(
+            Phase::On,
+            PowerAction::GracefulShutdown,
+            now,
+            &delays(),
+            HOLD,
+        ) else {
             panic!("graceful shutdown from on must start a transition");
         };
         phase.settle(now + Duration::from_secs(3600), &delays(), true);
         assert_eq!(phase.state(), PowerState::ShuttingDown);
         let later = now + Duration::from_secs(3600);
-        let Ok(Some(mut phase)) = transition(phase, PowerAction::ForceOff, later, &delays()) else {
+        let Ok(Some(mut phase)) = transition(phase, PowerAction::ForceOff, later, &delays(), HOLD)
+        else {
             panic!("ForceOff must override a hung shutdown");
         };
         phase.settle(later + Duration::from_secs(1), &delays(), true);
@@ -354,13 +462,16 @@ mod tests {
     fn already_in_state_and_refusals() {
         let now = Instant::now();
         let d = delays();
-        assert_eq!(transition(Phase::On, PowerAction::On, now, &d), Ok(None));
         assert_eq!(
-            transition(Phase::Off, PowerAction::ForceOff, now, &d),
+            transition(Phase::On, PowerAction::On, now, &d, HOLD),
             Ok(None)
         );
         assert_eq!(
-            transition(Phase::Off, PowerAction::GracefulShutdown, now, &d),
+            transition(Phase::Off, PowerAction::ForceOff, now, &d, HOLD),
+            Ok(None)
+        );
+        assert_eq!(
+            transition(Phase::Off, PowerAction::GracefulShutdown, now, &d, HOLD),
             Ok(None)
         );
         for action in [
@@ -370,7 +481,7 @@ mod tests {
             PowerAction::PowerCycle,
         ] {
             assert_eq!(
-                transition(Phase::Off, action, now, &d),
+                transition(Phase::Off, action, now, &d, HOLD),
                 Err(NotInPresentState {
                     action,
                     state: PowerState::Off

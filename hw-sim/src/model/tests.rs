@@ -14,6 +14,7 @@ fn node(powered_on: bool) -> Arc<Node> {
             power_off: Duration::from_secs(1),
             shutdown: Duration::from_secs(5),
         },
+        power_cycle_off: Duration::from_secs(1),
         credentials: Credentials {
             username: "admin".into(),
             password: "secret".into(),
@@ -92,17 +93,15 @@ async fn once_override_is_used_by_the_next_boot_only() {
         n.power_command(PowerAction::ForceRestart),
         Ok(CommandOutcome::Applied)
     );
-    tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(n.power_state(), PowerState::PoweringOn);
+    // A warm reset: the host reboots at once, power never leaves on.
+    assert_eq!(n.power_state(), PowerState::On);
     assert_eq!(n.last_boot(), BootTarget::Pxe);
     assert_eq!(n.boot_override().enabled, BootEnabled::Disabled);
-    tokio::time::advance(Duration::from_secs(2)).await;
-    assert_eq!(n.power_state(), PowerState::On);
     n.set_power_out_of_band(false);
     n.set_power_out_of_band(true);
     assert_eq!(n.last_boot(), BootTarget::None);
     let c = n.counters();
-    assert_eq!((c.boots, c.power_offs, c.power_commands), (2, 2, 1));
+    assert_eq!((c.boots, c.power_offs, c.power_commands), (2, 1, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,4 +249,38 @@ async fn redfish_overrides_run_no_valid_bit_timer() {
     n.set_boot_override(pxe(BootEnabled::Continuous));
     tokio::time::advance(Duration::from_secs(3600)).await;
     assert_eq!(n.boot_override(), pxe(BootEnabled::Continuous));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_power_cycle_reports_off_for_its_hold_then_boots() {
+    let n = node(true);
+    assert_eq!(
+        n.power_command(PowerAction::PowerCycle),
+        Ok(CommandOutcome::Applied)
+    );
+    assert_eq!(n.power_state(), PowerState::Off);
+    assert_eq!(n.counters().power_offs, 1);
+    tokio::time::advance(Duration::from_millis(600)).await;
+    // A second cycle inside the first is accepted and restarts the hold.
+    assert_eq!(
+        n.power_command(PowerAction::PowerCycle),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_millis(999)).await;
+    assert_eq!(n.power_state(), PowerState::Off);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(n.power_state(), PowerState::PoweringOn);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(n.power_state(), PowerState::On);
+    let c = n.counters();
+    assert_eq!((c.boots, c.power_offs, c.power_commands), (1, 1, 2));
+    // Warm resets back to back: both accepted, both reboot, power stays on.
+    for _ in 0..2 {
+        assert_eq!(
+            n.power_command(PowerAction::ForceRestart),
+            Ok(CommandOutcome::Applied)
+        );
+        assert_eq!(n.power_state(), PowerState::On);
+    }
+    assert_eq!((n.counters().boots, n.counters().power_offs), (3, 1));
 }
