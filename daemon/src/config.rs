@@ -67,6 +67,24 @@ pub struct ConductorConfig {
     /// BMC commands) before it exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How long a node may take to reach the target after the command.
+    #[serde(with = "humantime_serde")]
+    pub power_state_change_timeout: Duration,
+    /// How long a soft power off (or soft reboot) may take before the
+    /// fallback (or failure).
+    #[serde(with = "humantime_serde")]
+    pub soft_power_off_timeout: Duration,
+    /// After `soft_power_off_timeout`, power off hard (soft reboot: reset
+    /// hard) instead of failing.
+    pub soft_off_fallback: bool,
+    /// Tries after the first for a BMC request that failed transiently.
+    pub max_retries: u32,
+    /// Deadline of one BMC request (login, retransmits and task polling
+    /// included).
+    #[serde(with = "humantime_serde")]
+    pub bmc_timeout: Duration,
+    /// Least time between two requests to one BMC, per protocol.
+    pub min_command_interval: MinCommandInterval,
 }
 
 impl Default for ConductorConfig {
@@ -74,6 +92,38 @@ impl Default for ConductorConfig {
         Self {
             workers: 100,
             shutdown_timeout: Duration::from_secs(30),
+            power_state_change_timeout: Duration::from_secs(60),
+            soft_power_off_timeout: Duration::from_secs(600),
+            soft_off_fallback: true,
+            max_retries: 5,
+            bmc_timeout: Duration::from_secs(20),
+            min_command_interval: MinCommandInterval::default(),
+        }
+    }
+}
+
+/// `conductor.min_command_interval`: the gap kept between the end of one
+/// request to a BMC and the start of the next, per protocol. baton never
+/// has two requests in flight to one BMC whatever these say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinCommandInterval {
+    /// Redfish BMCs serve keep-alive requests one after another; none by
+    /// default.
+    #[serde(with = "humantime_serde")]
+    pub redfish: Duration,
+    /// IPMI BMCs are small controllers that some firmware lets fall over
+    /// when commands arrive back to back; 100 ms by default (Ironic waits
+    /// 5 s because ipmitool opens a session per command, baton keeps one).
+    #[serde(with = "humantime_serde")]
+    pub ipmi: Duration,
+}
+
+impl Default for MinCommandInterval {
+    fn default() -> Self {
+        Self {
+            redfish: Duration::ZERO,
+            ipmi: Duration::from_millis(100),
         }
     }
 }
@@ -94,6 +144,14 @@ pub struct SyncConfig {
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     pub policy: SyncPolicy,
+    /// BMC reads in flight at once during a sweep.
+    pub workers: u32,
+    /// Consecutive failed reads after which a node goes to maintenance
+    /// with `fault = "power failure"`.
+    pub max_failures: u32,
+    /// How often the nodes the sync put in maintenance are tried again.
+    #[serde(with = "humantime_serde")]
+    pub recovery_interval: Duration,
 }
 
 impl Default for SyncConfig {
@@ -101,6 +159,9 @@ impl Default for SyncConfig {
         Self {
             interval: Duration::from_secs(60),
             policy: SyncPolicy::Record,
+            workers: 8,
+            max_failures: 3,
+            recovery_interval: Duration::from_secs(300),
         }
     }
 }
@@ -251,6 +312,76 @@ impl Config {
                 "conductor.shutdown_timeout",
                 "must be at most 1h (systemd's stop timeout should be longer)".into(),
             );
+        }
+        let at_least =
+            |key: &str, value: Duration, least: Duration, bad: &mut dyn FnMut(&str, String)| {
+                if value < least {
+                    bad(
+                        key,
+                        format!(
+                            "is {}; must be at least {}",
+                            humantime::format_duration(value),
+                            humantime::format_duration(least)
+                        ),
+                    );
+                }
+            };
+        let conductor = &self.conductor;
+        at_least(
+            "conductor.power_state_change_timeout",
+            conductor.power_state_change_timeout,
+            Duration::from_secs(1),
+            &mut bad,
+        );
+        at_least(
+            "conductor.soft_power_off_timeout",
+            conductor.soft_power_off_timeout,
+            Duration::from_secs(1),
+            &mut bad,
+        );
+        at_least(
+            "conductor.bmc_timeout",
+            conductor.bmc_timeout,
+            Duration::from_millis(100),
+            &mut bad,
+        );
+        at_least(
+            "sync.recovery_interval",
+            self.sync.recovery_interval,
+            Duration::from_secs(1),
+            &mut bad,
+        );
+        if conductor.max_retries > 100 {
+            bad(
+                "conductor.max_retries",
+                format!("is {}; must be at most 100", conductor.max_retries),
+            );
+        }
+        for (key, gap) in [
+            (
+                "conductor.min_command_interval.redfish",
+                conductor.min_command_interval.redfish,
+            ),
+            (
+                "conductor.min_command_interval.ipmi",
+                conductor.min_command_interval.ipmi,
+            ),
+        ] {
+            if gap > Duration::from_secs(60) {
+                bad(key, "must be at most 60s".into());
+            }
+        }
+        if !(1..=MAX_WORKERS).contains(&self.sync.workers) {
+            bad(
+                "sync.workers",
+                format!(
+                    "is {}; must be between 1 and {MAX_WORKERS}",
+                    self.sync.workers
+                ),
+            );
+        }
+        if self.sync.max_failures == 0 {
+            bad("sync.max_failures", "must be at least 1".into());
         }
         if self.sync.interval < Duration::from_secs(1) {
             bad(

@@ -20,10 +20,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, metrics::Metrics, AppState};
-use crate::conductor::Conductor;
+use crate::api::{self, metrics::Metrics, power::PeerUid, AppState};
+use crate::conductor::{Background, Conductor};
 use crate::config::Config;
 use crate::socket::{self, SocketError};
+use tower::ServiceExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -34,6 +35,8 @@ pub enum DaemonError {
     Socket(#[from] SocketError),
     #[error("the API server task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot resume pending operations: {0}")]
+    Conductor(#[from] crate::conductor::ConductorError),
 }
 
 /// A running daemon.
@@ -41,6 +44,7 @@ pub enum DaemonError {
 pub struct Daemon {
     socket_path: PathBuf,
     conductor: Conductor,
+    background: Option<Background>,
     stop: CancellationToken,
     server: JoinHandle<Result<(), DaemonError>>,
 }
@@ -55,7 +59,7 @@ impl Daemon {
         let bound = socket::bind(&config.api.socket)?;
         let store = Store::open(&config.state.database, StoreOptions::default()).await?;
         let socket_path = bound.guard.path().to_owned();
-        let conductor = Conductor::new(store, Arc::new(config));
+        let (conductor, background) = Conductor::start(store, Arc::new(config)).await?;
         let state = AppState {
             conductor: conductor.clone(),
             metrics: Arc::new(Metrics::default()),
@@ -71,6 +75,7 @@ impl Daemon {
         Ok(Self {
             socket_path,
             conductor,
+            background: Some(background),
             stop,
             server,
         })
@@ -84,11 +89,21 @@ impl Daemon {
         &self.conductor
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, removes
-    /// the socket.
-    pub async fn shutdown(self) -> Result<(), DaemonError> {
+    /// Stops accepting connections and scheduling BMC work, lets in-flight
+    /// requests (API and BMC) finish within `conductor.shutdown_timeout`,
+    /// removes the socket. Unfinished operations stay in the database and
+    /// resume at the next start.
+    pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         self.stop.cancel();
-        self.server.await?
+        let grace = self.conductor.config().conductor.shutdown_timeout;
+        let background = self.background.take();
+        let conductor = async move {
+            if let Some(background) = background {
+                background.shutdown(grace).await;
+            }
+        };
+        let (served, ()) = tokio::join!(self.server, conductor);
+        served?
     }
 
     /// Waits until the server stops by itself (it only does on error).
@@ -122,10 +137,21 @@ async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
+                // Who is calling, for the action log (and roles): the
+                // kernel's word, not anything the client sends.
+                let peer = stream.peer_cred().ok().map(|c| PeerUid(c.uid()));
+                let service = app
+                    .clone()
+                    .map_request(move |mut request: http::Request<_>| {
+                        if let Some(peer) = peer {
+                            request.extensions_mut().insert(peer);
+                        }
+                        request
+                    });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
                 let connection = connections.watch(connection);
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {

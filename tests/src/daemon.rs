@@ -52,10 +52,15 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts batond on the temp-dir config after `adjust` changed it.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = TempDir::new().expect("temp dir");
-        let daemon = Daemon::start(temp_config(dir.path()))
-            .await
-            .expect("batond starts");
+        let mut config = temp_config(dir.path());
+        adjust(&mut config);
+        let daemon = Daemon::start(config).await.expect("batond starts");
         let client = Client::new(daemon.socket_path());
         Self {
             dir,

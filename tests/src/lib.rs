@@ -2,6 +2,7 @@
 
 pub mod conformance;
 pub mod daemon;
+pub mod fleet;
 pub mod hwsim;
 pub mod logcapture;
 pub mod peers;

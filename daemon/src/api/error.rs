@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use baton_state::StoreError;
 
+use crate::conductor::actions::{bmc_error_kind, BmcErrorKind, Refusal};
 use crate::conductor::ConductorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +162,21 @@ impl From<ConductorError> for ApiError {
             | ConductorError::ImportTooLarge(_)
             | ConductorError::ImportEmpty
             | ConductorError::Patch(_) => ApiError::bad_request(err.to_string()),
+            ConductorError::Refused(Refusal::Conflict(message)) => {
+                ApiError::new(ErrorKind::Conflict, message)
+            }
+            ConductorError::Refused(Refusal::NotAcceptable(message)) => {
+                ApiError::new(ErrorKind::NotAcceptable, message)
+            }
+            ConductorError::Bmc(error) => {
+                let kind = match bmc_error_kind(&error) {
+                    BmcErrorKind::NotAcceptable => ErrorKind::NotAcceptable,
+                    BmcErrorKind::Conflict => ErrorKind::Conflict,
+                    BmcErrorKind::Unavailable => ErrorKind::Unavailable,
+                    BmcErrorKind::Failed => ErrorKind::Internal,
+                };
+                ApiError::new(kind, format!("the BMC request failed: {error}"))
+            }
         }
     }
 }

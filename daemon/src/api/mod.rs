@@ -1,6 +1,7 @@
 //! The action API served on the Unix socket: routes, shared state and the
 //! service-level handlers (`/v1`, `/v1/conductor`, `/metrics`). Node handlers
-//! live in [`nodes`]; request parsing in [`request`]; errors and their HTTP
+//! live in [`nodes`]; power, boot, maintenance, actions and the action log
+//! in [`power`]; request parsing in [`request`]; errors and their HTTP
 //! mapping in [`error`]; the envelope, request ids and metrics layers in
 //! [`middleware`]. Bodies and responses are the types in [`types`], which the
 //! CLI shares.
@@ -9,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod middleware;
 pub mod nodes;
+pub mod power;
 pub mod request;
 pub mod types;
 
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, Uri};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 use crate::conductor::Conductor;
@@ -41,12 +43,30 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/v1/nodes", get(nodes::list).post(nodes::create))
         .route("/v1/nodes/detail", get(nodes::list_detail))
-        .route("/v1/nodes/import", axum::routing::post(nodes::import))
+        .route("/v1/nodes/import", post(nodes::import))
         .route(
             "/v1/nodes/{ident}",
             get(nodes::show).patch(nodes::patch).delete(nodes::delete),
         )
         .route("/v1/nodes/{ident}/states", get(nodes::states))
+        .route("/v1/nodes/{ident}/states/power", put(power::set_power))
+        .route(
+            "/v1/nodes/{ident}/states/boot_device",
+            put(power::set_boot_device),
+        )
+        .route(
+            "/v1/nodes/{ident}/maintenance",
+            put(power::enter_maintenance).delete(power::leave_maintenance),
+        )
+        .route("/v1/nodes/{ident}/action", post(power::action))
+        .route(
+            "/v1/nodes/{ident}/os-instance-actions",
+            get(power::list_actions),
+        )
+        .route(
+            "/v1/nodes/{ident}/os-instance-actions/{request_id}",
+            get(power::show_action),
+        )
         .route_layer(axum::middleware::from_fn(middleware::tag_route))
         .fallback(not_found)
         .with_state(state);

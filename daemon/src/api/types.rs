@@ -57,6 +57,14 @@ pub struct NodeView {
     pub locked_by: Option<String>,
     pub last_error: Option<String>,
     pub reservation: Option<String>,
+    /// The power operation in flight, if any.
+    #[serde(default)]
+    pub power_operation: Option<PowerOperationView>,
+    #[serde(default)]
+    pub learned_transitions: LearnedTransitions,
+    /// Consecutive failed power-sync reads.
+    #[serde(default)]
+    pub sync_failures: u32,
     pub created_at: String,
     pub updated_at: String,
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -196,6 +204,17 @@ impl From<Node> for NodeView {
             locked_by: node.locked_by,
             last_error: node.last_error,
             reservation: node.reservation,
+            power_operation: node.conductor.operation.map(|op| PowerOperationView {
+                verb: op.verb.as_str().to_owned(),
+                request_id: op.request_id,
+                requested_at: timestamp(op.requested_at),
+                phase: op.phase.as_str().to_owned(),
+            }),
+            learned_transitions: LearnedTransitions {
+                power_on_seconds: seconds(node.conductor.transitions.power_on_ms),
+                power_off_seconds: seconds(node.conductor.transitions.power_off_ms),
+            },
+            sync_failures: node.conductor.sync_failures,
             created_at: timestamp(node.created_at),
             updated_at: timestamp(node.updated_at),
             extra: spec.extra,
@@ -232,4 +251,145 @@ impl From<&Node> for NodeStates {
             last_error: node.last_error.clone(),
         }
     }
+}
+
+/// `PUT /v1/nodes/{ident}/states/power`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerStateRequest {
+    /// `power on`, `power off`, `rebooting`, `soft power off`,
+    /// `soft rebooting` or `power cycle`.
+    pub target: String,
+    /// Seconds the node may take to reach the state (default: the
+    /// conductor's `power_state_change_timeout`, or `soft_power_off_timeout`
+    /// for soft verbs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// `PUT /v1/nodes/{ident}/states/boot_device`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootDeviceRequest {
+    /// `pxe`, `disk`, `cdrom` or `bios`.
+    pub boot_device: String,
+    /// Every boot, not only the next one.
+    #[serde(default)]
+    pub persistent: bool,
+}
+
+/// `PUT /v1/nodes/{ident}/maintenance`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer to an accepted action (202): where its record is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionAccepted {
+    pub request_id: String,
+    pub node: Uuid,
+    pub action: String,
+    pub target_power_state: Option<PowerState>,
+    pub links: Vec<Link>,
+}
+
+/// One entry of `GET /v1/nodes/{ident}/os-instance-actions` (Nova's fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceAction {
+    pub action: String,
+    pub instance_uuid: Uuid,
+    pub request_id: String,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub start_time: String,
+    pub updated_at: String,
+    pub message: Option<String>,
+    pub events: Vec<InstanceActionEvent>,
+}
+
+/// One step of an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceActionEvent {
+    pub event: String,
+    pub start_time: String,
+    pub finish_time: Option<String>,
+    /// `Success` or `Error`; `null` while running.
+    pub result: Option<String>,
+    pub traceback: Option<String>,
+    pub host: Option<String>,
+}
+
+/// `GET /v1/nodes/{ident}/os-instance-actions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceActionList {
+    #[serde(rename = "instanceActions")]
+    pub instance_actions: Vec<InstanceAction>,
+    /// The next page, when this one is full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/nodes/{ident}/os-instance-actions/{request_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceActionDocument {
+    #[serde(rename = "instanceAction")]
+    pub instance_action: InstanceAction,
+}
+
+/// The conductor's view of a node's power operation, in the node view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerOperationView {
+    /// The verb asked for (`rebooting`, `soft power off`, …).
+    pub verb: String,
+    pub request_id: String,
+    pub requested_at: String,
+    /// `queued`, or `sent` once a command that must not run twice may have
+    /// reached the BMC.
+    pub phase: String,
+}
+
+/// How long this node's power changes took, as learned from its
+/// operations; the conductor reads the node first around then.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LearnedTransitions {
+    pub power_on_seconds: Option<f64>,
+    pub power_off_seconds: Option<f64>,
+}
+
+pub(crate) fn action_href(node: Uuid, request_id: &str) -> String {
+    format!("/{API_VERSION}/nodes/{node}/os-instance-actions/{request_id}")
+}
+
+impl From<baton_state::Action> for InstanceAction {
+    fn from(action: baton_state::Action) -> Self {
+        Self {
+            action: action.action,
+            instance_uuid: action.node_uuid,
+            request_id: action.request_id,
+            user_id: action.user_id,
+            project_id: None,
+            start_time: timestamp(action.start_time),
+            updated_at: timestamp(action.updated_at),
+            message: action.message,
+            events: action
+                .events
+                .into_iter()
+                .map(|e| InstanceActionEvent {
+                    event: e.event,
+                    start_time: timestamp(e.start_time),
+                    finish_time: e.finish_time.map(timestamp),
+                    result: e.result.map(|r| r.as_str().to_owned()),
+                    traceback: e.traceback,
+                    host: e.host,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn seconds(ms: Option<u32>) -> Option<f64> {
+    ms.map(|ms| f64::from(ms) / 1000.0)
 }

@@ -3,13 +3,22 @@
 //! calls on [`Conductor`] and render what it returns; they never touch the
 //! store or a driver themselves.
 //!
-//! At this stage the conductor owns node enrollment (one validation path for
-//! single nodes, imports and hw-sim inventories), edits and its own health
-//! report. Reconciliation, the worker pool, power sync and batch jobs live in
-//! sibling modules as they are built.
+//! The conductor owns node enrollment (one validation path for single
+//! nodes, imports and hw-sim inventories) and edits here; node actions and
+//! their state rules in [`actions`]; the reconcile loop that drives power
+//! targets in [`reconcile`], on the bounded request pool of [`pool`], timed
+//! by [`learn`]; the periodic power sync in [`sync`]; one driver per node
+//! in [`drivers`]; counters in [`stats`]; its health report in `health`.
 
+pub mod actions;
+pub mod drivers;
 mod health;
+pub mod learn;
 pub mod patch;
+pub mod pool;
+pub mod reconcile;
+pub mod stats;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -20,8 +29,13 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::messages;
+use drivers::Drivers;
 pub use health::Health;
 pub use patch::PatchError;
+use pool::Pool;
+use reconcile::{Reconciler, Shared};
+use stats::Stats;
+use tokio_util::sync::CancellationToken;
 
 /// Most nodes one import may carry.
 pub const MAX_IMPORT: usize = 10_000;
@@ -51,6 +65,10 @@ pub enum ConductorError {
     ImportEmpty,
     #[error(transparent)]
     Patch(#[from] PatchError),
+    #[error(transparent)]
+    Refused(#[from] actions::Refusal),
+    #[error("{0}")]
+    Bmc(baton_drivers::DriverError),
 }
 
 fn describe_entries(problems: &[EntryProblem]) -> String {
@@ -67,21 +85,89 @@ fn describe_entries(problems: &[EntryProblem]) -> String {
         .join(", ")
 }
 
-/// Cheap to clone; clones share the store and health state.
+/// Cheap to clone; clones share the store, the reconcile loop and health
+/// state.
 #[derive(Clone, Debug)]
 pub struct Conductor {
     store: Store,
     config: Arc<Config>,
     health: Arc<Health>,
+    reconciler: Reconciler,
+}
+
+/// The conductor's background tasks (reconcile loop, power sync), to be
+/// stopped and awaited at shutdown.
+#[derive(Debug)]
+pub struct Background {
+    stop: CancellationToken,
+    reconcile: tokio::task::JoinHandle<()>,
+    sync: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Stops scheduling new work and waits (up to `grace`) for the BMC
+    /// requests in flight; what is left resumes at the next start.
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        self.stop.cancel();
+        let finished = async {
+            let _ = self.sync.await;
+            let _ = self.reconcile.await;
+        };
+        if tokio::time::timeout(grace, finished).await.is_err() {
+            tracing::warn!(
+                grace = %humantime::format_duration(grace),
+                "BMC requests still in flight after the shutdown timeout; they resume at the next start"
+            );
+        }
+    }
 }
 
 impl Conductor {
-    pub fn new(store: Store, config: Arc<Config>) -> Self {
-        Self {
+    /// Starts the conductor's background work on the current runtime and
+    /// resumes every operation a previous run left unfinished.
+    pub async fn start(
+        store: Store,
+        config: Arc<Config>,
+    ) -> Result<(Self, Background), ConductorError> {
+        let health = Arc::new(Health::new());
+        let workers = usize::try_from(config.conductor.workers).unwrap_or(1);
+        let shared = Arc::new(Shared::new(
+            store.clone(),
+            Arc::new(Drivers::new(config.conductor.bmc_timeout)),
+            Arc::new(Pool::new(workers)),
+            Arc::clone(&config),
+            health.hostname().to_owned(),
+            Arc::new(Stats::default()),
+        ));
+        let stop = CancellationToken::new();
+        let (reconciler, reconcile) = Reconciler::start(shared, stop.clone());
+        let resumed = reconciler.resume().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resuming power operations left unfinished");
+        }
+        let sync = tokio::spawn(sync::run(reconciler.clone(), stop.clone()));
+        let conductor = Self {
             store,
             config,
-            health: Arc::new(Health::new()),
-        }
+            health,
+            reconciler,
+        };
+        Ok((
+            conductor,
+            Background {
+                stop,
+                reconcile,
+                sync,
+            },
+        ))
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.reconciler.shared().stats
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.reconciler.shared().pool
     }
 
     pub fn config(&self) -> &Config {
@@ -186,7 +272,34 @@ impl Conductor {
     }
 
     pub async fn delete_node(&self, ident: &str) -> Result<Node, ConductorError> {
-        Ok(self.store.delete_node(NodeIdent::parse(ident)).await?)
+        let node = self.store.delete_node(NodeIdent::parse(ident)).await?;
+        self.forget_driver(node.uuid);
+        Ok(node)
+    }
+
+    /// A node's action log, newest first.
+    pub async fn actions(
+        &self,
+        ident: &str,
+        limit: usize,
+        marker: Option<String>,
+    ) -> Result<(Node, Vec<baton_state::Action>), ConductorError> {
+        let node = self.node(ident).await?;
+        let actions = self.store.list_actions(node.uuid, limit, marker).await?;
+        Ok((node, actions))
+    }
+
+    /// One action of a node, with its events.
+    pub async fn action(
+        &self,
+        ident: &str,
+        request_id: &str,
+    ) -> Result<baton_state::Action, ConductorError> {
+        let node = self.node(ident).await?;
+        Ok(self
+            .store
+            .get_action(node.uuid, request_id.to_owned())
+            .await?)
     }
 
     /// The conductor's health report.
