@@ -101,6 +101,10 @@ struct Cli {
     /// Answer to an accepted reset: 204, or 202 with a task monitor.
     #[arg(long, default_value = "204", value_parser = parse_reset_reply)]
     reset_reply: ResetReply,
+    /// Accept Redfish POST/PATCH bodies without Content-Type: application/json
+    /// (by default they are refused with 400, as bmcweb does).
+    #[arg(long)]
+    lenient_content_type: bool,
     /// Idle time after which a Redfish session expires.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     session_timeout: Duration,
@@ -187,6 +191,7 @@ impl Cli {
             },
             already_in_state: self.already_in_state,
             reset_reply: self.reset_reply,
+            lenient_content_type: self.lenient_content_type,
         };
         let fault_plans = self
             .fault

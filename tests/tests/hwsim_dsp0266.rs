@@ -293,3 +293,44 @@ async fn errors_carry_the_headers_dsp0266_asks_for() {
         rack.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_body_not_sent_as_json_is_refused_400_unless_the_node_is_lenient() {
+    for (rack, http) in racks().await {
+        let node = &rack.nodes()[0];
+        let reset = "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset";
+        let post = |content_type: Option<&'static str>| {
+            let request = redfish(&http, &rack, node, Method::POST, reset)
+                .body(r#"{"ResetType": "ForceRestart"}"#);
+            match content_type {
+                Some(value) => request.header("Content-Type", value),
+                None => request,
+            }
+        };
+        for content_type in [None, Some("text/plain"), Some("application/jsonx")] {
+            let (status, error) = send(post(content_type)).await;
+            assert_eq!(
+                (status, message_key(&error)),
+                (400, "UnrecognizedRequestBody".to_owned()),
+                "{content_type:?}"
+            );
+        }
+        let patch = redfish(&http, &rack, node, Method::PATCH, SYSTEM)
+            .body(r#"{"Boot": {"BootSourceOverrideTarget": "Pxe"}}"#);
+        assert_eq!(send(patch).await.0, 400);
+        assert_eq!(
+            node.counters().power_commands,
+            0,
+            "nothing reached the model"
+        );
+
+        let (status, _) = send(post(Some("application/json; charset=utf-8"))).await;
+        assert_eq!(status, 204);
+        let mut quirks = node.quirks();
+        quirks.lenient_content_type = true;
+        node.set_quirks(quirks);
+        assert_eq!(send(post(None)).await.0, 204);
+        assert_eq!(node.counters().power_commands, 2);
+        rack.shutdown().await;
+    }
+}

@@ -305,6 +305,7 @@ async fn quirks_narrow_reset_types_and_change_replies() {
         reset_types: vec![PowerAction::On, PowerAction::ForceOff],
         already_in_state: AlreadyInStateReply::Conflict,
         reset_reply: ResetReply::Task,
+        ..Quirks::default()
     });
 
     let (_, system) = send(redfish(&http, &rack, quirky, Method::GET, SYSTEM)).await;

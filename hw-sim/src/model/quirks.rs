@@ -45,6 +45,9 @@ pub struct Quirks {
     pub already_in_state: AlreadyInStateReply,
     /// Answer to an accepted reset.
     pub reset_reply: ResetReply,
+    /// Accept a POST or PATCH body without `Content-Type: application/json`
+    /// (by default it is 400 `UnrecognizedRequestBody`, as bmcweb answers).
+    pub lenient_content_type: bool,
 }
 
 impl Default for Quirks {
@@ -53,6 +56,7 @@ impl Default for Quirks {
             reset_types: PowerAction::ALL.to_vec(),
             already_in_state: AlreadyInStateReply::default(),
             reset_reply: ResetReply::default(),
+            lenient_content_type: false,
         }
     }
 }

@@ -320,3 +320,14 @@ pub(crate) fn query_parameter_value_type(value: &str, name: &str) -> Reply {
     );
     error(StatusCode::BAD_REQUEST, &m)
 }
+
+/// A POST or PATCH body not sent as JSON (bmcweb: 400).
+pub(crate) fn unrecognized_request_body() -> Reply {
+    let m = Message::new(
+        "UnrecognizedRequestBody",
+        "The service detected a malformed request body that it was unable to interpret.".into(),
+        &[],
+        "Send the body as JSON with Content-Type: application/json and resubmit the request.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}

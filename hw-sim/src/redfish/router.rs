@@ -2,7 +2,8 @@
 //! `OData-Version` other than 4.0 is refused (412), the path is resolved to a
 //! [`Resource`], the method checked against what the resource allows (405 with
 //! `Allow` otherwise), the caller authenticated unless the resource is public
-//! (401), the query checked (a `$` parameter the service does not support is
+//! (401), a POST or PATCH body without a JSON `Content-Type` refused (400,
+//! unless the node's `lenient_content_type` quirk), the query checked (a `$` parameter the service does not support is
 //! 501, a bad `$top`/`$skip` value 400), and the request handed to the
 //! resource's renderer or action.
 
@@ -133,6 +134,10 @@ pub(crate) fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
     if !resource.is_public(&parts.method) && !authorized(bmc, &parts.headers) {
         return errors::unauthorized(path);
     }
+    let has_body = matches!(parts.method, Method::POST | Method::PATCH);
+    if has_body && !is_json(&parts.headers) && !bmc.node.quirks().lenient_content_type {
+        return errors::unrecognized_request_body();
+    }
     let query = match query::parse(parts.uri.query()) {
         Ok(query) => query,
         Err(error) => return error.reply(),
@@ -158,6 +163,16 @@ fn unsupported_odata_version(headers: &HeaderMap) -> Option<String> {
     let asked = headers.get("OData-Version")?;
     let text = String::from_utf8_lossy(asked.as_bytes());
     (text.trim() != "4.0").then(|| text.into_owned())
+}
+
+/// Whether the request's `Content-Type` is JSON (`application/json`, any
+/// parameters such as `charset`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query) -> Reply {
