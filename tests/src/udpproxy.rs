@@ -1,16 +1,26 @@
 //! A UDP relay between an IPMI driver and a BMC for fault tests: every
 //! datagram from the client goes to the BMC; each answer passes through a
-//! rewrite function that may change it or drop it (to corrupt handshakes,
-//! lose answers, answer late…).
+//! rewrite function that may change it, drop it or delay it (to corrupt
+//! handshakes, lose answers, answer late…).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What to do with one BMC → client datagram: change it in place and return
-/// `true` to send it on, `false` to drop it.
-pub type Rewrite = Box<dyn FnMut(&mut Vec<u8>) -> bool + Send>;
+/// What to do with one BMC → client datagram (after any change in place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it on now.
+    Pass,
+    /// Drop it.
+    Drop,
+    /// Send it on after this long, without holding up the datagrams behind it.
+    Delay(Duration),
+}
+
+/// Decides the fate of each BMC → client datagram.
+pub type Rewrite = Box<dyn FnMut(&mut Vec<u8>) -> Verdict + Send>;
 
 /// A running relay; stops when dropped.
 #[derive(Debug)]
@@ -54,12 +64,24 @@ impl UdpProxy {
                     continue;
                 };
                 let mut packet = buf[..n].to_vec();
-                if !rewrite(&mut packet) {
+                let verdict = rewrite(&mut packet);
+                let Some(to) = client.lock().ok().and_then(|c| *c) else {
                     continue;
-                }
-                let to = client.lock().ok().and_then(|c| *c);
-                if let Some(to) = to {
-                    let _ = front2.send_to(&packet, to);
+                };
+                match verdict {
+                    Verdict::Pass => {
+                        let _ = front2.send_to(&packet, to);
+                    }
+                    Verdict::Drop => {}
+                    Verdict::Delay(delay) => {
+                        let Ok(front) = front2.try_clone() else {
+                            continue;
+                        };
+                        std::thread::spawn(move || {
+                            std::thread::sleep(delay);
+                            let _ = front.send_to(&packet, to);
+                        });
+                    }
                 }
             }
         });

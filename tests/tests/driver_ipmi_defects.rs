@@ -6,6 +6,7 @@
 //! - Power cycle, hard reset and NMI go out once, however late the answer.
 //! - A power command whose answer is lost is `OutcomeUnknown`, not a
 //!   retryable timeout.
+//! - A command sent once goes out only on a session the BMC still answers.
 //! - A temporary failure of Set Session Privilege is not "bad credentials".
 //! - A BMC answering "IPMI 2.0" to the driver's check and "IPMI 1.5 only" to
 //!   ipmi-rs never receives the password.
@@ -13,7 +14,7 @@
 //! - A boot override set over IPMI does not expire before the reboot.
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use baton_drivers::{
 };
 use baton_hwsim::{BootTarget, CounterSnapshot, Faults, Node, Rack, RackConfig};
 use baton_tests::hwsim::{self, wait_for, PASSWORD, USER};
-use baton_tests::udpproxy::UdpProxy;
+use baton_tests::udpproxy::{UdpProxy, Verdict};
 
 /// A driver for `port` on loopback with the given timing.
 fn driver(port: u16, retransmit_ms: u64, timeout_ms: u64) -> Arc<dyn PowerDriver> {
@@ -97,10 +98,23 @@ async fn a_late_answer_is_never_taken_for_the_next_command() {
 async fn commands_that_run_again_are_sent_once_however_late_the_answer() {
     let rack = rack().await;
     let node = &rack.nodes()[0];
-    let driver = driver(ipmi_port(node), 100, 3_000);
+    // Answers inside a session come 250 ms late (2.5 retransmit intervals);
+    // the handshake stays fast, so sessions keep the 100 ms interval.
+    let rewrite = Box::new(|packet: &mut Vec<u8>| {
+        if in_session_id(packet).is_some() {
+            Verdict::Delay(Duration::from_millis(250))
+        } else {
+            Verdict::Pass
+        }
+    });
+    let proxy = UdpProxy::start(
+        node.ipmi_addr()
+            .unwrap_or_else(|| panic!("no IPMI endpoint")),
+        rewrite,
+    )
+    .unwrap_or_else(|e| panic!("proxy: {e}"));
+    let driver = driver(proxy.port, 100, 3_000);
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
-    // Three retransmit intervals per answer.
-    set_faults(node, slow(300));
     node.reset_counters();
 
     assert_eq!(driver.inject_nmi().await, Ok(()));
@@ -108,7 +122,11 @@ async fn commands_that_run_again_are_sent_once_however_late_the_answer() {
     assert_eq!(driver.set_power(PowerAction::PowerCycle).await, Ok(()));
     settled_counters(node).await;
     assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
-    let counters = settled_counters(node).await;
+    let counters = wait_for("the reset to boot the node", || async {
+        let counters = settled_counters(node).await;
+        (counters.boots >= 2).then_some(counters)
+    })
+    .await;
     assert_eq!(counters.crash_dumps, 1, "{counters:?}");
     assert_eq!(
         counters.power_commands, 3,
@@ -117,13 +135,25 @@ async fn commands_that_run_again_are_sent_once_however_late_the_answer() {
     assert_eq!(counters.boots, 2, "{counters:?}");
 }
 
+/// Answers the proxy still lets through; `UNLIMITED` for all.
+const UNLIMITED: i64 = i64::MAX;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_command_whose_answer_is_lost_is_outcome_unknown_and_sent_once() {
     let rack = rack().await;
     let node = &rack.nodes()[0];
-    let lose = Arc::new(AtomicBool::new(false));
-    let lose_relay = lose.clone();
-    let rewrite = Box::new(move |_: &mut Vec<u8>| !lose_relay.load(Ordering::Relaxed));
+    let allowed = Arc::new(AtomicI64::new(UNLIMITED));
+    let allowed_relay = allowed.clone();
+    let rewrite = Box::new(move |_: &mut Vec<u8>| {
+        let left = allowed_relay.load(Ordering::SeqCst);
+        let pass =
+            left == UNLIMITED || (left > 0 && allowed_relay.fetch_sub(1, Ordering::SeqCst) > 0);
+        if pass {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        }
+    });
     let proxy = UdpProxy::start(
         node.ipmi_addr()
             .unwrap_or_else(|| panic!("no IPMI endpoint")),
@@ -133,8 +163,9 @@ async fn a_power_command_whose_answer_is_lost_is_outcome_unknown_and_sent_once()
     let driver = driver(proxy.port, 100, 1_000);
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
 
+    // The read that checks the session is answered, the cycle's answer lost.
     node.reset_counters();
-    lose.store(true, Ordering::Relaxed);
+    allowed.store(1, Ordering::SeqCst);
     let result = driver.set_power(PowerAction::PowerCycle).await;
     assert!(
         matches!(&result, Err(e @ DriverError::OutcomeUnknown { .. }) if !e.is_transient()),
@@ -148,9 +179,9 @@ async fn a_power_command_whose_answer_is_lost_is_outcome_unknown_and_sent_once()
     assert_eq!(counters.power_commands, 1, "sent once: {counters:?}");
 
     // Power on may be retransmitted, but once sent it is unconfirmed too.
-    lose.store(false, Ordering::Relaxed);
+    allowed.store(UNLIMITED, Ordering::SeqCst);
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
-    lose.store(true, Ordering::Relaxed);
+    allowed.store(0, Ordering::SeqCst);
     let result = driver.set_power(PowerAction::On).await;
     assert!(
         matches!(result, Err(DriverError::OutcomeUnknown { .. })),
@@ -163,6 +194,51 @@ async fn a_power_command_whose_answer_is_lost_is_outcome_unknown_and_sent_once()
         "{result:?}"
     );
     assert_eq!(settled_counters(node).await.crash_dumps, 0);
+}
+
+/// In-session RMCP+ datagrams: format byte 0x06, payload type 0 (an IPMI
+/// message); the session id the BMC addresses sits at 6..10.
+fn in_session_id(packet: &[u8]) -> Option<[u8; 4]> {
+    match packet {
+        [_, _, _, _, 0x06, ty, a, b, c, d, ..] if ty & 0x3F == 0 => Some([*a, *b, *c, *d]),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sent_once_does_not_go_out_on_a_session_the_bmc_dropped() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    // Once `forget` is set, the BMC's answers on the first session vanish,
+    // as if it had dropped that session; new sessions work.
+    let forget = Arc::new(AtomicBool::new(false));
+    let forget_relay = forget.clone();
+    let mut first = None;
+    let rewrite = Box::new(move |packet: &mut Vec<u8>| {
+        let Some(id) = in_session_id(packet) else {
+            return Verdict::Pass;
+        };
+        let first = *first.get_or_insert(id);
+        if forget_relay.load(Ordering::Relaxed) && id == first {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    });
+    let proxy = UdpProxy::start(
+        node.ipmi_addr()
+            .unwrap_or_else(|| panic!("no IPMI endpoint")),
+        rewrite,
+    )
+    .unwrap_or_else(|e| panic!("proxy: {e}"));
+    let driver = driver(proxy.port, 100, 3_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+
+    forget.store(true, Ordering::Relaxed);
+    node.reset_counters();
+    assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
+    let counters = settled_counters(node).await;
+    assert_eq!(counters.power_commands, 1, "{counters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use baton_drivers::{build_driver, DriverConfig, DriverError, DriverKind, PowerState};
 use baton_hwsim::{Credentials, InitialPower, Rack, RackConfig};
-use baton_tests::udpproxy::UdpProxy;
+use baton_tests::udpproxy::{UdpProxy, Verdict};
 
 /// RMCP+ session header: payload type at 5, payload length at 14..16,
 /// payload from 16.
@@ -67,7 +67,7 @@ async fn a_panic_in_ipmi_rs_is_a_typed_error_and_the_driver_recovers() {
         if evil_relay.load(Ordering::Relaxed) {
             corrupt(packet);
         }
-        true
+        Verdict::Pass
     });
     let proxy = UdpProxy::start(backend, rewrite).unwrap_or_else(|e| panic!("proxy: {e}"));
 

@@ -6,7 +6,8 @@
 //! 2. runs on tokio's blocking pool inside `catch_unwind`, opening a session
 //!    when there is none or the old one idled too long;
 //! 3. on a reused session that stops answering, re-opens once and repeats
-//!    (never for a power command sent once: see below);
+//!    (a power command sent once is never repeated: it goes out only after a
+//!    read showed the session still answers, see below);
 //! 4. puts the session back unless the call failed in a way that leaves it
 //!    doubtful (timeout, panic, transport error); a session on which a late
 //!    answer may still come takes reads only (see [`session`]);
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use self::commands::Raw;
+use self::commands::{Effect, Raw};
 use self::session::{ExchangeError, Session, Target, STALE_TRIES};
 use crate::refused::{Feature, Refused};
 use crate::{
@@ -173,7 +174,7 @@ fn run_blocking(
     sent: &AtomicBool,
 ) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
     if let Some(mut session) = session.filter(|s| s.reusable(idle) && s.fit_for(request)) {
-        match session.exchange(request, deadline, Some(STALE_TRIES), sent) {
+        match reuse(&mut session, request, deadline, sent) {
             Ok(data) => return (Some(session), Ok(data)),
             Err(ExchangeError::Failed(e)) => return finish(Err(e), session),
             Err(ExchangeError::Stale) => {
@@ -192,6 +193,32 @@ fn run_blocking(
             ExchangeError::Failed(e) => e,
         });
     finish(result, session)
+}
+
+/// Sends `request` on a reused session. A command sent once first checks
+/// with a read that the BMC still answers on this session: a BMC that
+/// dropped it (restarted, timed it out early) ignores whatever comes on it,
+/// and a command lost that way could not be told from one whose answer was
+/// lost — it would be `OutcomeUnknown` though it never ran. `Stale` when the
+/// session should be replaced first.
+fn reuse(
+    session: &mut Session,
+    request: &Raw,
+    deadline: Instant,
+    sent: &AtomicBool,
+) -> Result<Vec<u8>, ExchangeError> {
+    if request.effect == Effect::Once {
+        session.exchange(
+            &commands::get_chassis_status(),
+            deadline,
+            Some(STALE_TRIES),
+            sent,
+        )?;
+        if !session.fit_for(request) {
+            return Err(ExchangeError::Stale);
+        }
+    }
+    session.exchange(request, deadline, Some(STALE_TRIES), sent)
 }
 
 /// Keeps the session after answers from the BMC (success or a completion
