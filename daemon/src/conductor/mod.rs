@@ -6,7 +6,7 @@
 //! The conductor owns node enrollment (one validation path for single
 //! nodes, imports and hw-sim inventories) and edits here; node actions and
 //! their state rules in [`actions`]; the reconcile loop that drives power
-//! targets in [`reconcile`], on the bounded request pool of [`pool`], timed
+//! targets in [`reconcile`] (its steps in `steps`), on the bounded request pool of [`pool`], timed
 //! by [`learn`]; the periodic power sync in [`sync`]; one driver per node
 //! in [`drivers`]; counters in [`stats`]; its health report in `health`.
 
@@ -18,6 +18,7 @@ pub mod patch;
 pub mod pool;
 pub mod reconcile;
 pub mod stats;
+mod steps;
 pub mod sync;
 
 use std::sync::Arc;
