@@ -12,6 +12,7 @@
 //!   ipmi-rs never receives the password.
 //! - A BMC slower than the retransmit interval still gets a session.
 //! - A boot override set over IPMI does not expire before the reboot.
+//! - `close()` frees the session's slot in the BMC's session table.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -283,6 +284,22 @@ async fn a_bmc_slower_than_the_retransmit_interval_gets_a_session() {
     set_faults(node, slow(250));
     let driver = driver(ipmi_port(node), 100, 8_000);
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_sessions_free_the_bmcs_session_table() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let driver = driver(ipmi_port(node), 100, 2_000);
+    // hw-sim holds 16 sessions and expires idle ones after 60 s.
+    for round in 0..20 {
+        assert_eq!(
+            driver.power_state().await,
+            Ok(PowerState::On),
+            "round {round}"
+        );
+        driver.close().await;
+    }
 }
 
 /// IPMI v2.0 28.12: a BMC clears the boot flags valid bit when no Chassis

@@ -80,6 +80,28 @@ pub(crate) fn privilege_error(code: u8) -> DriverError {
     }
 }
 
+/// Get Session Info (App 0x3D) for the session it arrives on (index 0):
+/// the answer starts with the session handle.
+pub(crate) fn get_session_info() -> Raw {
+    Raw {
+        netfn: NETFN_APP,
+        cmd: 0x3D,
+        data: vec![0x00],
+        effect: Effect::Read,
+    }
+}
+
+/// Close Session (App 0x3C) by handle: session id 0 says "use the handle
+/// that follows" (IPMI v2.0 §22.19), since ipmi-rs hides the session id.
+pub(crate) fn close_session(handle: u8) -> Raw {
+    Raw {
+        netfn: NETFN_APP,
+        cmd: 0x3C,
+        data: vec![0, 0, 0, 0, handle],
+        effect: Effect::Setting,
+    }
+}
+
 /// Get Chassis Status (Chassis 0x01).
 pub(crate) fn get_chassis_status() -> Raw {
     Raw {

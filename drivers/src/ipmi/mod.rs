@@ -173,7 +173,16 @@ fn run_blocking(
     request: &Raw,
     sent: &AtomicBool,
 ) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
-    if let Some(mut session) = session.filter(|s| s.reusable(idle) && s.fit_for(request)) {
+    let session = match session {
+        Some(s) if s.reusable(idle) && s.fit_for(request) => Some(s),
+        // A late answer may come on it: free its slot before opening another.
+        Some(s) if s.reusable(idle) => {
+            s.close(deadline);
+            None
+        }
+        _ => None,
+    };
+    if let Some(mut session) = session {
         match reuse(&mut session, request, deadline, sent) {
             Ok(data) => return (Some(session), Ok(data)),
             Err(ExchangeError::Failed(e)) => return finish(Err(e), session),
@@ -327,10 +336,23 @@ impl PowerDriver for IpmiDriver {
         }))
     }
 
-    /// ipmi-rs 0.6 does not expose the session id that Close Session needs,
-    /// so the session is dropped locally and the BMC times it out.
+    /// Sends Close Session (by handle, see `Session::close`) within the
+    /// call deadline; a session that cannot be closed is left to expire.
     async fn close(&self) {
-        self.session.lock().await.take();
+        let mut slot = self.session.lock().await;
+        let Some(session) = slot.take() else {
+            return;
+        };
+        let deadline = deadline_after(self.options.call_timeout);
+        let closing = tokio::task::spawn_blocking(move || {
+            catch_unwind(AssertUnwindSafe(|| session.close(deadline)))
+        });
+        match tokio::time::timeout_at(deadline.into(), closing).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(panic))) => drop(panic_error("close", panic.as_ref())),
+            Ok(Err(join)) => tracing::debug!(error = %join, "IPMI session close failed"),
+            Err(_) => tracing::debug!(bmc = %self.target.address, "IPMI session close timed out"),
+        }
     }
 }
 

@@ -54,6 +54,9 @@ use crate::{DriverError, Secret};
 /// ipmi-rs would panic on the sequence-number wrap.
 const MAX_REQUESTS_PER_SESSION: u64 = 1 << 30;
 
+/// Tries (per request) spent closing a session before leaving it to expire.
+const CLOSE_TRIES: u32 = 3;
+
 /// On a reused session, give up after this many unanswered tries and re-open
 /// (the BMC may have dropped the session).
 pub(crate) const STALE_TRIES: u32 = 4;
@@ -92,6 +95,8 @@ pub(crate) struct Session {
     rmcp: Rmcp,
     requests: u64,
     last_used: Instant,
+    /// How long one try waits for its answer ([`answer_wait`]).
+    wait: Duration,
     /// A request went out more than once: another answer to it may still
     /// arrive, so the session must carry no command or setting.
     late_answer_possible: bool,
@@ -120,6 +125,7 @@ impl Session {
         let mut session = Self {
             target: target.clone(),
             rmcp,
+            wait,
             requests: 0,
             last_used: Instant::now(),
             late_answer_possible: false,
@@ -143,6 +149,26 @@ impl Session {
     /// True when the session may be used again.
     pub fn reusable(&self, idle: Duration) -> bool {
         self.requests < MAX_REQUESTS_PER_SESSION && self.last_used.elapsed() < idle
+    }
+
+    /// Asks the BMC to close this session, so its slot in the BMC's small
+    /// session table is free at once rather than after the BMC's idle
+    /// timeout (a driver that replaces sessions would otherwise fill it).
+    /// ipmi-rs hides the session id, so Get Session Info names the handle
+    /// and Close Session goes by handle. Best effort, a few tries at most:
+    /// a BMC that does not answer keeps the session until it expires.
+    pub fn close(mut self, deadline: Instant) {
+        let bound = deadline.min(super::deadline_after(self.wait.saturating_mul(CLOSE_TRIES)));
+        let unused = AtomicBool::new(false);
+        let handle = match self.exchange(&commands::get_session_info(), bound, None, &unused) {
+            Ok(data) => data.first().copied().filter(|handle| *handle != 0),
+            Err(_) => None,
+        };
+        let closed = handle
+            .map(|handle| self.exchange(&commands::close_session(handle), bound, None, &unused));
+        if !matches!(closed, Some(Ok(_))) {
+            tracing::debug!(bmc = %self.target.address, "IPMI session not closed; the BMC will expire it");
+        }
     }
 
     /// True when `request` may go out on this session: anything while no
