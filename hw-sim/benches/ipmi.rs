@@ -21,6 +21,8 @@ use tokio::net::UdpSocket;
 
 const NETFN_CHASSIS: u8 = 0x00;
 const GET_CHASSIS_STATUS: u8 = 0x01;
+/// The README's target (Benchmarks): round trips per second.
+const TARGET_PER_SEC: f64 = 20_000.0;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -137,6 +139,15 @@ async fn resend_stale(
     Ok(())
 }
 
+/// "ok" when a figure met its target, "MISSED" otherwise.
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
 async fn run() -> BenchResult<()> {
     let nodes = env("BENCH_NODES", 1000) as usize;
     let seconds = env("BENCH_SECONDS", 5);
@@ -197,11 +208,15 @@ async fn run() -> BenchResult<()> {
         total += r.await??;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let rate = total as f64 / elapsed;
     println!(
-        "chassis status: {total} round trips in {elapsed:.2} s = {:.0}/s over {} sessions ({clients} client sockets), RSS {:.1} MiB",
-        total as f64 / elapsed,
+        "chassis status: {total} round trips in {elapsed:.2} s = {rate:.0}/s over {} sessions ({clients} client sockets), RSS {:.1} MiB",
         peers.len(),
         rss_mib()
+    );
+    println!(
+        "chassis status: target >= {TARGET_PER_SEC:.0}/s  {}",
+        verdict(rate >= TARGET_PER_SEC)
     );
     rack.shutdown().await;
     Ok(())

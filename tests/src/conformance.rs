@@ -112,6 +112,20 @@ pub enum Truth {
     Changing,
 }
 
+/// The steps of a run with every power action, boot override and NMI.
+pub const FULL_RUN: [&str; 10] = [
+    "validate",
+    "capabilities",
+    "power",
+    "reboot",
+    "soft off",
+    "power cycle",
+    "boot",
+    "nmi",
+    "close and reuse",
+    "wrong password",
+];
+
 /// What the suite did, for the test's own assertions and messages.
 #[derive(Debug, Default)]
 pub struct Report {

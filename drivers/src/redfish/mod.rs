@@ -56,10 +56,19 @@ struct ResetAction {
 
 /// A call that sends a command changing the server: its name for errors,
 /// and whether the command may be under way on the BMC.
-#[derive(Debug, Clone, Copy)]
-struct Command<'a> {
+#[derive(Debug)]
+struct Command {
     operation: &'static str,
-    sent: &'a AtomicBool,
+    sent: AtomicBool,
+}
+
+impl Command {
+    fn new(operation: &'static str) -> Self {
+        Self {
+            operation,
+            sent: AtomicBool::new(false),
+        }
+    }
 }
 
 /// A Redfish BMC.
@@ -167,7 +176,7 @@ impl RedfishDriver {
     /// answers that it did not take it.
     async fn reset(
         &self,
-        command: Command<'_>,
+        command: &Command,
         reset_type: &str,
         already: Option<PowerState>,
     ) -> Result<(), DriverError> {
@@ -216,7 +225,7 @@ impl RedfishDriver {
 
     /// Polls a task monitor until it stops answering 202. The BMC accepted
     /// the reset: a monitor that cannot be read leaves its outcome unknown.
-    async fn follow_task(&self, command: Command<'_>, accepted: Reply) -> Result<(), DriverError> {
+    async fn follow_task(&self, command: &Command, accepted: Reply) -> Result<(), DriverError> {
         let Some(monitor) = accepted.location.clone() else {
             return Ok(());
         };
@@ -256,7 +265,7 @@ impl RedfishDriver {
     async fn set_power_inner(
         &self,
         action: PowerAction,
-        command: Command<'_>,
+        command: &Command,
     ) -> Result<(), DriverError> {
         let allowed = &self.reset_action().await?.allowed;
         let reset_type = model::choose_reset_type(action, allowed).ok_or_else(|| {
@@ -345,7 +354,17 @@ impl RedfishDriver {
         }))
     }
 
-    async fn inject_nmi_inner(&self, command: Command<'_>) -> Result<(), DriverError> {
+    /// Runs `call`, which sends `command`, within the call deadline.
+    async fn bounded(
+        &self,
+        command: &Command,
+        call: impl std::future::Future<Output = Result<(), DriverError>>,
+    ) -> Result<(), DriverError> {
+        let deadline = self.options.call_timeout;
+        with_command_deadline(command.operation, deadline, &command.sent, call).await
+    }
+
+    async fn inject_nmi_inner(&self, command: &Command) -> Result<(), DriverError> {
         if !model::allows_nmi(&self.reset_action().await?.allowed) {
             return Err(DriverError::Unsupported("NMI (no Nmi ResetType)".into()));
         }
@@ -364,18 +383,10 @@ impl PowerDriver for RedfishDriver {
     }
 
     async fn set_power(&self, action: PowerAction) -> Result<(), DriverError> {
-        let sent = AtomicBool::new(false);
-        let command = Command {
-            operation: "set_power",
-            sent: &sent,
-        };
-        let result = with_command_deadline(
-            command.operation,
-            self.options.call_timeout,
-            &sent,
-            self.set_power_inner(action, command),
-        )
-        .await;
+        let command = &Command::new("set_power");
+        let result = self
+            .bounded(command, self.set_power_inner(action, command))
+            .await;
         self.refused.note(Feature::Power(action), &result);
         result
     }
@@ -400,18 +411,8 @@ impl PowerDriver for RedfishDriver {
     }
 
     async fn inject_nmi(&self) -> Result<(), DriverError> {
-        let sent = AtomicBool::new(false);
-        let command = Command {
-            operation: "inject_nmi",
-            sent: &sent,
-        };
-        let result = with_command_deadline(
-            command.operation,
-            self.options.call_timeout,
-            &sent,
-            self.inject_nmi_inner(command),
-        )
-        .await;
+        let command = &Command::new("inject_nmi");
+        let result = self.bounded(command, self.inject_nmi_inner(command)).await;
         self.refused.note(Feature::Nmi, &result);
         result
     }
