@@ -196,8 +196,9 @@ fn parse_result(s: &str) -> Result<EventResult, StoreError> {
     }
 }
 
-/// Sets the final message of an action (an error, or a note such as
-/// "already power off").
+/// Adds to an action's message (an error, or a note such as "already power
+/// off"); a message already there (why the action was started, say) is
+/// kept in front.
 pub(crate) fn set_message(
     conn: &Connection,
     node_uuid: Uuid,
@@ -205,7 +206,8 @@ pub(crate) fn set_message(
     message: &str,
 ) -> Result<(), StoreError> {
     let action_id = action_id(conn, node_uuid, request_id)?;
-    conn.prepare_cached("UPDATE actions SET message = ?2, updated_at = ?3 WHERE id = ?1")?
+    conn.prepare_cached("UPDATE actions SET message = CASE WHEN message IS NULL THEN ?2 ELSE message || '; ' || ?2 END,
+             updated_at = ?3 WHERE id = ?1")?
         .execute(params![
             action_id,
             message,

@@ -188,7 +188,7 @@ pub struct NodeChange {
     pub action: Option<NewAction>,
     /// Events appended to this node's actions, by request id.
     pub events: Vec<(String, ActionEvent)>,
-    /// A final message set on one of this node's actions, by request id.
+    /// A note added to one of this node's actions' message, by request id.
     pub action_message: Option<(String, String)>,
 }
 
