@@ -2,13 +2,18 @@
 //! whole-config validation (every problem reported at once, before anything binds).
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::model::{
     check_fraction, Credentials, Delays, FaultError, FaultSetting, PowerAction, Quirks,
     BOOT_FLAG_VALID_TIMEOUT, MAX_DURATION,
 };
+
+/// The Redfish port of every node when each has its own address (HTTPS's).
+pub const RANGE_REDFISH_PORT: u16 = 443;
+/// The IPMI port of every node when each has its own address (RMCP's).
+pub const RANGE_IPMI_PORT: u16 = 623;
 
 /// Power state of every node at start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,8 +60,15 @@ pub struct NodeResetTypes {
 pub struct RackConfig {
     /// Number of nodes (servers, one BMC each).
     pub nodes: usize,
-    /// Address every endpoint binds to.
+    /// Address every endpoint binds to; with `bind_prefix`, the first
+    /// address of the range (node 0's, and the control API's).
     pub bind: IpAddr,
+    /// One address per BMC: node i listens on `bind` + i, which must stay
+    /// inside `bind/prefix` (IPv4; all of 127.0.0.0/8 is loopback on Linux),
+    /// every node on the same Redfish and IPMI ports ([`RANGE_REDFISH_PORT`]
+    /// and [`RANGE_IPMI_PORT`] unless the base ports are given). `None`:
+    /// every node on `bind`, one port each.
+    pub bind_prefix: Option<u8>,
     /// Node names are `<prefix>-<index>` (zero-padded to at least 4 digits).
     pub name_prefix: String,
     /// Nodes per power domain; domains are named like racks: `rack-1`, `rack-2`, …
@@ -106,6 +118,7 @@ impl Default for RackConfig {
         RackConfig {
             nodes: 1,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind_prefix: None,
             name_prefix: "node".into(),
             nodes_per_domain: 40,
             redfish_base_port: None,
@@ -191,6 +204,16 @@ pub enum ConfigProblem {
     /// A zero flap interval.
     #[error("flap interval must be more than 0")]
     FlapInterval,
+    /// An address range that is not IPv4, has a bad prefix, or is too small.
+    #[error("bind range {bind}/{prefix}: {why}")]
+    AddressRange {
+        /// The first address.
+        bind: IpAddr,
+        /// The prefix length.
+        prefix: u8,
+        /// What is wrong and what to do.
+        why: String,
+    },
     /// A zero boot flag valid timeout.
     #[error("boot flag valid timeout must be more than 0 (the IPMI specification's is 60s)")]
     BootFlagValidTimeout,
@@ -219,15 +242,84 @@ impl RackConfig {
         format!("rack-{}", domain + 1)
     }
 
+    /// The address node `index` listens on.
+    pub fn node_address(&self, index: usize) -> IpAddr {
+        match (self.bind, self.bind_prefix) {
+            (IpAddr::V4(first), Some(_)) => {
+                let offset = u32::try_from(index).unwrap_or(u32::MAX);
+                IpAddr::V4(Ipv4Addr::from(u32::from(first).saturating_add(offset)))
+            }
+            _ => self.bind,
+        }
+    }
+
+    /// Where each node's Redfish endpoint binds (port 0 = a free port).
+    pub fn redfish_addrs(&self) -> Option<Vec<SocketAddr>> {
+        self.range_addrs(self.redfish_base_port.unwrap_or(RANGE_REDFISH_PORT))
+    }
+
+    /// Where each node's IPMI endpoint binds, in range mode.
+    pub fn ipmi_addrs(&self) -> Option<Vec<SocketAddr>> {
+        self.range_addrs(self.ipmi_base_port.unwrap_or(RANGE_IPMI_PORT))
+    }
+
+    /// In range mode, one address per node on `port`; `None` otherwise.
+    fn range_addrs(&self, port: u16) -> Option<Vec<SocketAddr>> {
+        self.bind_prefix?;
+        Some(
+            (0..self.nodes)
+                .map(|i| SocketAddr::new(self.node_address(i), port))
+                .collect(),
+        )
+    }
+
+    fn check_range(&self, out: &mut Vec<ConfigProblem>) {
+        let Some(prefix) = self.bind_prefix else {
+            return;
+        };
+        let problem = |why: String| ConfigProblem::AddressRange {
+            bind: self.bind,
+            prefix,
+            why,
+        };
+        let IpAddr::V4(first) = self.bind else {
+            out.push(problem("address ranges are IPv4 only".into()));
+            return;
+        };
+        if !(8..=32).contains(&prefix) {
+            out.push(problem("the prefix must be 8 to 32".into()));
+            return;
+        }
+        let size = 1u64 << (32 - u32::from(prefix));
+        let start = u64::from(u32::from(first));
+        let end = (start & !(size - 1)) + size; // one past the range
+        let room = end - start;
+        if (self.nodes as u64) > room {
+            out.push(problem(format!(
+                "{} nodes from {first} do not fit: {room} addresses are left in the range; use a shorter prefix or fewer nodes",
+                self.nodes
+            )));
+        }
+    }
+
     /// Every problem with this config, or none.
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         if self.nodes == 0 {
             out.push(ConfigProblem::NoNodes);
         }
+        self.check_range(&mut out);
+        // In range mode every node uses the same ports: nothing to overflow.
+        let per_node_ports = self.bind_prefix.is_none();
         let ports = [
-            ("redfish base port", self.redfish_base_port),
-            ("ipmi base port", self.ipmi_base_port.filter(|_| self.ipmi)),
+            (
+                "redfish base port",
+                self.redfish_base_port.filter(|_| per_node_ports),
+            ),
+            (
+                "ipmi base port",
+                self.ipmi_base_port.filter(|_| self.ipmi && per_node_ports),
+            ),
         ];
         for (what, base) in ports {
             if let Some(base) = base {
@@ -387,6 +479,42 @@ mod tests {
         let problems = c.problems();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(RackConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn address_ranges_give_each_node_its_own_address() {
+        let c = RackConfig {
+            nodes: 300,
+            bind: IpAddr::from([127, 1, 0, 0]),
+            bind_prefix: Some(16),
+            ..RackConfig::default()
+        };
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.node_address(0), IpAddr::from([127, 1, 0, 0]));
+        assert_eq!(c.node_address(257), IpAddr::from([127, 1, 1, 1]));
+        let addrs = c.redfish_addrs().unwrap_or_default();
+        assert_eq!(addrs[299], SocketAddr::from(([127, 1, 1, 43], 443)));
+        assert_eq!(c.ipmi_addrs().map(|a| a[0].port()), Some(623));
+        let single = RackConfig::default();
+        assert_eq!(single.redfish_addrs(), None);
+
+        let too_small = RackConfig {
+            bind: IpAddr::from([127, 1, 255, 250]),
+            nodes: 10,
+            ..c.clone()
+        };
+        let problems: Vec<String> = too_small
+            .problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("6 addresses are left"), "{problems:?}");
+        let v6 = RackConfig {
+            bind: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ..c
+        };
+        assert!(v6.problems()[0].to_string().contains("IPv4 only"));
     }
 
     #[test]

@@ -52,13 +52,17 @@ struct Cli {
     /// Power state of every node at start.
     #[arg(long, default_value = "on", value_parser = parse_initial_power)]
     initial_power: InitialPower,
-    /// Address every endpoint binds to.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: std::net::IpAddr,
-    /// Redfish port of node 0 (node i gets base + i); default: free ports.
+    /// Address every endpoint binds to, or an IPv4 range ADDR/PREFIX (e.g.
+    /// 127.1.0.0/16): node i then listens on ADDR + i, every node on the same
+    /// ports (443 and 623 unless the base ports are given).
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR[/PREFIX]", value_parser = parse_bind)]
+    bind: (std::net::IpAddr, Option<u8>),
+    /// Redfish port of node 0 (node i gets base + i; with a --bind range,
+    /// every node's port); default: free ports (443 with a range).
     #[arg(long)]
     redfish_base_port: Option<u16>,
-    /// IPMI (RMCP+, UDP) port of node 0 (node i gets base + i); default: free ports.
+    /// IPMI (RMCP+, UDP) port of node 0 (node i gets base + i; with a --bind
+    /// range, every node's port); default: free ports (623 with a range).
     #[arg(long, conflicts_with = "no_ipmi")]
     ipmi_base_port: Option<u16>,
     /// Serve Redfish only: no IPMI UDP endpoints (halves the sockets per node).
@@ -122,6 +126,23 @@ struct Cli {
     /// Nodes per power domain (domains are named rack-1, rack-2, …).
     #[arg(long, default_value_t = 40)]
     nodes_per_domain: usize,
+}
+
+fn parse_bind(s: &str) -> Result<(std::net::IpAddr, Option<u8>), String> {
+    let (address, prefix) = match s.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (s, None),
+    };
+    let address = address.parse().map_err(|_| {
+        format!("{address:?} is not an IP address (e.g. 127.0.0.1 or 127.1.0.0/16)")
+    })?;
+    let prefix = prefix
+        .map(|p| {
+            p.parse::<u8>()
+                .map_err(|_| format!("{p:?} is not a prefix length (e.g. /16)"))
+        })
+        .transpose()?;
+    Ok((address, prefix))
 }
 
 fn parse_initial_power(s: &str) -> Result<InitialPower, String> {
@@ -204,7 +225,8 @@ impl Cli {
             .collect();
         let config = RackConfig {
             nodes: self.nodes,
-            bind: self.bind,
+            bind: self.bind.0,
+            bind_prefix: self.bind.1,
             name_prefix: self.name_prefix,
             nodes_per_domain: self.nodes_per_domain,
             redfish_base_port: self.redfish_base_port,
@@ -298,14 +320,20 @@ fn print_banner(rack: &Rack, inventory: Option<&std::path::Path>, took: Duration
         ports.iter().min().copied().unwrap_or(0),
         ports.iter().max().copied().unwrap_or(0),
     );
+    let address = |n: Option<&std::sync::Arc<baton_hwsim::Node>>| {
+        n.map(|n| n.redfish_addr().ip().to_string())
+            .unwrap_or_default()
+    };
+    let (first, last) = (address(nodes.first()), address(nodes.last()));
+    let addresses = if first == last {
+        first
+    } else {
+        format!("{first}-{last}")
+    };
     println!(
-        "baton-hwsim: {} nodes up in {:.2}s; Redfish on {} ports {low}-{high}{}",
+        "baton-hwsim: {} nodes up in {:.2}s; Redfish on {addresses} ports {low}-{high}{}",
         nodes.len(),
         took.as_secs_f64(),
-        nodes
-            .first()
-            .map(|n| n.redfish_addr().ip().to_string())
-            .unwrap_or_default(),
         if rack.ca_certificate_pem().is_some() {
             " (HTTPS)"
         } else {

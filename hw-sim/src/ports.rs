@@ -83,6 +83,27 @@ where
     Ok(sockets)
 }
 
+/// Binds one socket on each of `addrs`, in order (one address per node).
+pub async fn bind_each<S, F, Fut>(
+    addrs: &[SocketAddr],
+    mut bind_one: F,
+) -> Result<Vec<S>, BindFailure>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<S>>,
+{
+    let mut sockets = Vec::with_capacity(addrs.len());
+    for (index, &addr) in addrs.iter().enumerate() {
+        let socket = bind_one(addr).await.map_err(|source| BindFailure {
+            index,
+            addr,
+            source,
+        })?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
 fn is_taken(error: &io::Error) -> bool {
     matches!(
         error.kind(),

@@ -6,7 +6,7 @@
 //! is spawned, so a failed start leaves nothing running.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,7 +122,13 @@ impl Rack {
         let per_node = 1 + u64::from(config.ipmi);
         crate::limits::ensure_open_files(per_node * config.nodes as u64, config.nodes)?;
         let tls = if config.tls {
-            Some(tls::generate(config.bind)?)
+            let count = if config.bind_prefix.is_some() {
+                config.nodes
+            } else {
+                1
+            };
+            let addresses: Vec<IpAddr> = (0..count).map(|i| config.node_address(i)).collect();
+            Some(tls::generate(&addresses)?)
         } else {
             None
         };
@@ -259,14 +265,14 @@ impl Drop for Rack {
 }
 
 async fn bind_redfish(config: &RackConfig) -> Result<Vec<TcpListener>, Error> {
-    ports::bind_many(
-        config.bind,
-        config.redfish_base_port,
-        config.nodes,
-        TcpListener::bind,
-    )
-    .await
-    .map_err(|failure| Error::Bind {
+    let bound = match config.redfish_addrs() {
+        Some(addrs) => ports::bind_each(&addrs, TcpListener::bind).await,
+        None => {
+            let (ip, base) = (config.bind, config.redfish_base_port);
+            ports::bind_many(ip, base, config.nodes, TcpListener::bind).await
+        }
+    };
+    bound.map_err(|failure| Error::Bind {
         what: format!("Redfish endpoint of {}", config.node_name(failure.index)),
         addr: failure.addr,
         source: failure.source,
@@ -323,7 +329,7 @@ fn build_nodes(
             uuid: Uuid::from_bytes(rng.random()),
         };
         let endpoints = Endpoints {
-            address: config.bind,
+            address: config.node_address(index),
             redfish_port: local.port(),
             ipmi_port: ipmi_ports.get(index).copied().flatten(),
         };

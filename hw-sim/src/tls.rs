@@ -1,6 +1,6 @@
 //! The rack's TLS material: a CA generated at start and one server certificate
-//! signed by it (valid for the bind address, `localhost` and `127.0.0.1`),
-//! shared by every node's HTTPS endpoint. Clients trust the CA's PEM, which
+//! signed by it (valid for every address a node listens on, `localhost` and
+//! `127.0.0.1`), shared by every node's HTTPS endpoint. Clients trust the CA's PEM, which
 //! the binary writes beside the inventory.
 
 use std::net::IpAddr;
@@ -27,8 +27,8 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-/// Generates the CA and a server certificate for `bind`.
-pub fn generate(bind: IpAddr) -> Result<TlsMaterial, Error> {
+/// Generates the CA and a server certificate for `addresses`.
+pub fn generate(addresses: &[IpAddr]) -> Result<TlsMaterial, Error> {
     let ca_key = KeyPair::generate().map_err(Error::Certificate)?;
     let mut ca_params = CertificateParams::new(Vec::new()).map_err(Error::Certificate)?;
     ca_params
@@ -40,8 +40,11 @@ pub fn generate(bind: IpAddr) -> Result<TlsMaterial, Error> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    if !names.contains(&bind.to_string()) && !bind.is_unspecified() {
-        names.push(bind.to_string());
+    for address in addresses.iter().filter(|a| !a.is_unspecified()) {
+        let name = address.to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
     }
     let leaf_key = KeyPair::generate().map_err(Error::Certificate)?;
     let mut leaf_params = CertificateParams::new(names).map_err(Error::Certificate)?;

@@ -205,6 +205,9 @@ fn bad_flags_exit_2_saying_what_is_wrong() {
     );
     assert!(refused(&["--fault", "slow=2days"]).contains("at most 1day"));
     assert!(refused(&["--boot-flag-valid-timeout", "0s"]).contains("more than 0"));
+    assert!(refused(&["--bind", "::1/64"]).contains("IPv4 only"));
+    let crowded = refused(&["--nodes", "300", "--bind", "127.9.9.0/24"]);
+    assert!(crowded.contains("256 addresses are left"), "{crowded}");
     let export = refused(&[
         "--no-ipmi",
         "--export-driver",

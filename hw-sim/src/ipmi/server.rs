@@ -52,20 +52,20 @@ pub struct BindError {
 }
 
 /// Binds one UDP socket per node when the rack serves IPMI — port
-/// `ipmi_base_port + index`, or free ports as [`crate::ports`] picks them —
-/// and none otherwise.
+/// `ipmi_base_port + index`, or free ports as [`crate::ports`] picks them,
+/// or with one address per node the same port on each — and none otherwise.
 pub async fn bind_all(config: &RackConfig) -> Result<Vec<UdpSocket>, BindError> {
     if !config.ipmi {
         return Ok(Vec::new());
     }
-    ports::bind_many(
-        config.bind,
-        config.ipmi_base_port,
-        config.nodes,
-        UdpSocket::bind,
-    )
-    .await
-    .map_err(|failure| BindError {
+    let bound = match config.ipmi_addrs() {
+        Some(addrs) => ports::bind_each(&addrs, UdpSocket::bind).await,
+        None => {
+            let (ip, base) = (config.bind, config.ipmi_base_port);
+            ports::bind_many(ip, base, config.nodes, UdpSocket::bind).await
+        }
+    };
+    bound.map_err(|failure| BindError {
         node: config.node_name(failure.index),
         addr: failure.addr,
         source: failure.source,
