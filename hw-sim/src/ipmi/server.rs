@@ -203,11 +203,14 @@ impl Endpoint {
                 &mut out,
             )
         };
+        // The request ends when its answer leaves: a client may send its
+        // next request the moment it has the answer, before this task runs
+        // again, and that must not count as two requests at once.
+        drop(guard);
         if replied && !self.node.drop_packet() {
             if let Err(e) = self.socket.send_to(&out, peer).await {
                 tracing::debug!(node = self.node.name(), error = %e, "IPMI send error");
             }
         }
-        drop(guard);
     }
 }
