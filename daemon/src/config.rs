@@ -30,15 +30,36 @@ pub struct Config {
 pub struct ApiConfig {
     /// The Unix socket the action API listens on.
     pub socket: PathBuf,
+    /// Most client connections open at once; at the limit the connection
+    /// idle longest is closed to admit a new one (lowered at start if the
+    /// open-file limit cannot hold this many).
+    pub max_connections: u32,
+    /// Longest a connection may take to send a request's headers, counted
+    /// from its opening or from the end of its previous response (so it is
+    /// also how long an idle keep-alive connection stays open).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest a response may wait for the client to read it without any
+    /// progress before the connection is closed (and its memory freed).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             socket: PathBuf::from(DEFAULT_SOCKET),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
+
+/// Bounds of `api.max_connections` and of the API's timeouts.
+const MAX_CONNECTIONS: u32 = 65_536;
+const MIN_API_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_API_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Where the CLI and the daemon look for the socket by default.
 pub const DEFAULT_SOCKET: &str = "/run/baton/baton.sock";
@@ -287,6 +308,29 @@ impl Config {
         if self.api.socket.as_os_str().as_encoded_bytes().contains(&0) {
             bad("api.socket", "must not contain a NUL character".into());
         }
+        if !(1..=MAX_CONNECTIONS).contains(&self.api.max_connections) {
+            bad(
+                "api.max_connections",
+                format!(
+                    "is {}; must be between 1 and {MAX_CONNECTIONS}",
+                    self.api.max_connections
+                ),
+            );
+        }
+        for (key, timeout) in [
+            ("api.header_timeout", self.api.header_timeout),
+            ("api.write_timeout", self.api.write_timeout),
+        ] {
+            if !(MIN_API_TIMEOUT..=MAX_API_TIMEOUT).contains(&timeout) {
+                bad(
+                    key,
+                    format!(
+                        "is {}; must be between 100ms and 1h",
+                        humantime::format_duration(timeout)
+                    ),
+                );
+            }
+        }
         if self.state.database.as_os_str().is_empty() {
             bad("state.database", "must not be empty".into());
         } else if self
@@ -525,9 +569,9 @@ mod tests {
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 3, "{shown:?}");
         assert!(
-            shown
-                .iter()
-                .any(|s| s.starts_with("api.sokcet: unknown key `sokcet`; expected `socket`")),
+            shown.iter().any(
+                |s| s.starts_with("api.sokcet: unknown key `sokcet`; expected one of `socket`")
+            ),
             "{shown:?}"
         );
         assert!(
@@ -538,6 +582,23 @@ mod tests {
             shown.iter().any(|s| s.starts_with("sync.policy")),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn api_limits_are_bounded() {
+        let text = "[api]\nmax_connections = 0\nheader_timeout = \"1ms\"\nwrite_timeout = \"2h\"\n";
+        assert_eq!(
+            keys(text),
+            [
+                "api.max_connections",
+                "api.header_timeout",
+                "api.write_timeout"
+            ]
+        );
+        let c = Config::parse("[api]\nmax_connections = 64\nwrite_timeout = \"500ms\"\n").unwrap();
+        assert_eq!(c.api.max_connections, 64);
+        assert_eq!(c.api.write_timeout, Duration::from_millis(500));
+        assert_eq!(c.api.header_timeout, Duration::from_secs(10));
     }
 
     #[test]

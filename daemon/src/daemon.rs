@@ -23,7 +23,11 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, metrics::Metrics, power::PeerUid, AppState};
 use crate::conductor::{Background, Conductor};
 use crate::config::Config;
+use crate::connections::{self, Admission, BusyBody, ConnectionState, DeadlineIo};
 use crate::socket::{self, SocketError};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
 use tower::ServiceExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,9 @@ impl Daemon {
         // The socket lock comes first: a second batond started by mistake
         // stops before it touches (or migrates) the running one's database.
         let bound = socket::bind(&config.api.socket)?;
-        let store = Store::open(&config.state.database, StoreOptions::default()).await?;
+        let store_options = StoreOptions::default();
+        let max_connections = admitted_connections(&config, store_options.max_readers);
+        let store = Store::open(&config.state.database, store_options).await?;
         let socket_path = bound.guard.path().to_owned();
         let (conductor, background) = Conductor::start(store, Arc::new(config)).await?;
         let state = AppState {
@@ -65,11 +71,13 @@ impl Daemon {
             metrics: Arc::new(Metrics::default()),
         };
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(bound, state, stop.clone()));
+        let admission = Admission::new(max_connections, connections::EVICTABLE_AFTER);
+        let server = tokio::spawn(serve(bound, state, admission, stop.clone()));
         tracing::info!(
             socket = %socket_path.display(),
             database = %conductor.store().path().display(),
             version = env!("CARGO_PKG_VERSION"),
+            max_connections,
             "batond ready"
         );
         Ok(Self {
@@ -112,25 +120,52 @@ impl Daemon {
     }
 }
 
-/// Longest a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Raises the open-file limit and says how many connections fit in it.
+fn admitted_connections(config: &Config, db_readers: usize) -> usize {
+    let configured = config.api.max_connections;
+    let reserved = connections::reserved_fds(config.conductor.workers, db_readers);
+    let fd_limit = match connections::raise_fd_limit() {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-file limit; keeping api.max_connections");
+            return usize::try_from(configured).unwrap_or(usize::MAX);
+        }
+    };
+    let budget = connections::connection_budget(configured, fd_limit, reserved);
+    if budget < usize::try_from(configured).unwrap_or(usize::MAX) {
+        tracing::warn!(
+            configured,
+            admitted = budget,
+            fd_limit,
+            "the open-file limit cannot hold api.max_connections; admitting fewer (raise LimitNOFILE)"
+        );
+    }
+    budget
+}
+
 /// Pause after a failed accept (e.g. out of file descriptors) before the
 /// next, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts connections until `stop`, serving each with HTTP/1.1 (keep-alive,
-/// a header-read timeout), then drains: idle connections close at once,
-/// open requests get up to `conductor.shutdown_timeout` to finish.
+/// header and write timeouts) within the connection limit, then drains: idle
+/// connections close at once, open requests get up to
+/// `conductor.shutdown_timeout` to finish.
 async fn serve(
     bound: socket::BoundSocket,
     state: AppState,
+    admission: Arc<Admission>,
     stop: CancellationToken,
 ) -> Result<(), DaemonError> {
     let socket::BoundSocket { listener, guard } = bound;
-    let grace = state.conductor.config().conductor.shutdown_timeout;
+    let config = state.conductor.config();
+    let grace = config.conductor.shutdown_timeout;
+    let (header_timeout, write_timeout) = (config.api.header_timeout, config.api.write_timeout);
     let app = api::router(state);
     let connections = GracefulShutdown::new();
     loop {
+        // Accept first, then wait for a slot: the waiting connection is
+        // what tells the limit to close an idle one.
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.cancelled() => break,
@@ -140,23 +175,29 @@ async fn serve(
                 // Who is calling, for the action log (and roles): the
                 // kernel's word, not anything the client sends.
                 let peer = stream.peer_cred().ok().map(|c| PeerUid(c.uid()));
-                let service = app
-                    .clone()
-                    .map_request(move |mut request: http::Request<_>| {
-                        if let Some(peer) = peer {
-                            request.extensions_mut().insert(peer);
-                        }
-                        request
-                    });
+                let admitted = tokio::select! {
+                    admitted = admission.admit(stream) => admitted,
+                    () = stop.cancelled() => break,
+                };
+                let service = track_requests(app.clone(), Arc::clone(&admitted.state), peer);
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(
+                        TokioIo::new(DeadlineIo::new(Arc::clone(&admitted.stream), write_timeout)),
+                        TowerToHyperService::new(service),
+                    );
                 let connection = connections.watch(connection);
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
+                    tokio::select! {
+                        result = connection => {
+                            if let Err(error) = result {
+                                tracing::debug!(%error, "connection ended with an error");
+                            }
+                        }
+                        () = admitted.close.cancelled() => {}
                     }
+                    drop(admitted);
                 });
             }
             Err(error) => {
@@ -181,6 +222,31 @@ async fn serve(
     // has ended.
     drop(guard);
     Ok(())
+}
+
+/// The router, with the caller's uid on each request, marking the
+/// connection busy from a request's arrival until its response has been sent.
+fn track_requests(
+    app: axum::Router,
+    state: Arc<ConnectionState>,
+    peer: Option<PeerUid>,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<BusyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<BusyBody>, Infallible>> + Send,
+> + Clone {
+    tower::service_fn(move |mut request: Request<Incoming>| {
+        let busy = state.enter();
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(peer);
+        }
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await?;
+            Ok(response.map(|body| BusyBody::new(body, busy)))
+        }
+    })
 }
 
 /// Runs batond until `shutdown` resolves.

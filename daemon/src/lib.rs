@@ -3,7 +3,8 @@
 //!
 //! Layout: [`config`] (the config file), [`daemon`] (start/run/shutdown),
 //! [`socket`] (owning the Unix socket), [`api`] (the HTTP/JSON action API and
-//! its types), [`conductor`] (the core the API calls), [`client`] (an HTTP
+//! its types), [`connections`] (connection limits and deadlines),
+//! [`conductor`] (the core the API calls), [`client`] (an HTTP
 //! client over the socket) and [`cli`] (the `baton` admin CLI).
 
 pub mod api;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod conductor;
 pub mod config;
+pub mod connections;
 pub mod daemon;
 pub mod logging;
 pub mod messages;

@@ -149,12 +149,30 @@ impl DaemonProcess {
         process
     }
 
+    /// Like [`DaemonProcess::start`], with `api_toml` (keys of `[api]`
+    /// besides the socket) added to the `[api]` table.
+    pub async fn start_with_api(dir: &Path, api_toml: &str, extra_toml: &str) -> Self {
+        let process = Self::spawn_with_api(dir, api_toml, extra_toml);
+        let client = Client::new(&process.socket);
+        wait_until(
+            "batond to answer on its socket",
+            Duration::from_secs(20),
+            || async { client.get::<serde_json::Value>("/v1").await.ok() },
+        )
+        .await;
+        process
+    }
+
     /// Starts batond without waiting for it.
     pub fn spawn(dir: &Path, extra_toml: &str) -> Self {
+        Self::spawn_with_api(dir, "", extra_toml)
+    }
+
+    fn spawn_with_api(dir: &Path, api_toml: &str, extra_toml: &str) -> Self {
         let socket = dir.join("baton.sock");
         let config_path = dir.join("batond.toml");
         let config = format!(
-            "[api]\nsocket = {:?}\n[state]\ndatabase = {:?}\n{extra_toml}",
+            "[api]\nsocket = {:?}\n{api_toml}\n[state]\ndatabase = {:?}\n{extra_toml}",
             socket.display().to_string(),
             dir.join("baton.db").display().to_string()
         );

@@ -1,13 +1,20 @@
 //! batond under hostile or careless input, end to end over the socket:
 //! bodies nested too deep, patches that would nest a node without bound,
-//! passwords that must not be echoed or replaced by the mask — each answered
-//! with a clear 4xx while the daemon keeps serving.
+//! passwords that must not be echoed or replaced by the mask, huge imports —
+//! each answered with a clear 4xx while the daemon keeps serving; and
+//! connections that would exhaust descriptors or memory: bursts of large
+//! listings under a low open-file limit, half-open connections, clients
+//! that never read.
 #![allow(clippy::unwrap_used)]
 
-use baton_tests::daemon::{node_json, DaemonProcess, TestDaemon};
+use std::time::Duration;
+
+use baton_tests::daemon::{inventory, node_json, wait_until, DaemonProcess, TestDaemon};
 use batond::api::types::ErrorEnvelope;
 use batond::client::RawResponse;
 use http::{Method, StatusCode};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
 
 const PASSWORD: &str = "pw-Lm4-kept-secret";
 
@@ -234,4 +241,158 @@ async fn a_huge_import_is_refused_while_parsing_and_others_are_served() {
         "batond peaked at {} MiB",
         peak >> 20
     );
+}
+
+async fn import_nodes(batond: &DaemonProcess, count: usize) {
+    let body = bytes::Bytes::from(inventory("n-", count, PASSWORD).to_string());
+    let r = batond
+        .client()
+        .request(Method::POST, "/v1/nodes/import", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+/// Descriptors batond has open now.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Sockets batond has open now (its listener and client connections).
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// Sets a running process's open-file limit with util-linux `prlimit`.
+fn limit_open_files(pid: u32, limit: u32) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_burst_of_large_listings_under_a_low_fd_limit_gets_no_errors() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let batond = DaemonProcess::start_with_api(dir.path(), "max_connections = 64", "").await;
+    import_nodes(&batond, 200).await;
+    // Room for the 64 connections and the 8 pooled database readers (two
+    // descriptors each: database and log), but not for a database
+    // connection per request.
+    let in_use = u32::try_from(open_fds(batond.pid())).unwrap();
+    limit_open_files(batond.pid(), in_use + 64 + 2 * 8 + 8);
+    let client = batond.client();
+    let lists: Vec<_> = (0..300)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .request(Method::GET, "/v1/nodes/detail?limit=10000", None)
+                    .await
+            })
+        })
+        .collect();
+    for list in lists {
+        let r = list.await.unwrap().unwrap();
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let nodes = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["nodes"]
+            .as_array()
+            .map(Vec::len);
+        assert_eq!(nodes, Some(200));
+    }
+}
+
+#[tokio::test]
+async fn half_open_connections_do_not_starve_a_request() {
+    let dir = tempfile::TempDir::new().unwrap();
+    // Headers may take 10 minutes: only the connection limit's closing of
+    // idle connections can make room for the request below.
+    let batond = DaemonProcess::start_with_api(
+        dir.path(),
+        "max_connections = 16\nheader_timeout = \"10m\"",
+        "",
+    )
+    .await;
+    let mut half_open = Vec::new();
+    for _ in 0..40 {
+        let mut stream = UnixStream::connect(&batond.socket).await.unwrap();
+        stream
+            .write_all(b"GET /v1 HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        half_open.push(stream);
+    }
+    let version = tokio::time::timeout(
+        Duration::from_secs(60),
+        batond.client().request(Method::GET, "/v1", None),
+    )
+    .await
+    .expect("a request is served beside 40 half-open connections")
+    .unwrap();
+    assert_eq!(version.status, StatusCode::OK);
+    // The limit holds: all but 16 (one of them the request's) were closed.
+    let closed = half_open
+        .iter()
+        .filter(|s| matches!(s.try_read(&mut [0; 64]), Ok(0) | Err(_) if !matches!(s.try_read(&mut [0; 1]), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)))
+        .count();
+    assert!(
+        closed >= 40 - 16,
+        "only {closed} half-open connections were closed"
+    );
+}
+
+#[tokio::test]
+async fn clients_that_never_read_are_disconnected() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let batond = DaemonProcess::start_with_api(dir.path(), "write_timeout = \"300ms\"", "").await;
+    import_nodes(&batond, 2000).await;
+    let baseline = open_sockets(batond.pid());
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = UnixStream::connect(&batond.socket).await.unwrap();
+        stream
+            .write_all(b"GET /v1/nodes/detail?limit=10000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // Each reply (about 1.5 MB) fills the socket buffer and stops; batond
+    // gives up on it and closes its end (the client keeps its own open).
+    for stream in &stalled {
+        wait_until(
+            "batond to close the connection of a client that never reads",
+            Duration::from_secs(30),
+            || async {
+                let ready = stream.ready(Interest::READABLE).await.ok()?;
+                ready.is_read_closed().then_some(())
+            },
+        )
+        .await;
+    }
+    wait_until(
+        "batond to release the connections' sockets",
+        Duration::from_secs(30),
+        || async { (open_sockets(batond.pid()) <= baseline).then_some(()) },
+    )
+    .await;
+    let version = batond
+        .client()
+        .request(Method::GET, "/v1", None)
+        .await
+        .unwrap();
+    assert_eq!(version.status, StatusCode::OK);
+    drop(stalled);
 }
