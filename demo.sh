@@ -90,6 +90,9 @@ Try, in another terminal (the README's CLI section has more):
   baton node show node-0000
   baton conductor status
   curl --unix-socket \$BATON_SOCKET http://localhost/v1/nodes/detail?limit=2
+  curl --unix-socket \$BATON_SOCKET -X PUT http://localhost/v1/nodes/node-0000/states/power -d '{"target": "power off"}'
+  curl --unix-socket \$BATON_SOCKET http://localhost/v1/nodes/node-0000/os-instance-actions
+  curl --unix-socket \$BATON_SOCKET -X POST http://localhost/v1/nodes/node-0001/action -d '{"reboot": {"type": "HARD"}}'
 
 Press Ctrl-C to stop.
 MSG
