@@ -88,6 +88,9 @@ Try, in another terminal (the README's CLI section has more):
   export PATH=$bin_path:\$PATH BATON_SOCKET=\$PWD/$socket
   baton node list
   baton node show node-0000
+  baton node power node-0000 off --wait
+  baton node power node-0000 on --wait
+  baton node actions node-0000
   baton conductor status
   curl --unix-socket \$BATON_SOCKET http://localhost/v1/nodes/detail?limit=2
   curl --unix-socket \$BATON_SOCKET -X PUT http://localhost/v1/nodes/node-0000/states/power -d '{"target": "power off"}'

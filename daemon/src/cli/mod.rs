@@ -1,18 +1,23 @@
-//! The `baton` admin CLI: argument parsing (clap), the commands (one module
-//! per resource: [`node`]), and the mapping of failures to exit codes:
+//! The `baton` admin CLI: argument parsing (clap), the commands (`node`:
+//! enrollment and listing; `power`: power, boot, actions, lock, maintenance;
+//! `log`: the action log), and the mapping of failures to exit codes:
 //!
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the API answered with an error (its message and request id go to stderr), or some nodes of a multi-node command failed |
+//! | 1 | the API answered with an error (its message and request id go to stderr), an operation waited for (`--wait`) failed, or some nodes of a multi-node command failed |
 //! | 2 | usage error (bad arguments, unreadable input file) |
 //! | 3 | batond cannot be reached (socket missing, not a socket, permission denied, nothing listening) |
 //!
 //! The CLI shares the daemon's request and response types (`crate::api::types`).
 
 mod fields;
+mod log;
 mod node;
 mod output;
+mod paging;
+mod power;
+mod progress;
 mod suggest;
 mod values;
 
@@ -52,7 +57,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Enroll, list, show, change and remove nodes.
+    /// Enroll, list, show, change and remove nodes; change their power, boot
+    /// device, lock and maintenance; read their action log.
     #[command(subcommand)]
     Node(NodeCommand),
     /// The conductor's health.
@@ -90,6 +96,14 @@ enum CliError {
         suggestions: Vec<String>,
         request_id: String,
     },
+    /// A power operation followed with `--wait` ended without reaching its state.
+    #[error("node {node}: {action} failed: {message} (request {request_id}; `baton node actions {node} {request_id}` shows its events)")]
+    OperationFailed {
+        node: String,
+        action: String,
+        message: String,
+        request_id: String,
+    },
     /// A multi-node command that reported each failure as it went.
     #[error("{failed} of {total} nodes failed")]
     SomeFailed { failed: usize, total: usize },
@@ -108,7 +122,10 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Client(e) if e.is_unreachable() => 3,
-            CliError::Client(_) | CliError::NodeNotFound { .. } | CliError::SomeFailed { .. } => 1,
+            CliError::Client(_)
+            | CliError::NodeNotFound { .. }
+            | CliError::OperationFailed { .. }
+            | CliError::SomeFailed { .. } => 1,
         }
     }
 
@@ -120,6 +137,9 @@ impl CliError {
             }) => (code.as_str(), Some(request_id.as_str())),
             CliError::NodeNotFound { request_id, .. } => {
                 ("itemNotFound", Some(request_id.as_str()))
+            }
+            CliError::OperationFailed { request_id, .. } => {
+                ("operationFailed", Some(request_id.as_str()))
             }
             CliError::Client(e) if e.is_unreachable() => ("unreachable", None),
             CliError::SomeFailed { .. } => ("partialFailure", None),

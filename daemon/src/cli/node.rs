@@ -1,6 +1,8 @@
 //! `baton node …`: enroll (create, import), list, show, change (set, unset)
-//! and remove (delete) nodes. A node is named by its name or uuid; a name
-//! that is not enrolled gets the closest enrolled names as suggestions.
+//! and remove (delete) nodes; the power, boot, action, lock, maintenance and
+//! action-log commands live in `power` and `log`. A node is named by its
+//! name or uuid; a name that is not enrolled gets the closest enrolled names
+//! as suggestions.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +14,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::fields::{self, Change, PASSWORD_ENV};
+use super::power::{ActionArgs, BootArgs, LockArgs, MaintenanceArgs, NodeArg, PowerArgs};
 use super::values::{DriverArg, PowerStateArg};
-use super::{emit, output, suggest, CliError};
+use super::{emit, log, output, paging, power, suggest, CliError};
 use crate::api::types::{ImportResult, NodeList, NodeSummary, NodeView};
 use crate::client::{Client, ClientError, RawResponse};
 
@@ -87,6 +90,48 @@ Examples:\n  \
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// Change a node's power: on, off, reboot, soft-off, soft-reboot, cycle.
+    /// batond accepts the change and carries it out; --wait follows it to
+    /// its end (exit 1 if it failed).
+    #[command(after_help = "Examples:\n  \
+        baton node power node-0001 off\n  \
+        baton node power node-0001 on --wait\n  \
+        baton node power node-0001 soft-off --wait --timeout 300\n  \
+        baton node actions node-0001                 # how it went")]
+    Power(PowerArgs),
+    /// Set the device the node boots from next (or always, with --persistent).
+    #[command(after_help = "Examples:\n  \
+        baton node boot node-0001 pxe\n  \
+        baton node boot node-0001 disk --persistent")]
+    Boot(BootArgs),
+    /// Run one action of the server-action API (os-start, os-stop, reboot, …).
+    #[command(after_help = "Examples:\n  \
+        baton node action node-0001 os-stop --type SOFT\n  \
+        baton node action node-0001 reboot --type HARD --wait\n  \
+        baton node action node-0001 rescue            # one network boot, then restart\n  \
+        baton node action node-0001 trigger_crash_dump\n  \
+        baton node action node-0001 os-reset_status   # admin: clear a stuck operation")]
+    Action(ActionArgs),
+    /// Lock a node: power and boot actions are refused until it is unlocked.
+    #[command(after_help = "Examples:\n  \
+        baton node lock node-0001 --reason \"firmware update\"")]
+    Lock(LockArgs),
+    /// Unlock a node.
+    #[command(after_help = "Examples:\n  baton node unlock node-0001")]
+    Unlock(NodeArg),
+    /// Put a node in maintenance (on) or take it out (off); power and boot
+    /// actions are refused while it is in.
+    #[command(after_help = "Examples:\n  \
+        baton node maintenance node-0001 on --reason \"replacing a DIMM\"\n  \
+        baton node maintenance node-0001 off")]
+    Maintenance(MaintenanceArgs),
+    /// A node's action log (every power change, lock, maintenance, sync
+    /// correction), or one action with its events.
+    #[command(after_help = "Examples:\n  \
+        baton node actions node-0001\n  \
+        baton node actions node-0001 req-7d2c6a8e-5d0c-4a4e-9a51-1b2f3c4d5e6f\n  \
+        baton --json node actions node-0001 --limit 20")]
+    Actions(log::ActionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +263,13 @@ pub(super) async fn run(client: &Client, cmd: &NodeCommand, json: bool) -> Resul
             patch(client, node, &ops, json).await
         }
         NodeCommand::Delete { nodes } => delete(client, nodes, json).await,
+        NodeCommand::Power(args) => power::power(client, args, json).await,
+        NodeCommand::Boot(args) => power::boot(client, args, json).await,
+        NodeCommand::Action(args) => power::action(client, args, json).await,
+        NodeCommand::Lock(args) => power::lock(client, args, json).await,
+        NodeCommand::Unlock(args) => power::unlock(client, args, json).await,
+        NodeCommand::Maintenance(args) => power::maintenance(client, args, json).await,
+        NodeCommand::Actions(args) => log::run(client, args, json).await,
     }
 }
 
@@ -275,17 +327,17 @@ async fn delete(client: &Client, nodes: &[String], json: bool) -> Result<(), Cli
 pub(super) async fn on_node<T>(
     client: &Client,
     ident: &str,
-    result: Result<T, ClientError>,
+    result: Result<T, impl Into<CliError>>,
 ) -> Result<T, CliError> {
-    match result {
-        Err(ClientError::Api {
+    match result.map_err(Into::into) {
+        Err(CliError::Client(ClientError::Api {
             status, request_id, ..
-        }) if status == StatusCode::NOT_FOUND => Err(CliError::NodeNotFound {
+        })) if status == StatusCode::NOT_FOUND => Err(CliError::NodeNotFound {
             ident: ident.to_owned(),
             suggestions: similar_names(client, ident).await,
             request_id,
         }),
-        other => other.map_err(CliError::from),
+        other => other,
     }
 }
 
@@ -293,7 +345,7 @@ pub(super) async fn on_node<T>(
 /// suggestion is a courtesy, the "not found" stands on its own).
 async fn similar_names(client: &Client, ident: &str) -> Vec<String> {
     let url = format!("/v1/nodes?limit={}", crate::api::nodes::MAX_LIMIT);
-    match fetch_pages::<NodeSummary>(client, url, false).await {
+    match paging::fetch::<NodeList<NodeSummary>>(client, url, false).await {
         Ok(list) => suggest::similar(ident, list.nodes.iter().filter_map(|n| n.name.as_deref())),
         Err(_) => Vec::new(),
     }
@@ -315,12 +367,12 @@ async fn list_as<T: DeserializeOwned + Serialize>(
     json: bool,
     table: fn(&[T]) -> String,
 ) -> Result<(), CliError> {
-    let page: NodeList<T> = fetch_pages(client, first, args.limit.is_some()).await?;
+    let page: NodeList<T> = paging::fetch(client, first, args.limit.is_some()).await?;
     emit(json, &page, |p| table(&p.nodes))?;
     if json {
         return Ok(());
     }
-    if let Some(marker) = page.next.as_deref().and_then(marker_of) {
+    if let Some(marker) = page.next.as_deref().and_then(paging::marker_of) {
         eprintln!(
             "more nodes may follow; next page: {}",
             next_page_command(args, &marker)
@@ -367,15 +419,6 @@ fn filter_pairs(args: &ListArgs) -> Vec<(&'static str, String)> {
     pairs
 }
 
-/// The `marker` of a `next` link.
-fn marker_of(next: &str) -> Option<String> {
-    let query = next.split_once('?')?.1;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
-        .into_iter()
-        .find_map(|(k, v)| (k == "marker").then_some(v))
-}
-
 /// The command that lists the page after the one ending with `marker`.
 fn next_page_command(args: &ListArgs, marker: &str) -> String {
     let mut words = vec!["baton node list".to_owned()];
@@ -390,7 +433,7 @@ fn next_page_command(args: &ListArgs, marker: &str) -> String {
         words.push(format!(
             "--{} {}",
             key.replace('_', "-"),
-            shell_word(&value)
+            paging::shell_word(&value)
         ));
     }
     if let Some(limit) = args.limit {
@@ -403,53 +446,13 @@ fn next_page_command(args: &ListArgs, marker: &str) -> String {
     words.join(" ")
 }
 
-/// `value` quoted for a POSIX shell when it needs to be.
-fn shell_word(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+".contains(c));
-    if plain {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
-}
-
-/// Follows `next` links until the listing ends (or returns only the first
-/// page, with its `next` link, when `single_page`).
-async fn fetch_pages<T: DeserializeOwned>(
-    client: &Client,
-    first: String,
-    single_page: bool,
-) -> Result<NodeList<T>, CliError> {
-    let mut connection = client.connect().await?;
-    let mut nodes = Vec::new();
-    let mut url = Some(first);
-    while let Some(current) = url.take() {
-        let page: NodeList<T> = connection
-            .request(Method::GET, &current, None)
-            .await?
-            .into_json()?;
-        nodes.extend(page.nodes);
-        if single_page {
-            return Ok(NodeList {
-                nodes,
-                next: page.next,
-            });
-        }
-        url = page.next;
-    }
-    Ok(NodeList { nodes, next: None })
-}
-
 pub(super) fn node_path(ident: &str) -> String {
     format!("/v1/nodes/{}", path_segment(ident))
 }
 
 /// Percent-encodes a path segment (names are restricted, but a typo should
 /// give "not found", not a malformed request).
-fn path_segment(s: &str) -> String {
+pub(super) fn path_segment(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -582,7 +585,7 @@ mod tests {
             a.long = true;
         });
         let next = "/v1/nodes/detail?limit=2&marker=abc&power_state=power+off";
-        assert_eq!(marker_of(next).as_deref(), Some("abc"));
+        assert_eq!(paging::marker_of(next).as_deref(), Some("abc"));
         assert_eq!(
             next_page_command(&args, "abc"),
             "baton node list --power-state off --power-domain 'rack 1' --limit 2 --marker abc --long"

@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use crate::api::types::{power_state_key, ConductorStatus, NodeSummary, NodeView};
+use crate::api::types::{
+    power_state_key, ActionAccepted, ConductorStatus, InstanceAction, NodeStates, NodeSummary,
+    NodeView,
+};
 
 /// Renders rows under a header, each column as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -196,6 +199,119 @@ pub fn conductor_status(s: &ConductorStatus) -> String {
         ),
         ("schema version", s.database.schema_version.to_string()),
     ])
+}
+
+/// A node's states after a change done while the caller waited.
+pub fn node_states(node: &str, s: &NodeStates) -> String {
+    fields(&[
+        ("node", node.to_owned()),
+        ("power state", power_state_key(s.power_state).to_owned()),
+        (
+            "target power state",
+            s.target_power_state.map_or("-".into(), |t| t.to_string()),
+        ),
+        ("boot device", or_dash(s.boot_device.as_deref())),
+        ("maintenance", s.maintenance.to_string()),
+        (
+            "maintenance reason",
+            or_dash(s.maintenance_reason.as_deref()),
+        ),
+        ("fault", or_dash(s.fault.as_deref())),
+        ("locked", s.locked.to_string()),
+        ("last error", or_dash(s.last_error.as_deref())),
+    ])
+}
+
+/// A change batond accepted and carries out on its own.
+pub fn accepted(node: &str, a: &ActionAccepted) -> String {
+    match a.target_power_state {
+        Some(target) => format!(
+            "{node}: {} accepted, going to {target} (request {id})\n\
+             follow it with `baton node actions {node} {id}`\n",
+            a.action,
+            id = a.request_id
+        ),
+        None => format!("{node}: {} done (request {})\n", a.action, a.request_id),
+    }
+}
+
+/// The result of an action: its last event's (`Success` or `Error`), or
+/// `None` while it has none.
+pub fn action_result(a: &InstanceAction) -> Option<&str> {
+    a.events.last().and_then(|e| e.result.as_deref())
+}
+
+/// The end of an operation followed with `--wait`, when it succeeded.
+pub fn outcome(node: &str, view: &NodeView, a: &InstanceAction) -> String {
+    if action_result(a) != Some("Success") {
+        return String::new();
+    }
+    format!(
+        "{node}: {} ({})\n",
+        power_state_key(view.power_state),
+        a.message.as_deref().unwrap_or(&a.action)
+    )
+}
+
+pub fn action_table(actions: &[InstanceAction]) -> String {
+    let rows: Vec<Vec<String>> = actions
+        .iter()
+        .map(|a| {
+            vec![
+                a.request_id.clone(),
+                a.action.clone(),
+                a.start_time.clone(),
+                or_dash(a.user_id.as_deref()),
+                or_dash(action_result(a)),
+                or_dash(a.message.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "REQUEST ID",
+            "ACTION",
+            "STARTED",
+            "USER",
+            "RESULT",
+            "MESSAGE",
+        ],
+        &rows,
+    )
+}
+
+pub fn action_detail(a: &InstanceAction) -> String {
+    let mut out = fields(&[
+        ("request id", a.request_id.clone()),
+        ("action", a.action.clone()),
+        ("node", a.instance_uuid.to_string()),
+        ("user", or_dash(a.user_id.as_deref())),
+        ("started", a.start_time.clone()),
+        ("updated", a.updated_at.clone()),
+        ("result", or_dash(action_result(a))),
+        ("message", or_dash(a.message.as_deref())),
+    ]);
+    if !a.events.is_empty() {
+        let rows: Vec<Vec<String>> = a
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.event.clone(),
+                    e.start_time.clone(),
+                    or_dash(e.finish_time.as_deref()),
+                    or_dash(e.result.as_deref()),
+                    or_dash(e.traceback.as_deref()),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &["EVENT", "STARTED", "FINISHED", "RESULT", "DETAIL"],
+            &rows,
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
