@@ -106,6 +106,10 @@ pub struct RackConfig {
     pub node_reset_types: Vec<NodeResetTypes>,
     /// Idle time after which a Redfish session expires.
     pub session_timeout: Duration,
+    /// Live Redfish sessions one BMC holds at most (real BMCs: as few as 10).
+    pub redfish_max_sessions: usize,
+    /// IPMI sessions one BMC holds at most (real BMCs: as few as 4; at most 63).
+    pub ipmi_max_sessions: usize,
     /// How often a `flapping` node may change power out of band.
     pub flap_interval: Duration,
     /// How long boot flags set over IPMI stay valid without a Chassis
@@ -144,6 +148,8 @@ impl Default for RackConfig {
             quirks: Quirks::default(),
             node_reset_types: Vec::new(),
             session_timeout: Duration::from_secs(1800),
+            redfish_max_sessions: crate::redfish::MAX_SESSIONS,
+            ipmi_max_sessions: crate::ipmi::server::SESSIONS_PER_BMC,
             flap_interval: Duration::from_secs(2),
             boot_flag_valid_timeout: BOOT_FLAG_VALID_TIMEOUT,
         }
@@ -213,6 +219,18 @@ pub enum ConfigProblem {
         prefix: u8,
         /// What is wrong and what to do.
         why: String,
+    },
+    /// A session limit out of its range.
+    #[error("{what} must be {min} to {max}, got {value}")]
+    SessionLimit {
+        /// Which limit.
+        what: &'static str,
+        /// The value given.
+        value: usize,
+        /// Lowest allowed.
+        min: usize,
+        /// Highest allowed.
+        max: usize,
     },
     /// A zero boot flag valid timeout.
     #[error("boot flag valid timeout must be more than 0 (the IPMI specification's is 60s)")]
@@ -366,6 +384,24 @@ impl RackConfig {
         }
         if self.flap_interval.is_zero() {
             out.push(ConfigProblem::FlapInterval);
+        }
+        let limits = [
+            ("redfish max sessions", self.redfish_max_sessions, 1_000_000),
+            (
+                "ipmi max sessions",
+                self.ipmi_max_sessions,
+                crate::ipmi::server::MAX_SESSIONS_PER_BMC,
+            ),
+        ];
+        for (what, value, max) in limits {
+            if !(1..=max).contains(&value) {
+                out.push(ConfigProblem::SessionLimit {
+                    what,
+                    value,
+                    min: 1,
+                    max,
+                });
+            }
         }
         if self.boot_flag_valid_timeout.is_zero() {
             out.push(ConfigProblem::BootFlagValidTimeout);

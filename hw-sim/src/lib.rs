@@ -44,3 +44,4 @@ pub use model::{
     PowerAction, PowerState, Quirks, ResetReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
 };
 pub use rack::{Rack, RackState, RackStats};
+pub use redfish::MAX_SESSIONS as REDFISH_MAX_SESSIONS;

@@ -117,6 +117,12 @@ struct Cli {
     /// bit 3 says to keep them. Shorten it for tests.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     boot_flag_valid_timeout: Duration,
+    /// Live Redfish sessions one BMC holds at most (real BMCs go as low as 10).
+    #[arg(long, default_value_t = baton_hwsim::REDFISH_MAX_SESSIONS)]
+    redfish_max_sessions: usize,
+    /// IPMI sessions one BMC holds at most, 1-63 (real BMCs go as low as 4).
+    #[arg(long, default_value_t = baton_hwsim::ipmi::server::SESSIONS_PER_BMC)]
+    ipmi_max_sessions: usize,
     /// How often a flapping node may change power.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     flap_interval: Duration,
@@ -252,6 +258,8 @@ impl Cli {
             quirks,
             node_reset_types: self.node_reset_types,
             session_timeout: self.session_timeout,
+            redfish_max_sessions: self.redfish_max_sessions,
+            ipmi_max_sessions: self.ipmi_max_sessions,
             flap_interval: self.flap_interval,
             boot_flag_valid_timeout: self.boot_flag_valid_timeout,
         };

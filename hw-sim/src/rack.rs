@@ -158,6 +158,7 @@ impl Rack {
         let redfish_shared = redfish::Shared::new(
             tls.as_ref().map(|t| t.acceptor.clone()),
             state.config().session_timeout,
+            state.config().redfish_max_sessions,
             cancel.clone(),
             tasks.clone(),
         );

@@ -334,3 +334,46 @@ async fn a_body_not_sent_as_json_is_refused_400_unless_the_node_is_lenient() {
         rack.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn session_limits_are_configurable_and_a_full_bmc_answers_503() {
+    let mut cfg = config(1);
+    cfg.redfish_max_sessions = 2;
+    cfg.ipmi_max_sessions = 4;
+    let rack = start(cfg).await;
+    let http = client();
+    let node = &rack.nodes()[0];
+    let login = json!({"UserName": USER, "Password": baton_tests::hwsim::PASSWORD});
+    let url = format!("{}{SESSIONS}", rack.redfish_url(node));
+    for _ in 0..2 {
+        assert_eq!(send(http.post(&url).json(&login)).await.0, 201);
+    }
+    let (status, error) = send(http.post(&url).json(&login)).await;
+    assert_eq!(
+        (status, message_key(&error)),
+        (503, "SessionLimitExceeded".to_owned())
+    );
+    // The IPMI side reports its configured slot count (Get Session Info).
+    let addr = node
+        .ipmi_addr()
+        .unwrap_or_else(|| panic!("the node serves IPMI"));
+    let output = tokio::process::Command::new("ipmitool")
+        .args(["-I", "lanplus", "-H", &addr.ip().to_string()])
+        .args(["-p", &addr.port().to_string(), "-U", USER])
+        .args([
+            "-P",
+            baton_tests::hwsim::PASSWORD,
+            "session",
+            "info",
+            "active",
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("ipmitool (scripts/install-test-deps.sh): {e}"));
+    let info = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        info.contains("slot count                    : 4"),
+        "{info}"
+    );
+    rack.shutdown().await;
+}

@@ -35,8 +35,12 @@ use crate::ports;
 /// Datagrams one BMC serves at once; more are dropped.
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// Sessions one BMC holds at once (in any handshake stage).
+/// Sessions one BMC holds at once (in any handshake stage) unless configured
+/// otherwise.
 pub const SESSIONS_PER_BMC: usize = 16;
+
+/// The most sessions Get Session Info can report (a 6-bit count).
+pub const MAX_SESSIONS_PER_BMC: usize = 63;
 
 /// A node's UDP port could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +109,7 @@ pub fn spawn_all(
     for (node, socket) in nodes.iter().zip(sockets) {
         let bmc = BmcConfig {
             username: config.credentials.username.clone(),
-            session_capacity: SESSIONS_PER_BMC,
+            session_capacity: config.ipmi_max_sessions,
             timeouts: Timeouts::default(),
             guid: *node.uuid().as_bytes(),
         };

@@ -13,7 +13,6 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use super::resources::{self as res, SESSIONS, TASK_MONITORS};
-use super::sessions::MAX_SESSIONS;
 use super::tasks::Task;
 use super::{errors, reply, Bmc, Reply};
 use crate::model::{
@@ -225,7 +224,7 @@ pub(crate) fn create_session(bmc: &Bmc, body: &Bytes) -> Reply {
     let Some(created) = bmc.sessions.create(username) else {
         tracing::debug!(
             node = bmc.node.name(),
-            limit = MAX_SESSIONS,
+            limit = bmc.shared.max_sessions,
             "session limit reached"
         );
         return errors::session_limit();

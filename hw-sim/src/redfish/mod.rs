@@ -27,6 +27,8 @@ mod resources;
 mod router;
 mod server;
 mod sessions;
+
+pub use sessions::MAX_SESSIONS;
 mod tasks;
 
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub(crate) type Reply = Response<Full<Bytes>>;
 pub(crate) struct Shared {
     tls: Option<TlsAcceptor>,
     session_timeout: Duration,
+    max_sessions: usize,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -72,12 +75,14 @@ impl Shared {
     pub(crate) fn new(
         tls: Option<TlsAcceptor>,
         session_timeout: Duration,
+        max_sessions: usize,
         cancel: CancellationToken,
         tasks: TaskTracker,
     ) -> Shared {
         Shared {
             tls,
             session_timeout,
+            max_sessions,
             cancel,
             tasks,
         }
@@ -97,7 +102,7 @@ pub(crate) struct Bmc {
 pub(crate) fn spawn(node: Arc<Node>, listener: TcpListener, shared: &Shared) {
     let bmc = Arc::new(Bmc {
         node,
-        sessions: sessions::Sessions::new(shared.session_timeout),
+        sessions: sessions::Sessions::new(shared.session_timeout, shared.max_sessions),
         tasks: tasks::Tasks::default(),
         shared: shared.clone(),
     });

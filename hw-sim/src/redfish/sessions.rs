@@ -10,8 +10,9 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-/// Live sessions a BMC holds at most; more are refused (`SessionLimitExceeded`).
-pub(crate) const MAX_SESSIONS: usize = 64;
+/// Live sessions a BMC holds at most unless configured otherwise; more are
+/// refused (`SessionLimitExceeded`).
+pub const MAX_SESSIONS: usize = 64;
 
 /// One live session.
 #[derive(Clone, Debug)]
@@ -26,6 +27,7 @@ pub(crate) struct Session {
 #[derive(Debug)]
 pub(crate) struct Sessions {
     timeout: Duration,
+    limit: usize,
     inner: Mutex<Inner>,
 }
 
@@ -43,9 +45,10 @@ pub(crate) struct Created {
 }
 
 impl Sessions {
-    pub(crate) fn new(timeout: Duration) -> Sessions {
+    pub(crate) fn new(timeout: Duration, limit: usize) -> Sessions {
         Sessions {
             timeout,
+            limit,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -70,7 +73,7 @@ impl Sessions {
         let now = Instant::now();
         let mut inner = self.lock();
         self.expire(&mut inner, now);
-        if inner.by_id.len() >= MAX_SESSIONS {
+        if inner.by_id.len() >= self.limit {
             return None;
         }
         inner.next_id += 1;
@@ -130,7 +133,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sessions_expire_when_idle() {
-        let s = Sessions::new(Duration::from_secs(10));
+        let s = Sessions::new(Duration::from_secs(10), MAX_SESSIONS);
         let Some(created) = s.create("admin") else {
             panic!("first session must be created");
         };
@@ -145,7 +148,7 @@ mod tests {
 
     #[test]
     fn cap_and_delete() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), MAX_SESSIONS);
         let ids: Vec<String> = (0..MAX_SESSIONS)
             .filter_map(|_| s.create("admin").map(|c| c.id))
             .collect();
