@@ -321,6 +321,17 @@ impl Store {
         self.write(move |tx| actions::insert(tx, &action)).await
     }
 
+    /// Appends many actions to the log in one transaction (an import).
+    pub async fn record_actions(&self, new: Vec<NewAction>) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            for action in &new {
+                actions::insert(tx, action)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Appends an event to an action.
     pub async fn add_action_event(
         &self,

@@ -58,6 +58,42 @@ async fn redfish_and_ipmi_nodes_power_off_and_on() {
     fleet.stop().await;
 }
 
+/// Enrollment, edits and deletion are in the action log, with the caller's
+/// uid from the socket's peer credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_and_edit_are_recorded_with_the_callers_uid() {
+    let fleet = Fleet::start(1, |_| {}).await;
+    let name = fleet.name(0);
+    let r = fleet
+        .call(
+            Method::PATCH,
+            &format!("/v1/nodes/{name}"),
+            Some(r#"[{"op": "replace", "path": "/power_domain", "value": "rack-9"}]"#),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{:?}", r.body);
+    let r = fleet
+        .call(
+            Method::GET,
+            &format!("/v1/nodes/{name}/os-instance-actions"),
+            None,
+        )
+        .await;
+    let list: batond::api::types::InstanceActionList = serde_json::from_slice(&r.body).unwrap();
+    let actions: Vec<&str> = list
+        .instance_actions
+        .iter()
+        .map(|a| a.action.as_str())
+        .collect();
+    assert_eq!(actions, ["update", "create"], "newest first");
+    let uid = nix::unistd::getuid().as_raw().to_string();
+    assert!(list
+        .instance_actions
+        .iter()
+        .all(|a| a.user_id.as_deref() == Some(uid.as_str())));
+    fleet.stop().await;
+}
+
 /// A node already in the requested state gets no command at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_already_there_gets_no_command() {

@@ -2,7 +2,7 @@
 //! what it returns. Also the listing's query rules (filters and paging).
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,8 @@ use std::cell::Cell;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorKind};
+use super::middleware::RequestId;
+use super::power::{caller, PeerUid};
 use super::request::{parse_json, query_pairs, read_body, BODY_LIMIT, IMPORT_BODY_LIMIT};
 use super::types::{
     node_href, ImportResult, NodeList, NodeStates, NodeSummary, NodeView, NEVER_READ,
@@ -149,6 +151,8 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
 /// `POST /v1/nodes`.
 pub async fn create(
     State(app): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    peer: Option<Extension<PeerUid>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -167,7 +171,10 @@ pub async fn create(
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         ApiError::bad_request("the request body is not UTF-8 text; send the node as JSON")
     })?;
-    let node = app.conductor.create_node(text).await?;
+    let node = app
+        .conductor
+        .create_node(text, &caller(&request_id, peer.as_deref()))
+        .await?;
     let location = node_href(node.uuid);
     Ok((
         StatusCode::CREATED,
@@ -180,6 +187,8 @@ pub async fn create(
 /// `POST /v1/nodes/import`.
 pub async fn import(
     State(app): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    peer: Option<Extension<PeerUid>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportResult>, ApiError> {
@@ -198,7 +207,10 @@ pub async fn import(
                 "the import parser stopped unexpectedly",
             )
         })??;
-    let uuids = app.conductor.import_nodes(entries).await?;
+    let uuids = app
+        .conductor
+        .import_nodes(entries, &caller(&request_id, peer.as_deref()))
+        .await?;
     Ok(Json(ImportResult {
         count: uuids.len(),
         uuids,
@@ -318,20 +330,32 @@ pub async fn show(
 pub async fn patch(
     State(app): State<AppState>,
     Path(ident): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    peer: Option<Extension<PeerUid>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<NodeView>, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let patch: Patch = parse_json(&bytes, "JSON Patch (RFC 6902)")?;
-    Ok(Json(app.conductor.patch_node(&ident, patch).await?.into()))
+    let caller = caller(&request_id, peer.as_deref());
+    Ok(Json(
+        app.conductor
+            .patch_node(&ident, patch, &caller)
+            .await?
+            .into(),
+    ))
 }
 
 /// `DELETE /v1/nodes/{ident}`.
 pub async fn delete(
     State(app): State<AppState>,
     Path(ident): Path<String>,
+    Extension(request_id): Extension<RequestId>,
+    peer: Option<Extension<PeerUid>>,
 ) -> Result<StatusCode, ApiError> {
-    app.conductor.delete_node(&ident).await?;
+    app.conductor
+        .delete_node(&ident, &caller(&request_id, peer.as_deref()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

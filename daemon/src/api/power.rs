@@ -34,7 +34,8 @@ pub struct PeerUid(pub u32);
 /// Longest timeout a caller may give a power operation.
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
-fn caller(request_id: &RequestId, peer: Option<&PeerUid>) -> Caller {
+/// The caller of a request, for its action record.
+pub fn caller(request_id: &RequestId, peer: Option<&PeerUid>) -> Caller {
     Caller {
         request_id: request_id.0.clone(),
         user_id: peer.map(|p| p.0.to_string()),

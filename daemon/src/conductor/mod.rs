@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::messages;
+use actions::Caller;
 use drivers::Drivers;
 pub use health::Health;
 pub use patch::PatchError;
@@ -180,9 +181,30 @@ impl Conductor {
     }
 
     /// Enrolls one node given as JSON text.
-    pub async fn create_node(&self, raw: &str) -> Result<Node, ConductorError> {
+    pub async fn create_node(&self, raw: &str, caller: &Caller) -> Result<Node, ConductorError> {
         let spec = parse_node(raw).map_err(|(_, reasons)| ConductorError::InvalidNode(reasons))?;
-        Ok(self.store.create_node(spec).await?)
+        let node = self.store.create_node(spec).await?;
+        self.record(vec![node.uuid], "create", caller).await;
+        Ok(node)
+    }
+
+    /// Logs an enrollment, edit or deletion in the nodes' action logs. The
+    /// change itself is already committed; a log entry that cannot be
+    /// written is reported, not turned into a failure of the change.
+    async fn record(&self, uuids: Vec<Uuid>, action: &str, caller: &Caller) {
+        let entries = uuids
+            .into_iter()
+            .map(|node_uuid| baton_state::NewAction {
+                request_id: caller.request_id.clone(),
+                node_uuid,
+                action: action.to_owned(),
+                user_id: caller.user_id.clone(),
+                message: None,
+            })
+            .collect();
+        if let Err(error) = self.store.record_actions(entries).await {
+            tracing::warn!(%error, action, request_id = %caller.request_id, "cannot record the action");
+        }
     }
 
     /// Enrolls every entry of an inventory, or none. Each entry is parsed and
@@ -190,6 +212,7 @@ impl Conductor {
     pub async fn import_nodes(
         &self,
         entries: Vec<Box<RawValue>>,
+        caller: &Caller,
     ) -> Result<Vec<Uuid>, ConductorError> {
         if entries.is_empty() {
             return Err(ConductorError::ImportEmpty);
@@ -215,7 +238,9 @@ impl Conductor {
             return Err(ConductorError::InvalidImport { total, problems });
         }
         let specs = specs.into_iter().map(|(_, spec)| spec).collect();
-        Ok(self.store.import_nodes(specs).await?)
+        let uuids = self.store.import_nodes(specs).await?;
+        self.record(uuids.clone(), "create", caller).await;
+        Ok(uuids)
     }
 
     /// Adds name clashes among the valid entries to the problems of an
@@ -259,9 +284,15 @@ impl Conductor {
     }
 
     /// Applies a JSON Patch to a node's operator-set fields, atomically.
-    pub async fn patch_node(&self, ident: &str, patch: Patch) -> Result<Node, ConductorError> {
+    pub async fn patch_node(
+        &self,
+        ident: &str,
+        patch: Patch,
+        caller: &Caller,
+    ) -> Result<Node, ConductorError> {
         patch::check_paths(&patch)?;
-        self.store
+        let node = self
+            .store
             .update_node(NodeIdent::parse(ident), move |node| {
                 patch::apply(node, &patch)
             })
@@ -269,12 +300,15 @@ impl Conductor {
             .map_err(|e| match e {
                 UpdateError::Store(s) => ConductorError::Store(s),
                 UpdateError::Rejected(p) => ConductorError::Patch(p),
-            })
+            })?;
+        self.record(vec![node.uuid], "update", caller).await;
+        Ok(node)
     }
 
-    pub async fn delete_node(&self, ident: &str) -> Result<Node, ConductorError> {
+    pub async fn delete_node(&self, ident: &str, caller: &Caller) -> Result<Node, ConductorError> {
         let node = self.store.delete_node(NodeIdent::parse(ident)).await?;
         self.forget_driver(node.uuid);
+        self.record(vec![node.uuid], "delete", caller).await;
         Ok(node)
     }
 
