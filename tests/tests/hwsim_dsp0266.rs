@@ -371,9 +371,6 @@ async fn session_limits_are_configurable_and_a_full_bmc_answers_503() {
         .await
         .unwrap_or_else(|e| panic!("ipmitool (scripts/install-test-deps.sh): {e}"));
     let info = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        info.contains("slot count                    : 4"),
-        "{info}"
-    );
+    assert!(info.contains("slot count                    : 4"), "{info}");
     rack.shutdown().await;
 }
