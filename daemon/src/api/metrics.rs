@@ -1,6 +1,8 @@
 //! Prometheus text exposition for `GET /metrics`: API requests by route,
-//! method and status, a request-duration histogram per route, and node counts
-//! by power state (read from the store at scrape time).
+//! method and status, a request-duration histogram per route, node counts
+//! by power state (read from the store at scrape time), and the conductor's
+//! activity: workers busy and max, requests waiting, operations in flight
+//! and finished, BMC requests by protocol and result, the last sweeps.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use baton_state::{PowerState, PowerStateCounts};
 
 use super::types::power_state_key;
+use crate::conductor::Activity;
 
 /// Upper bounds (seconds) of the duration histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -53,7 +56,7 @@ impl Metrics {
         histogram.sum += seconds;
     }
 
-    pub fn render(&self, nodes: &PowerStateCounts) -> String {
+    pub fn render(&self, nodes: &PowerStateCounts, activity: &Activity) -> String {
         let mut out = String::new();
         out.push_str("# HELP baton_build_info batond version.\n# TYPE baton_build_info gauge\n");
         let _ = writeln!(
@@ -71,6 +74,8 @@ impl Metrics {
                 nodes.get(state)
             );
         }
+
+        render_activity(&mut out, activity);
 
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         out.push_str("# HELP baton_api_requests_total API requests served.\n# TYPE baton_api_requests_total counter\n");
@@ -113,6 +118,93 @@ impl Metrics {
     }
 }
 
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+fn render_activity(out: &mut String, activity: &Activity) {
+    let (workers, ops) = (&activity.workers, &activity.operations);
+    gauge(
+        out,
+        "baton_conductor_workers_max",
+        "Most BMC requests in flight at once (conductor.workers).",
+        u64::from(workers.max),
+    );
+    gauge(
+        out,
+        "baton_conductor_workers_busy",
+        "BMC requests in flight now.",
+        workers.busy,
+    );
+    gauge(
+        out,
+        "baton_conductor_requests_waiting",
+        "BMC requests waiting for their BMC's turn or a free worker.",
+        workers.waiting,
+    );
+    gauge(
+        out,
+        "baton_conductor_operations_in_flight",
+        "Power operations being driven now (nodes in transition).",
+        ops.in_flight,
+    );
+    out.push_str(
+        "# HELP baton_conductor_operations_total Power operations finished, by outcome.\n\
+         # TYPE baton_conductor_operations_total counter\n",
+    );
+    for (outcome, n) in [("succeeded", ops.succeeded), ("failed", ops.failed)] {
+        let _ = writeln!(
+            out,
+            "baton_conductor_operations_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    out.push_str(
+        "# HELP baton_bmc_requests_total BMC requests, by protocol and result.\n\
+         # TYPE baton_bmc_requests_total counter\n",
+    );
+    for r in &activity.bmc_requests {
+        let _ = writeln!(
+            out,
+            "baton_bmc_requests_total{{protocol=\"{}\",result=\"{}\"}} {}",
+            escape(&r.protocol),
+            escape(&r.result),
+            r.count
+        );
+    }
+    out.push_str(
+        "# HELP baton_sync_last_sweep_seconds Duration of the last sweep, by kind.\n\
+         # TYPE baton_sync_last_sweep_seconds gauge\n",
+    );
+    for sweep in &activity.last_sweeps {
+        let _ = writeln!(
+            out,
+            "baton_sync_last_sweep_seconds{{kind=\"{}\"}} {}",
+            escape(&sweep.kind),
+            sweep.duration_ms as f64 / 1000.0
+        );
+    }
+    out.push_str(
+        "# HELP baton_sync_last_sweep_nodes Nodes of the last sweep, by kind and result.\n\
+         # TYPE baton_sync_last_sweep_nodes gauge\n",
+    );
+    for sweep in &activity.last_sweeps {
+        let kind = escape(&sweep.kind);
+        for (result, n) in [
+            ("read", sweep.read),
+            ("failed", sweep.failed),
+            ("changed", sweep.changed),
+        ] {
+            let _ = writeln!(
+                out,
+                "baton_sync_last_sweep_nodes{{kind=\"{kind}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
@@ -132,7 +224,42 @@ mod tests {
         let counts = PowerStateCounts {
             counts: vec![(Some(PowerState::On), 3), (None, 2)],
         };
-        let text = m.render(&counts);
+        let activity = Activity {
+            workers: crate::api::types::WorkerStatus {
+                max: 100,
+                busy: 7,
+                waiting: 2,
+            },
+            operations: crate::api::types::OperationStatus {
+                in_flight: 9,
+                succeeded: 4,
+                failed: 1,
+            },
+            bmc_requests: vec![crate::api::types::BmcRequestCount {
+                protocol: "ipmi".into(),
+                result: "ok".into(),
+                count: 12,
+            }],
+            last_sweeps: vec![crate::api::types::SweepReport {
+                kind: "sync".into(),
+                duration_ms: 2500,
+                read: 10,
+                ..Default::default()
+            }],
+        };
+        let text = m.render(&counts, &activity);
+        for line in [
+            "baton_conductor_workers_busy 7",
+            "baton_conductor_workers_max 100",
+            "baton_conductor_requests_waiting 2",
+            "baton_conductor_operations_in_flight 9",
+            "baton_conductor_operations_total{outcome=\"failed\"} 1",
+            "baton_bmc_requests_total{protocol=\"ipmi\",result=\"ok\"} 12",
+            "baton_sync_last_sweep_seconds{kind=\"sync\"} 2.5",
+            "baton_sync_last_sweep_nodes{kind=\"sync\",result=\"read\"} 10",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
         assert!(
             text.contains("baton_nodes{power_state=\"power on\"} 3"),
             "{text}"

@@ -110,6 +110,6 @@ async fn prometheus(State(app): State<AppState>) -> Result<impl IntoResponse, Ap
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(&counts),
+        app.metrics.render(&counts, &app.conductor.activity()),
     ))
 }

@@ -7,6 +7,8 @@ use baton_state::{Bmc, Driver, Node, PowerState};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::conductor::stats::SweepReport;
+
 /// The API's one major version.
 pub const API_VERSION: &str = "v1";
 
@@ -122,14 +124,42 @@ pub struct ConductorStatus {
     pub started_at: String,
     pub uptime_seconds: u64,
     pub workers: WorkerStatus,
+    pub operations: OperationStatus,
+    /// BMC requests since start-up, by protocol and result.
+    pub bmc_requests: Vec<BmcRequestCount>,
+    /// The last power-sync sweep and the last recovery sweep, when run.
+    pub last_sweeps: Vec<SweepReport>,
     pub nodes: NodeCounts,
     pub process: ProcessStatus,
     pub database: DatabaseStatus,
 }
 
+/// The bounded pool of BMC requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStatus {
     pub max: u32,
+    /// Requests on the wire now.
+    pub busy: u64,
+    /// Requests waiting for their BMC's turn or a free worker.
+    pub waiting: u64,
+}
+
+/// Power operations: nodes in transition now, and those finished since
+/// start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    pub in_flight: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcRequestCount {
+    /// `redfish` or `ipmi`.
+    pub protocol: String,
+    /// `ok`, or the kind of the driver error.
+    pub result: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

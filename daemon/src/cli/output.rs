@@ -160,6 +160,27 @@ pub fn node_detail(n: &NodeView) -> String {
     ])
 }
 
+fn last_sweeps(s: &ConductorStatus) -> String {
+    if s.last_sweeps.is_empty() {
+        return "-".into();
+    }
+    s.last_sweeps
+        .iter()
+        .map(|w| {
+            format!(
+                "{} at {} took {:.1}s ({} read, {} failed, {} changed)",
+                w.kind,
+                w.started_at,
+                w.duration_ms as f64 / 1000.0,
+                w.read,
+                w.failed,
+                w.changed
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn conductor_status(s: &ConductorStatus) -> String {
     let counts: Vec<String> = s
         .nodes
@@ -176,7 +197,21 @@ pub fn conductor_status(s: &ConductorStatus) -> String {
             humantime::format_duration(std::time::Duration::from_secs(s.uptime_seconds))
                 .to_string(),
         ),
-        ("workers", s.workers.max.to_string()),
+        (
+            "workers",
+            format!(
+                "{} busy of {} ({} waiting)",
+                s.workers.busy, s.workers.max, s.workers.waiting
+            ),
+        ),
+        (
+            "operations",
+            format!(
+                "{} in flight, {} succeeded, {} failed",
+                s.operations.in_flight, s.operations.succeeded, s.operations.failed
+            ),
+        ),
+        ("last sweeps", last_sweeps(s)),
         (
             "nodes",
             format!("{} ({})", s.nodes.total, counts.join(", ")),

@@ -168,6 +168,12 @@ pub fn check(action: &NodeAction, node: &Node, now: OffsetDateTime) -> Result<()
     refusal.map_or(Ok(()), Err)
 }
 
+/// On and off every BMC can do: accepting them needs no capability check,
+/// hence no read of the node before the one write that accepts them.
+fn every_bmc_can(verb: PowerVerb) -> bool {
+    matches!(verb, PowerVerb::On | PowerVerb::Off)
+}
+
 /// The boot device a stored name stands for.
 pub fn boot_device(name: &str) -> Option<BootDevice> {
     BootDevice::ALL.into_iter().find(|d| d.to_string() == name)
@@ -224,13 +230,10 @@ impl Conductor {
     }
 
     /// Checks the BMC can do a verb, from what it reported (asked once per
-    /// driver). On and off every BMC can do; a BMC that cannot be asked
+    /// driver). A BMC that cannot be asked
     /// right now gets the benefit of the doubt — the operation then fails
     /// with the BMC's own answer.
     async fn check_capable(&self, node: &Node, verb: PowerVerb) -> Result<(), ConductorError> {
-        if matches!(verb, PowerVerb::On | PowerVerb::Off) {
-            return Ok(());
-        }
         let shared = self.reconciler.shared();
         let asked = tokio::time::timeout(
             shared.config.conductor.bmc_timeout,
@@ -264,9 +267,13 @@ impl Conductor {
         timeout: Option<Duration>,
         caller: Caller,
     ) -> Result<ActionOutcome, ConductorError> {
-        let node = self.store.get_node(ident.clone()).await?;
-        check(action, &node, OffsetDateTime::now_utc()).map_err(ConductorError::Refused)?;
-        self.check_capable(&node, verb).await?;
+        if !every_bmc_can(verb) {
+            // Refuse a busy or locked node before asking its BMC anything;
+            // the write below checks again.
+            let node = self.store.get_node(ident.clone()).await?;
+            check(action, &node, OffsetDateTime::now_utc()).map_err(ConductorError::Refused)?;
+            self.check_capable(&node, verb).await?;
+        }
         let shared = self.reconciler.shared();
         let lease = shared.lease(verb, timeout);
         let action = action.clone();

@@ -1,5 +1,7 @@
 //! The conductor's own health: uptime, host, process RSS and CPU (sysinfo),
-//! database size and node counts — what `GET /v1/conductor` reports.
+//! database size, node counts and what the conductor is doing (its pool,
+//! operations, BMC requests, last sweeps) — what `GET /v1/conductor`
+//! reports, and `/metrics` in part.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -8,9 +10,18 @@ use baton_state::{PowerState, PowerStateCounts, Store, SCHEMA_VERSION};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::api::types::{
-    power_state_key, ConductorStatus, DatabaseStatus, NodeCounts, ProcessStatus, WorkerStatus,
+    power_state_key, BmcRequestCount, ConductorStatus, DatabaseStatus, NodeCounts, OperationStatus,
+    ProcessStatus, SweepReport, WorkerStatus,
 };
-use crate::config::Config;
+
+/// What the conductor is doing now, and has done since start-up.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub workers: WorkerStatus,
+    pub operations: OperationStatus,
+    pub bmc_requests: Vec<BmcRequestCount>,
+    pub last_sweeps: Vec<SweepReport>,
+}
 
 /// Keeps the sysinfo view between calls, so CPU usage is measured over the
 /// interval since the previous report.
@@ -46,18 +57,19 @@ impl Health {
 
     pub fn report(
         &self,
-        config: &Config,
         store: &Store,
         counts: &PowerStateCounts,
+        activity: Activity,
     ) -> ConductorStatus {
         ConductorStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             hostname: self.hostname.clone(),
             started_at: self.started_at.clone(),
             uptime_seconds: self.started.elapsed().as_secs(),
-            workers: WorkerStatus {
-                max: config.conductor.workers,
-            },
+            workers: activity.workers,
+            operations: activity.operations,
+            bmc_requests: activity.bmc_requests,
+            last_sweeps: activity.last_sweeps,
             nodes: node_counts(counts),
             process: self.process(),
             database: DatabaseStatus {

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::messages;
 use actions::Caller;
 use drivers::Drivers;
-pub use health::Health;
+pub use health::{Activity, Health};
 pub use patch::PatchError;
 use pool::Pool;
 use reconcile::{Reconciler, Shared};
@@ -340,15 +340,43 @@ impl Conductor {
     /// The conductor's health report.
     pub async fn status(&self) -> Result<crate::api::types::ConductorStatus, ConductorError> {
         let counts = self.store.count_by_power_state().await?;
+        let activity = self.activity();
         // sysinfo reads /proc and the database size needs stat(): blocking.
-        let (health, config, store) = (
-            Arc::clone(&self.health),
-            Arc::clone(&self.config),
-            self.store.clone(),
-        );
-        tokio::task::spawn_blocking(move || health.report(&config, &store, &counts))
+        let (health, store) = (Arc::clone(&self.health), self.store.clone());
+        tokio::task::spawn_blocking(move || health.report(&store, &counts, activity))
             .await
             .map_err(|_| ConductorError::Store(StoreError::WorkerGone))
+    }
+
+    /// The pool, the operations in flight and the counters, as they are now.
+    pub fn activity(&self) -> Activity {
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let (pool, stats) = (self.pool(), self.stats());
+        let (succeeded, failed) = stats.operations();
+        Activity {
+            workers: crate::api::types::WorkerStatus {
+                max: self.config.conductor.workers,
+                busy: as_u64(pool.busy()),
+                waiting: as_u64(pool.waiting()),
+            },
+            operations: crate::api::types::OperationStatus {
+                in_flight: as_u64(self.reconciler.in_flight()),
+                succeeded,
+                failed,
+            },
+            bmc_requests: stats
+                .requests()
+                .into_iter()
+                .map(
+                    |((protocol, result), count)| crate::api::types::BmcRequestCount {
+                        protocol: protocol.into(),
+                        result: result.into(),
+                        count,
+                    },
+                )
+                .collect(),
+            last_sweeps: stats.last_sweeps(),
+        }
     }
 
     pub async fn power_state_counts(

@@ -30,7 +30,9 @@ pub struct Stats {
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     operations_ok: AtomicU64,
     operations_failed: AtomicU64,
-    last_sweep: Mutex<Option<SweepReport>>,
+    /// The last sweep of each kind, so an (often empty) recovery sweep
+    /// does not hide the last sync sweep.
+    last_sweeps: Mutex<BTreeMap<String, SweepReport>>,
 }
 
 impl Stats {
@@ -75,16 +77,19 @@ impl Stats {
     }
 
     pub fn record_sweep(&self, report: SweepReport) {
-        *self
-            .last_sweep
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(report);
-    }
-
-    pub fn last_sweep(&self) -> Option<SweepReport> {
-        self.last_sweep
+        self.last_sweeps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .insert(report.kind.clone(), report);
+    }
+
+    /// The last sweep of each kind (`recovery`, `sync`).
+    pub fn last_sweeps(&self) -> Vec<SweepReport> {
+        self.last_sweeps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 }

@@ -173,8 +173,23 @@ fn still_idle(node: &Node) -> bool {
     node.target_power_state.is_none() && !node.spec.maintenance
 }
 
+/// The read matches the record as the sweep listed it, and there is no
+/// failure count or doubt to clear: the write would change nothing. (A node
+/// changed since the listing is left to the next sweep, as a write
+/// conditional on the listing's view would be.)
+fn nothing_to_record(node: &Node, state: PowerState) -> bool {
+    node.power_state == Some(state)
+        && node.conductor.sync_failures == 0
+        && !node.conductor.power_state_unsure
+}
+
 async fn record_read(reconciler: &Reconciler, node: &Node, state: PowerState) -> Seen {
     let shared = reconciler.shared();
+    if nothing_to_record(node, state) {
+        // The common case of a sweep: no write, so a sweep of an unchanged
+        // fleet costs BMC reads only, not one transaction per node.
+        return Seen::Unchanged;
+    }
     let policy = shared.config.sync.policy;
     let lease = shared.lease(PowerVerb::On, None);
     let changed = shared

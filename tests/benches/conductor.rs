@@ -1,0 +1,586 @@
+//! Conductor benchmark: the "Speed" figures of the conductor, each printed
+//! beside its bound, the ratio and an ok/missed verdict, in one run.
+//!
+//! 1. **Fleet power**: 1000 single-node `PUT /v1/nodes/{n}/states/power`
+//!    "power off", then "power on", against a 1000-node hw-sim rack (20 ms
+//!    latency, 1 s transitions, half Redfish half IPMI) with 100 workers:
+//!    wall time from the first PUT to the last node settled, beside the
+//!    bound T + 2L + N·2L/W (one transition, one command and one read for
+//!    the last node, and every node's command and read through W workers).
+//! 2. `GET /v1/nodes/{ident}` latency (p50, p99) while (1) runs.
+//! 3. **Power sync**: sweeps of 10 000 Redfish-only hw-sim nodes at 20 ms,
+//!    as the conductor reports them in `GET /v1/conductor`, beside
+//!    N·L/W_sync; the first sweep opens every BMC session, the second
+//!    reuses them.
+//! 4. batond's RSS with 10 000 nodes, highest seen during the sweeps.
+//!
+//! hw-sim and batond run as separate release-built processes (built here
+//! with `cargo build --release`); the bench talks to batond over its socket
+//! with many concurrent clients, as callers would. Run with `cargo bench -p
+//! baton-tests --bench conductor`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_tests::daemon::DaemonProcess;
+use batond::api::types::{ConductorStatus, NodeList, NodeSummary, SweepReport};
+use batond::client::{Client, Connection};
+use bytes::Bytes;
+use http::Method;
+
+const PASSWORD: &str = "bench-password";
+const LATENCY: Duration = Duration::from_millis(20);
+const TRANSITION: Duration = Duration::from_secs(1);
+const FLEET: usize = 1000;
+const WORKERS: usize = 100;
+/// Concurrent API clients sending the PUTs, each on its own connection.
+const CLIENTS: usize = 100;
+/// Concurrent readers of `GET /v1/nodes/{ident}` during the fleet run.
+const READERS: usize = 4;
+const SYNC_NODES: usize = 10_000;
+const SYNC_WORKERS: usize = 100;
+/// Sweeps measured: the first opens the sessions, the rest reuse them.
+const SWEEPS: usize = 2;
+/// Longest the bench waits for any one thing.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+const RATIO_TARGET: f64 = 1.2;
+const GET_P99_TARGET: Duration = Duration::from_millis(10);
+const RSS_TARGET_MB: f64 = 40.0;
+
+type BenchResult<T> = Result<T, String>;
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Builds the release `baton-hwsim` and `batond` binaries the bench runs
+/// (the bench itself lives in `target/release/deps`, so the harness finds
+/// `batond` beside it).
+fn build() -> BenchResult<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "baton-hwsim",
+            "-p",
+            "batond",
+            "--bins",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build --release failed: {status}"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Ok(target.join("release/baton-hwsim"))
+}
+
+/// A hw-sim process, killed on drop.
+struct HwSim {
+    child: Child,
+    control: String,
+    inventory: PathBuf,
+}
+
+impl Drop for HwSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> BenchResult<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Starts hw-sim with `nodes` nodes and `extra` arguments; waits for its
+/// inventory.
+fn start_hwsim(binary: &Path, dir: &Path, nodes: usize, extra: &[&str]) -> BenchResult<HwSim> {
+    let inventory = dir.join("inventory.json");
+    let control_port = free_port()?;
+    let child = Command::new(binary)
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--latency", &format!("{}ms", LATENCY.as_millis())])
+        .args(["--power-on-delay", &format!("{}ms", TRANSITION.as_millis())])
+        .args([
+            "--power-off-delay",
+            &format!("{}ms", TRANSITION.as_millis()),
+        ])
+        .args(["--control-port", &control_port.to_string()])
+        .args(["--initial-power", "on"])
+        .arg("--export-inventory")
+        .arg(&inventory)
+        .args(extra)
+        .env("BATON_HWSIM_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", binary.display()))?;
+    let mut sim = HwSim {
+        child,
+        control: format!("http://127.0.0.1:{control_port}"),
+        inventory,
+    };
+    let start = Instant::now();
+    while !sim.inventory.exists() {
+        if let Ok(Some(status)) = sim.child.try_wait() {
+            return Err(format!("hw-sim exited: {status}"));
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err("hw-sim did not start within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The file is written whole once every endpoint is bound; give the
+    // writer a moment to finish it.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(sim)
+}
+
+/// What hw-sim's BMCs saw: `(requests, power commands, most concurrent on
+/// one BMC)`.
+async fn sim_stats(sim: &HwSim, reset: bool) -> BenchResult<(u64, u64, u64)> {
+    let http = reqwest::Client::new();
+    let request = if reset {
+        http.post(format!("{}/stats/reset", sim.control))
+    } else {
+        http.get(format!("{}/stats", sim.control))
+    };
+    let stats: serde_json::Value = request
+        .send()
+        .await
+        .map_err(|e| format!("hw-sim stats: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("hw-sim stats: {e}"))?;
+    let field = |k: &str| stats[k].as_u64().unwrap_or(0);
+    Ok((
+        field("total_requests"),
+        field("power_commands"),
+        field("max_concurrent_per_bmc"),
+    ))
+}
+
+/// Starts batond on a temp config with `toml` added, and imports the rack.
+async fn start_batond(dir: &Path, sim: &HwSim, toml: &str) -> BenchResult<DaemonProcess> {
+    let batond = DaemonProcess::start(dir, toml).await;
+    let body = std::fs::read_to_string(&sim.inventory).map_err(|e| e.to_string())?;
+    let r = batond
+        .client()
+        .request(Method::POST, "/v1/nodes/import", Some(Bytes::from(body)))
+        .await
+        .map_err(|e| format!("import: {e}"))?;
+    if r.status.as_u16() != 200 {
+        return Err(format!(
+            "import: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
+    }
+    Ok(batond)
+}
+
+async fn status(client: &Client) -> BenchResult<ConductorStatus> {
+    client
+        .get("/v1/conductor")
+        .await
+        .map_err(|e| format!("GET /v1/conductor: {e}"))
+}
+
+/// Every node's name, in enrollment order.
+async fn node_names(client: &Client) -> BenchResult<Vec<String>> {
+    let list: NodeList<NodeSummary> = client
+        .get(&format!("/v1/nodes?limit={FLEET}"))
+        .await
+        .map_err(|e| format!("list nodes: {e}"))?;
+    Ok(list.nodes.into_iter().filter_map(|n| n.name).collect())
+}
+
+/// Resident set size of process `pid`, in MB (10^6 bytes).
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb * 1024.0 / 1e6)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+/// Prints one figure beside its bound and target ratio.
+fn report_ratio(what: &str, figure: Duration, bound: Duration, detail: &str) -> bool {
+    let ratio = figure.as_secs_f64() / bound.as_secs_f64();
+    let ok = ratio <= RATIO_TARGET;
+    println!(
+        "{what}: {:.3} s, bound {:.3} s, ratio {ratio:.2} (target ≤ {RATIO_TARGET}) {} — {detail}",
+        figure.as_secs_f64(),
+        bound.as_secs_f64(),
+        verdict(ok)
+    );
+    ok
+}
+
+/// Reads `GET /v1/nodes/{ident}` in a loop on `READERS` keep-alive
+/// connections until `stop`; returns every answer's latency.
+fn start_readers(
+    client: &Client,
+    names: &Arc<Vec<String>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<BenchResult<Vec<Duration>>>> {
+    (0..READERS)
+        .map(|r| {
+            let (client, names, stop) = (client.clone(), Arc::clone(names), Arc::clone(stop));
+            tokio::spawn(async move {
+                let mut conn = client.connect().await.map_err(|e| e.to_string())?;
+                let mut latencies = Vec::new();
+                let mut i = r * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = &names[i % names.len()];
+                    i += 131;
+                    let started = Instant::now();
+                    let answer = conn
+                        .request(Method::GET, &format!("/v1/nodes/{name}"), None)
+                        .await
+                        .map_err(|e| format!("GET {name}: {e}"))?;
+                    latencies.push(started.elapsed());
+                    if answer.status.as_u16() != 200 {
+                        return Err(format!("GET {name}: {}", answer.status));
+                    }
+                }
+                Ok(latencies)
+            })
+        })
+        .collect()
+}
+
+/// Sends `PUT states/power` for every node in `names`, from `CLIENTS`
+/// connections at once.
+async fn put_all(client: &Client, names: &Arc<Vec<String>>, target: &str) -> BenchResult<()> {
+    let body = Bytes::from(serde_json::json!({ "target": target }).to_string());
+    let mut conns: Vec<Connection> = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        conns.push(client.connect().await.map_err(|e| e.to_string())?);
+    }
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut conn)| {
+            let (names, body) = (Arc::clone(names), body.clone());
+            tokio::spawn(async move {
+                for name in names.iter().skip(c).step_by(CLIENTS) {
+                    let path = format!("/v1/nodes/{name}/states/power");
+                    let r = conn
+                        .request(Method::PUT, &path, Some(body.clone()))
+                        .await
+                        .map_err(|e| format!("PUT {path}: {e}"))?;
+                    if r.status.as_u16() != 202 {
+                        return Err(format!(
+                            "PUT {path}: {} {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        ));
+                    }
+                }
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Waits until no operation is in flight and every node shows `state` with
+/// no target and no error; returns when the conductor was first seen idle.
+async fn settled(client: &Client, state: &str) -> BenchResult<Instant> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = Instant::now();
+        if status(client).await?.operations.in_flight == 0 {
+            let list: serde_json::Value = client
+                .get(&format!("/v1/nodes/detail?limit={FLEET}"))
+                .await
+                .map_err(|e| format!("list nodes: {e}"))?;
+            let nodes = list["nodes"].as_array().cloned().unwrap_or_default();
+            let stragglers: Vec<&serde_json::Value> = nodes
+                .iter()
+                .filter(|n| !n["target_power_state"].is_null() || n["power_state"] != state)
+                .collect();
+            if let Some(failed) = nodes.iter().find(|n| !n["last_error"].is_null()) {
+                return Err(format!("a node failed: {failed}"));
+            }
+            if stragglers.is_empty() && nodes.len() == FLEET {
+                return Ok(seen);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("nodes did not reach {state} within {PATIENCE:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// BMC requests batond counted so far.
+fn bmc_requests(status: &ConductorStatus) -> u64 {
+    status.bmc_requests.iter().map(|r| r.count).sum()
+}
+
+/// How a phase of the fleet run is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nodes already in the target: one read each, no command; this first
+    /// contact opens every BMC session and records every power state, as
+    /// a running conductor's sync sweeps would have.
+    WarmUp,
+    /// Every node changes state.
+    Change,
+}
+
+/// One phase of the fleet run: every node to `target`.
+async fn fleet_phase(
+    batond: &DaemonProcess,
+    sim: &HwSim,
+    names: &Arc<Vec<String>>,
+    target: &str,
+    phase: Phase,
+) -> BenchResult<bool> {
+    let client = batond.client();
+    sim_stats(sim, true).await?;
+    let requests_before = bmc_requests(&status(&client).await?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = start_readers(&client, names, &stop);
+    let started = Instant::now();
+    put_all(&client, names, target).await?;
+    let accepted = started.elapsed();
+    let done = settled(&client, target).await?;
+    stop.store(true, Ordering::Relaxed);
+    let wall = done.duration_since(started);
+    let mut latencies = Vec::new();
+    for reader in readers {
+        latencies.extend(reader.await.map_err(|e| e.to_string())??);
+    }
+    latencies.sort();
+    let (sim_requests, commands, concurrent) = sim_stats(sim, false).await?;
+    let after = status(&client).await?;
+    let requests = bmc_requests(&after) - requests_before;
+
+    let l = LATENCY.as_secs_f64();
+    let n = FLEET as f64;
+    let w = WORKERS as f64;
+    let (label, bound, formula, ideal, want_commands) = match phase {
+        Phase::WarmUp => (
+            format!("fleet warm-up ({target}, already there)"),
+            Duration::from_secs_f64(l + n * l / w),
+            "L + N·L/W",
+            FLEET,
+            0,
+        ),
+        Phase::Change => (
+            format!("fleet {target}"),
+            TRANSITION + Duration::from_secs_f64(2.0 * l + n * 2.0 * l / w),
+            "T + 2L + N·2L/W",
+            2 * FLEET,
+            FLEET as u64,
+        ),
+    };
+    let mut ok = report_ratio(
+        &label,
+        wall,
+        bound,
+        &format!(
+            "{formula} with N = {FLEET}, L = {} ms, T = {} s, W = {WORKERS}; \
+             {FLEET} PUTs accepted in {:.3} s from {CLIENTS} clients; \
+             {requests} BMC requests (ideal {ideal}), {commands} power commands seen by hw-sim \
+             ({sim_requests} requests), at most {concurrent} at once per BMC",
+            LATENCY.as_millis(),
+            TRANSITION.as_secs(),
+            accepted.as_secs_f64(),
+        ),
+    );
+    if commands != want_commands || concurrent > 1 {
+        println!(
+            "  MISSED: want exactly {want_commands} power commands and at most 1 request at once per BMC"
+        );
+        ok = false;
+    }
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let get_ok = p99 < GET_P99_TARGET;
+    println!(
+        "GET /v1/nodes/{{ident}} during fleet {target}: p50 {:.2} ms, p99 {:.2} ms (target p99 < {} ms) {} \
+         — {} reads from {READERS} clients, max {:.2} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        GET_P99_TARGET.as_millis(),
+        verdict(get_ok),
+        latencies.len(),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
+    Ok(ok && get_ok)
+}
+
+async fn fleet_bench(hwsim: &Path) -> BenchResult<bool> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let sim = start_hwsim(hwsim, dir.path(), FLEET, &["--export-driver", "mixed"])?;
+    let toml = format!(
+        "[conductor]\nworkers = {WORKERS}\n[sync]\ninterval = \"1h\"\nrecovery_interval = \"1h\"\n"
+    );
+    let batond = start_batond(dir.path(), &sim, &toml).await?;
+    let names = Arc::new(node_names(&batond.client()).await?);
+    if names.len() != FLEET {
+        return Err(format!("{} nodes enrolled, want {FLEET}", names.len()));
+    }
+    println!(
+        "fleet: {FLEET} hw-sim nodes (half Redfish, half IPMI; separate process), {} ms latency, \
+         {} s transitions; batond (separate process) with {WORKERS} workers",
+        LATENCY.as_millis(),
+        TRANSITION.as_secs()
+    );
+    // The warm-up is shown but not judged: sessions are opened once in a
+    // conductor's life, not per operation.
+    let _ = fleet_phase(&batond, &sim, &names, "power on", Phase::WarmUp).await?;
+    let mut ok = true;
+    for target in ["power off", "power on"] {
+        ok &= fleet_phase(&batond, &sim, &names, target, Phase::Change).await?;
+    }
+    println!(
+        "batond RSS after the fleet run: {:.1} MB",
+        rss_mb(batond.pid())
+    );
+    Ok(ok)
+}
+
+/// Waits for the next sync sweep that started after `after`, sampling
+/// batond's RSS meanwhile; returns the sweep and the highest RSS seen.
+async fn next_sweep(
+    batond: &DaemonProcess,
+    after: Option<&str>,
+) -> BenchResult<(SweepReport, f64)> {
+    let client = batond.client();
+    let deadline = Instant::now() + PATIENCE;
+    let mut peak: f64 = 0.0;
+    loop {
+        peak = peak.max(rss_mb(batond.pid()));
+        let sweep = status(&client)
+            .await?
+            .last_sweeps
+            .into_iter()
+            .find(|s| s.kind == "sync" && Some(s.started_at.as_str()) != after);
+        if let Some(sweep) = sweep {
+            return Ok((sweep, peak));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no sync sweep within {PATIENCE:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sync_bench(hwsim: &Path) -> BenchResult<bool> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let sim = start_hwsim(hwsim, dir.path(), SYNC_NODES, &["--no-ipmi"])?;
+    let toml = format!(
+        "[conductor]\nworkers = {WORKERS}\n[sync]\nworkers = {SYNC_WORKERS}\ninterval = \"5s\"\n\
+         recovery_interval = \"1h\"\n"
+    );
+    let batond = start_batond(dir.path(), &sim, &toml).await?;
+    let idle = rss_mb(batond.pid());
+    println!(
+        "sync: {SYNC_NODES} hw-sim nodes (Redfish only; separate process), {} ms latency; \
+         batond with sync.workers = {SYNC_WORKERS}, sweeps every 5 s; RSS before the first sweep {idle:.1} MB",
+        LATENCY.as_millis()
+    );
+    let bound =
+        Duration::from_secs_f64(SYNC_NODES as f64 * LATENCY.as_secs_f64() / SYNC_WORKERS as f64);
+    let mut ok = true;
+    let mut last: Option<String> = None;
+    let mut peak_rss: f64 = 0.0;
+    for n in 1..=SWEEPS {
+        sim_stats(&sim, true).await?;
+        let (sweep, peak) = next_sweep(&batond, last.as_deref()).await?;
+        let (_, _, concurrent) = sim_stats(&sim, false).await?;
+        peak_rss = peak_rss.max(peak);
+        let what = if n == 1 {
+            "sync sweep 1 (opens sessions)"
+        } else {
+            "sync sweep 2 (sessions open)"
+        };
+        ok &= report_ratio(
+            what,
+            Duration::from_millis(sweep.duration_ms),
+            bound,
+            &format!(
+                "N·L/W_sync with N = {SYNC_NODES}, L = {} ms, W_sync = {SYNC_WORKERS}; \
+                 {} read, {} failed, {} changed; at most {concurrent} request at once per BMC",
+                LATENCY.as_millis(),
+                sweep.read,
+                sweep.failed,
+                sweep.changed
+            ),
+        );
+        if sweep.read != SYNC_NODES as u64 {
+            println!(
+                "  MISSED: the sweep read {} of {SYNC_NODES} nodes",
+                sweep.read
+            );
+            ok = false;
+        }
+        last = Some(sweep.started_at);
+    }
+    let rss_ok = peak_rss < RSS_TARGET_MB;
+    println!(
+        "batond RSS with {SYNC_NODES} nodes during the sweeps: {peak_rss:.1} MB (target < {RSS_TARGET_MB} MB) {}",
+        verdict(rss_ok)
+    );
+    Ok(ok && rss_ok)
+}
+
+fn main() -> BenchResult<()> {
+    let hwsim = build()?;
+    println!(
+        "conductor bench on {} CPUs",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let fleet_ok = runtime.block_on(fleet_bench(&hwsim))?;
+    let sync_ok = runtime.block_on(sync_bench(&hwsim))?;
+    println!(
+        "conductor bench: {}",
+        if fleet_ok && sync_ok {
+            "every figure within its target"
+        } else {
+            "some figures MISSED their targets (see above)"
+        }
+    );
+    Ok(())
+}
