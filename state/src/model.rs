@@ -597,6 +597,30 @@ pub struct ActionEvent {
     pub host: Option<String>,
 }
 
+impl ActionEvent {
+    /// A step that started at `start_time` and ended now, failed with
+    /// `error` or succeeded, on conductor `host`.
+    pub fn finished(
+        event: &str,
+        start_time: OffsetDateTime,
+        error: Option<String>,
+        host: &str,
+    ) -> Self {
+        Self {
+            event: event.to_owned(),
+            start_time,
+            finish_time: Some(OffsetDateTime::now_utc()),
+            result: Some(if error.is_some() {
+                EventResult::Error
+            } else {
+                EventResult::Success
+            }),
+            traceback: error,
+            host: Some(host.to_owned()),
+        }
+    }
+}
+
 /// An entry of the action log (the instance-actions of the API), with events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {

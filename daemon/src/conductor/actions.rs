@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use baton_drivers::{BootDevice, DriverError, PowerAction};
 use baton_state::{
-    ActionEvent, EventResult, Lock, Maintenance, NewAction, Node, NodeChange, NodeIdent,
-    NodeUpdate, OpPhase, Operation, PowerVerb, UpdateError,
+    ActionEvent, Lock, Maintenance, NewAction, Node, NodeChange, NodeIdent, NodeUpdate, OpPhase,
+    Operation, PowerVerb, UpdateError,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -352,18 +352,7 @@ impl Conductor {
             }),
             events: vec![(
                 caller.request_id.clone(),
-                ActionEvent {
-                    event: event.into(),
-                    start_time: started,
-                    finish_time: Some(OffsetDateTime::now_utc()),
-                    result: Some(if error.is_some() {
-                        EventResult::Error
-                    } else {
-                        EventResult::Success
-                    }),
-                    traceback: error,
-                    host: Some(shared.host.clone()),
-                },
+                ActionEvent::finished(event, started, error, &shared.host),
             )],
             ..NodeChange::default()
         };

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use baton_drivers::{DriverError, PowerAction};
 use baton_state::{
-    ActionEvent, EventResult, Node, NodeChange, NodeIdent, NodeUpdate, OpPhase, Operation,
-    PowerState, PowerVerb, StoreError,
+    ActionEvent, Node, NodeChange, NodeIdent, NodeUpdate, OpPhase, Operation, PowerState,
+    PowerVerb, StoreError,
 };
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -143,18 +143,8 @@ impl OpState {
     }
 
     fn event(&mut self, name: &str, started: OffsetDateTime, error: Option<String>, host: &str) {
-        self.events.push(ActionEvent {
-            event: name.to_owned(),
-            start_time: started,
-            finish_time: Some(OffsetDateTime::now_utc()),
-            result: Some(if error.is_some() {
-                EventResult::Error
-            } else {
-                EventResult::Success
-            }),
-            traceback: error,
-            host: Some(host.to_owned()),
-        });
+        self.events
+            .push(ActionEvent::finished(name, started, error, host));
     }
 }
 
@@ -344,28 +334,11 @@ async fn set_boot(shared: &Shared, op: &mut OpState) -> Next {
 }
 
 async fn mark_sent(shared: &Shared, op: &mut OpState) -> Next {
-    let request_id = op.request_id.clone();
-    let events = op.events.clone();
-    let written = shared
-        .store
-        .change_node(NodeIdent::Uuid(op.uuid), move |node| {
-            if !same_operation(node, &request_id) {
-                return Err(());
-            }
-            Ok(NodeChange {
-                update: NodeUpdate {
-                    phase: Some(OpPhase::Sent),
-                    ..NodeUpdate::default()
-                },
-                events: events
-                    .into_iter()
-                    .map(|e| (request_id.clone(), e))
-                    .collect(),
-                ..NodeChange::default()
-            })
-        })
-        .await;
-    match written {
+    let update = NodeUpdate {
+        phase: Some(OpPhase::Sent),
+        ..NodeUpdate::default()
+    };
+    match write_if_ours(shared, op, update, None).await {
         Ok(_) => {
             op.events.clear();
             now_step(op, Stage::Command(power_action(op.verb)))
@@ -376,6 +349,35 @@ async fn mark_sent(shared: &Shared, op: &mut OpState) -> Next {
             Next::At(Instant::now() + STORE_RETRY)
         }
     }
+}
+
+/// Writes `update`, the operation's pending events and `message`, unless
+/// the node's operation is no longer this one (an admin reset it).
+async fn write_if_ours(
+    shared: &Shared,
+    op: &OpState,
+    update: NodeUpdate,
+    message: Option<String>,
+) -> Result<Node, baton_state::UpdateError<()>> {
+    let request_id = op.request_id.clone();
+    let events = op.events.clone();
+    shared
+        .store
+        .change_node(NodeIdent::Uuid(op.uuid), move |node| {
+            if !same_operation(node, &request_id) {
+                return Err(());
+            }
+            Ok(NodeChange {
+                update,
+                events: events
+                    .into_iter()
+                    .map(|e| (request_id.clone(), e))
+                    .collect(),
+                action_message: message.map(|m| (request_id, m)),
+                ..NodeChange::default()
+            })
+        })
+        .await
 }
 
 fn same_operation(node: &Node, request_id: &str) -> bool {
@@ -583,7 +585,6 @@ fn advice(error: &DriverError) -> String {
 }
 
 async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, String>) -> Next {
-    let request_id = op.request_id.clone();
     let dir = direction(op.end_state());
     let transitions = match (op.learned, &op.node) {
         (Some(estimate), Some(node)) => Some(learn::with_estimate(
@@ -607,24 +608,7 @@ async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, Strin
         Ok(note) => note.clone(),
         Err(error) => error.clone(),
     };
-    let events = op.events.clone();
-    let written = shared
-        .store
-        .change_node(NodeIdent::Uuid(op.uuid), move |node| {
-            if !same_operation(node, &request_id) {
-                return Err(());
-            }
-            Ok(NodeChange {
-                update,
-                events: events
-                    .into_iter()
-                    .map(|e| (request_id.clone(), e))
-                    .collect(),
-                action_message: Some((request_id, message)),
-                ..NodeChange::default()
-            })
-        })
-        .await;
+    let written = write_if_ours(shared, op, update, Some(message)).await;
     match written {
         Ok(_) | Err(baton_state::UpdateError::Rejected(())) => {
             shared.stats.count_operation(outcome.is_ok());
