@@ -86,6 +86,17 @@ async fn power_changes_wait_for_the_outcome() {
         assert_eq!(fleet.counters(&name).power_commands, before + 3);
         ok(&fleet, &["node", "action", &name, "os-start", "--wait"]).await;
         assert!(fleet.sim_power_on(&name));
+
+        // The node view shows what the conductor learned of its timing.
+        let out = ok(&fleet, &["node", "show", &name]).await;
+        let learned = out
+            .lines()
+            .find(|l| l.starts_with("learned power off"))
+            .unwrap_or_else(|| panic!("no learned timing in {out}"));
+        assert!(
+            learned.trim_end().ends_with('s') && !learned.contains(" -"),
+            "{learned}"
+        );
     }
     assert!(fleet.rack.stats().max_concurrent_per_bmc <= 1);
     fleet.stop().await;

@@ -151,6 +151,16 @@ pub fn node_detail(n: &NodeView) -> String {
         ("lock reason", or_dash(n.lock_reason.as_deref())),
         ("last error", or_dash(n.last_error.as_deref())),
         ("reservation", or_dash(n.reservation.as_deref())),
+        ("operation", operation(n)),
+        (
+            "learned power on",
+            seconds(n.learned_transitions.power_on_seconds),
+        ),
+        (
+            "learned power off",
+            seconds(n.learned_transitions.power_off_seconds),
+        ),
+        ("sync failures", n.sync_failures.to_string()),
         ("created at", n.created_at.clone()),
         ("updated at", n.updated_at.clone()),
         (
@@ -158,6 +168,17 @@ pub fn node_detail(n: &NodeView) -> String {
             serde_json::Value::Object(n.extra.clone()).to_string(),
         ),
     ])
+}
+
+/// The power operation in flight: verb, phase and action record.
+fn operation(n: &NodeView) -> String {
+    n.power_operation.as_ref().map_or("-".into(), |op| {
+        format!("{} ({}, {})", op.verb, op.phase, op.request_id)
+    })
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or("-".into(), |s| format!("{s:.2}s"))
 }
 
 fn last_sweeps(s: &ConductorStatus) -> String {
