@@ -523,9 +523,14 @@ async fn sync_bench(hwsim: &Path) -> BenchResult<bool> {
     let mut last: Option<String> = None;
     let mut peak_rss: f64 = 0.0;
     for n in 1..=SWEEPS {
-        sim_stats(&sim, true).await?;
+        // hw-sim may be out of file descriptors for its control API once
+        // batond holds a connection to each of its 10 000 BMCs: its
+        // figures are a bonus here, not a condition.
+        let _ = sim_stats(&sim, true).await;
         let (sweep, peak) = next_sweep(&batond, last.as_deref()).await?;
-        let (_, _, concurrent) = sim_stats(&sim, false).await?;
+        let concurrent = sim_stats(&sim, false)
+            .await
+            .map_or_else(|e| format!("? ({e})"), |(_, _, c)| c.to_string());
         peak_rss = peak_rss.max(peak);
         let what = if n == 1 {
             "sync sweep 1 (opens sessions)"
