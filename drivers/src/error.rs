@@ -7,7 +7,8 @@ use std::time::Duration;
 /// retry transient ones with backoff, fail the operation on the others.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
-    /// The BMC could not be reached (connection refused, DNS, TLS handshake).
+    /// The BMC could not be reached (connection refused, DNS, a TLS handshake
+    /// that failed for a reason other than an untrusted certificate).
     #[error("BMC {address} is unreachable: {reason}")]
     Unreachable {
         /// `host:port` of the BMC.
@@ -50,8 +51,9 @@ pub enum DriverError {
     /// The BMC answered something this driver cannot read.
     #[error("BMC sent an invalid response: {0}")]
     InvalidResponse(String),
-    /// The node's BMC settings are wrong (bad `ca_file`, several systems and no
-    /// `system_id`…); fix the node, retrying will not help.
+    /// The node's BMC settings are wrong (bad `ca_file`, a certificate the
+    /// TLS settings do not trust, several systems and no `system_id`…); fix
+    /// the node, retrying will not help.
     #[error("Invalid BMC settings: {0}")]
     Config(String),
     /// The protocol library failed inside a call (a panic in ipmi-rs); the

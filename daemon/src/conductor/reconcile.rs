@@ -132,12 +132,11 @@ impl Shared {
         F: FnOnce(Arc<dyn PowerDriver>) -> Fut,
         Fut: std::future::Future<Output = Result<T, DriverError>>,
     {
-        let driver = self.drivers.get(node).await.map_err(classify)?;
+        let driver = self.drivers.get(node).await?;
         let result = self
             .pool
             .run(&bmc_key(node), self.gap(node), request(driver))
-            .await
-            .map_err(classify);
+            .await;
         self.stats.count_request(node.spec.driver, &result);
         result
     }
@@ -146,20 +145,6 @@ impl Shared {
     pub async fn read_power(&self, node: &Node) -> Result<baton_drivers::PowerState, DriverError> {
         self.bmc_request(node, |d| async move { d.power_state().await })
             .await
-    }
-}
-
-/// The drivers leave one decision to their caller: a TLS certificate that
-/// fails verification surfaces as an unreachable BMC, which would be
-/// retried — but retrying cannot make it trusted.
-fn classify(error: DriverError) -> DriverError {
-    match error {
-        DriverError::Unreachable { ref reason, .. } if reason.contains("certificate") => {
-            DriverError::Config(format!(
-                "certificate not trusted ({reason}); set bmc.ca_file or bmc.verify_tls = false"
-            ))
-        }
-        other => other,
     }
 }
 

@@ -450,9 +450,17 @@ impl RedfishClient {
                 deadline: self.connect_timeout,
             };
         }
+        let reason = error_chain(error);
+        if reason.contains("certificate") {
+            // The TLS handshake refused the BMC's certificate: retrying
+            // cannot make it trusted, only the node's settings can.
+            return DriverError::Config(format!(
+                "certificate not trusted ({reason}); set bmc.ca_file or bmc.verify_tls = false"
+            ));
+        }
         DriverError::Unreachable {
             address: self.address().to_owned(),
-            reason: error_chain(error),
+            reason,
         }
     }
 }
