@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
-use crate::model::{Action, ActionEvent, EventResult, NewAction};
+use crate::model::{Action, ActionEvent, EventResult, NewAction, UpdatedWindow};
 use crate::{time_fmt, StoreError};
 
 const ACTION_COLUMNS: &str =
@@ -104,12 +104,14 @@ pub(crate) fn get(
 }
 
 /// Newest first; `marker` is the request id of the last action of the
-/// previous page.
+/// previous page; only actions last updated inside `window` count, so a
+/// page is full whenever enough of them exist.
 pub(crate) fn list(
     conn: &Connection,
     node_uuid: Uuid,
     limit: usize,
     marker: Option<&str>,
+    window: &UpdatedWindow,
 ) -> Result<Vec<Action>, StoreError> {
     let before = match marker {
         Some(m) => action_id(conn, node_uuid, m).map_err(|_| StoreError::MarkerNotFound {
@@ -118,20 +120,22 @@ pub(crate) fn list(
         None => i64::MAX,
     };
     let sql = format!(
-        "SELECT {ACTION_COLUMNS} FROM actions WHERE node_uuid = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+        "SELECT {ACTION_COLUMNS} FROM actions WHERE node_uuid = ?1 AND id < ?2 ORDER BY id DESC"
     );
-    let raws = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![
-                node_uuid.to_string(),
-                before,
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
-            raw_action,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    raws.into_iter().map(|raw| decode(conn, raw)).collect()
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query_map(params![node_uuid.to_string(), before], raw_action)?;
+    let mut page = Vec::new();
+    while page.len() < limit {
+        let Some(raw) = rows.next().transpose()? else {
+            break;
+        };
+        // Timestamps are compared decoded: their text has a varying number
+        // of fraction digits, so it does not sort.
+        if window.contains(time_fmt::decode(&raw.6)?) {
+            page.push(decode(conn, raw)?);
+        }
+    }
+    Ok(page)
 }
 
 fn decode(conn: &Connection, raw: RawAction) -> Result<Action, StoreError> {

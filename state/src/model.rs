@@ -621,6 +621,20 @@ impl ActionEvent {
     }
 }
 
+/// Bounds on when actions were last updated (`changes-since`,
+/// `changes-before`), both inclusive; `None` is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdatedWindow {
+    pub since: Option<OffsetDateTime>,
+    pub before: Option<OffsetDateTime>,
+}
+
+impl UpdatedWindow {
+    pub fn contains(&self, t: OffsetDateTime) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.before.is_none_or(|b| t <= b)
+    }
+}
+
 /// An entry of the action log (the instance-actions of the API), with events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {

@@ -18,7 +18,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
-use crate::model::{Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts};
+use crate::model::{
+    Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts, UpdatedWindow,
+};
 use crate::operation::NodeChange;
 use crate::writer::{self, Writer};
 use crate::{actions, migrations, nodes, ActionEvent, StoreError};
@@ -349,8 +351,9 @@ impl Store {
         node_uuid: Uuid,
         limit: usize,
         marker: Option<String>,
+        window: UpdatedWindow,
     ) -> Result<Vec<Action>, StoreError> {
-        self.read(move |conn| actions::list(conn, node_uuid, limit, marker.as_deref()))
+        self.read(move |conn| actions::list(conn, node_uuid, limit, marker.as_deref(), &window))
             .await
     }
 

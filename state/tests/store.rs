@@ -221,7 +221,10 @@ async fn actions_keep_their_events_in_order() {
             .await
             .unwrap();
     }
-    let page = store.list_actions(node.uuid, 2, None).await.unwrap();
+    let page = store
+        .list_actions(node.uuid, 2, None, UpdatedWindow::default())
+        .await
+        .unwrap();
     assert_eq!(
         page.iter()
             .map(|a| a.request_id.as_str())
@@ -231,7 +234,7 @@ async fn actions_keep_their_events_in_order() {
     assert_eq!(page[1].events.len(), 2);
     assert_eq!(page[1].events[1].event, "wait_power_state");
     let rest = store
-        .list_actions(node.uuid, 2, Some("req-1".into()))
+        .list_actions(node.uuid, 2, Some("req-1".into()), UpdatedWindow::default())
         .await
         .unwrap();
     assert_eq!(rest.len(), 1);
@@ -431,4 +434,48 @@ async fn operations_round_trip_through_the_database() {
     assert!(store.pending_operations().await.unwrap().is_empty());
     let action = store.get_action(node.uuid, "req-1".into()).await.unwrap();
     assert_eq!(action.message.as_deref(), Some("done"));
+}
+
+/// `changes-before` pages through the log: a full page of matching actions
+/// comes back even when newer ones that do not match come first.
+#[tokio::test]
+async fn action_windows_fill_whole_pages() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let node = store.create_node(spec("w")).await.unwrap();
+    let mut times = Vec::new();
+    for i in 0..6 {
+        let action = store
+            .record_action(NewAction {
+                request_id: format!("req-{i}"),
+                node_uuid: node.uuid,
+                action: "stop".into(),
+                user_id: None,
+                message: None,
+            })
+            .await
+            .unwrap();
+        times.push(action.updated_at);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let window = UpdatedWindow {
+        since: None,
+        before: Some(times[2]),
+    };
+    let page = store
+        .list_actions(node.uuid, 2, None, window)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.iter().map(|a| a.request_id.as_str()).collect();
+    assert_eq!(ids, ["req-2", "req-1"]);
+    let since = UpdatedWindow {
+        since: Some(times[4]),
+        before: None,
+    };
+    let page = store
+        .list_actions(node.uuid, 10, None, since)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.iter().map(|a| a.request_id.as_str()).collect();
+    assert_eq!(ids, ["req-5", "req-4"]);
 }

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baton_drivers::BootDevice;
 use baton_state::PowerVerb;
+use baton_state::UpdatedWindow;
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
@@ -363,8 +365,7 @@ const MAX_ACTIONS: usize = 1000;
 pub struct ActionQuery {
     pub limit: usize,
     pub marker: Option<String>,
-    pub since: Option<OffsetDateTime>,
-    pub before: Option<OffsetDateTime>,
+    pub window: UpdatedWindow,
 }
 
 impl ActionQuery {
@@ -372,8 +373,7 @@ impl ActionQuery {
         let mut parsed = ActionQuery {
             limit: MAX_ACTIONS,
             marker: None,
-            since: None,
-            before: None,
+            window: UpdatedWindow::default(),
         };
         for (key, value) in query_pairs(query, &ACTION_LIST_PARAMS)? {
             match key.as_str() {
@@ -390,21 +390,33 @@ impl ActionQuery {
                         })?;
                 }
                 "marker" => parsed.marker = Some(value),
-                "changes-since" => parsed.since = Some(parse_time(&key, &value)?),
-                _ => parsed.before = Some(parse_time(&key, &value)?),
+                "changes-since" => parsed.window.since = Some(parse_time(&key, &value)?),
+                _ => parsed.window.before = Some(parse_time(&key, &value)?),
             }
         }
         Ok(parsed)
     }
 
-    fn keeps(&self, action: &baton_state::Action) -> bool {
-        self.since.is_none_or(|t| action.updated_at >= t)
-            && self.before.is_none_or(|t| action.updated_at <= t)
+    /// The query of the page after one ending with `last`.
+    fn next_query(&self, last: &str) -> String {
+        let mut pairs = vec![
+            ("limit", self.limit.to_string()),
+            ("marker", last.to_owned()),
+        ];
+        for (key, at) in [
+            ("changes-since", self.window.since),
+            ("changes-before", self.window.before),
+        ] {
+            if let Some(at) = at.and_then(|t| t.format(&Rfc3339).ok()) {
+                pairs.push((key, at));
+            }
+        }
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
     }
 }
 
 fn parse_time(key: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(|_| {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
         ApiError::bad_request(format!(
             "{key} {:?} is not an ISO 8601 time; use e.g. 2026-12-01T10:00:00Z",
             clip(value, 64)
@@ -421,20 +433,17 @@ pub async fn list_actions(
     let query = ActionQuery::parse(query.as_deref())?;
     let (node, actions) = app
         .conductor
-        .actions(&ident, query.limit, query.marker.clone())
+        .actions(&ident, query.limit, query.marker.clone(), query.window)
         .await?;
     let full = actions.len() == query.limit;
     let next = actions.last().filter(|_| full).map(|last| {
         format!(
-            "/v1/nodes/{}/os-instance-actions?limit={}&marker={}",
-            node.uuid, query.limit, last.request_id
+            "/v1/nodes/{}/os-instance-actions?{}",
+            node.uuid,
+            query.next_query(&last.request_id)
         )
     });
-    let instance_actions = actions
-        .into_iter()
-        .filter(|a| query.keeps(a))
-        .map(InstanceAction::from)
-        .collect();
+    let instance_actions = actions.into_iter().map(InstanceAction::from).collect();
     Ok(Json(InstanceActionList {
         instance_actions,
         next,
@@ -572,7 +581,11 @@ mod tests {
     fn action_queries_are_strict() {
         let q = ActionQuery::parse(Some("limit=5&changes-since=2026-01-01T00:00:00Z")).unwrap();
         assert_eq!(q.limit, 5);
-        assert!(q.since.is_some());
+        assert!(q.window.since.is_some());
+        assert_eq!(
+            q.next_query("req-9"),
+            "limit=5&marker=req-9&changes-since=2026-01-01T00%3A00%3A00Z"
+        );
         assert!(ActionQuery::parse(Some("limit=0")).is_err());
         assert!(ActionQuery::parse(Some("changes-since=yesterday")).is_err());
         assert!(ActionQuery::parse(Some("sort=asc")).is_err());

@@ -318,9 +318,13 @@ impl Conductor {
         ident: &str,
         limit: usize,
         marker: Option<String>,
+        window: baton_state::UpdatedWindow,
     ) -> Result<(Node, Vec<baton_state::Action>), ConductorError> {
         let node = self.node(ident).await?;
-        let actions = self.store.list_actions(node.uuid, limit, marker).await?;
+        let actions = self
+            .store
+            .list_actions(node.uuid, limit, marker, window)
+            .await?;
         Ok((node, actions))
     }
 
