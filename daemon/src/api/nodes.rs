@@ -2,7 +2,7 @@
 //! what it returns. Also the listing's query rules (filters and paging).
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,8 +14,7 @@ use std::cell::Cell;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorKind};
-use super::middleware::RequestId;
-use super::power::{caller, PeerUid};
+use super::power::RequestCaller;
 use super::request::{parse_json, query_pairs, read_body, BODY_LIMIT, IMPORT_BODY_LIMIT};
 use super::types::{
     node_href, ImportResult, NodeList, NodeStates, NodeSummary, NodeView, NEVER_READ,
@@ -151,8 +150,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
 /// `POST /v1/nodes`.
 pub async fn create(
     State(app): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -171,10 +169,7 @@ pub async fn create(
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         ApiError::bad_request("the request body is not UTF-8 text; send the node as JSON")
     })?;
-    let node = app
-        .conductor
-        .create_node(text, &caller(&request_id, peer.as_deref()))
-        .await?;
+    let node = app.conductor.create_node(text, &caller).await?;
     let location = node_href(node.uuid);
     Ok((
         StatusCode::CREATED,
@@ -187,8 +182,7 @@ pub async fn create(
 /// `POST /v1/nodes/import`.
 pub async fn import(
     State(app): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportResult>, ApiError> {
@@ -207,10 +201,7 @@ pub async fn import(
                 "the import parser stopped unexpectedly",
             )
         })??;
-    let uuids = app
-        .conductor
-        .import_nodes(entries, &caller(&request_id, peer.as_deref()))
-        .await?;
+    let uuids = app.conductor.import_nodes(entries, &caller).await?;
     Ok(Json(ImportResult {
         count: uuids.len(),
         uuids,
@@ -330,14 +321,12 @@ pub async fn show(
 pub async fn patch(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<NodeView>, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let patch: Patch = parse_json(&bytes, "JSON Patch (RFC 6902)")?;
-    let caller = caller(&request_id, peer.as_deref());
     Ok(Json(
         app.conductor
             .patch_node(&ident, patch, &caller)
@@ -350,12 +339,9 @@ pub async fn patch(
 pub async fn delete(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
 ) -> Result<StatusCode, ApiError> {
-    app.conductor
-        .delete_node(&ident, &caller(&request_id, peer.as_deref()))
-        .await?;
+    app.conductor.delete_node(&ident, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

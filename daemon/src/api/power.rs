@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -36,11 +37,25 @@ pub struct PeerUid(pub u32);
 /// Longest timeout a caller may give a power operation.
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
-/// The caller of a request, for its action record.
-pub fn caller(request_id: &RequestId, peer: Option<&PeerUid>) -> Caller {
-    Caller {
-        request_id: request_id.0.clone(),
-        user_id: peer.map(|p| p.0.to_string()),
+/// The caller of a request, for its action record: the request id the
+/// middleware gave it and the peer uid the accept loop read from the socket.
+#[derive(Debug, Clone)]
+pub struct RequestCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let request_id = parts.extensions.get::<RequestId>().ok_or_else(|| {
+            ApiError::new(
+                super::error::ErrorKind::Internal,
+                "the request has no request id; the router is missing its middleware",
+            )
+        })?;
+        Ok(Self(Caller {
+            request_id: request_id.0.clone(),
+            user_id: parts.extensions.get::<PeerUid>().map(|p| p.0.to_string()),
+        }))
     }
 }
 
@@ -273,23 +288,21 @@ async fn act(
 pub async fn set_power(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let request: PowerStateRequest = parse_json(&bytes, "power state request")?;
     let action = parse_power_request(&request)?;
-    act(&app, &ident, action, caller(&request_id, peer.as_deref())).await
+    act(&app, &ident, action, caller).await
 }
 
 /// `PUT /v1/nodes/{ident}/states/boot_device`.
 pub async fn set_boot_device(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -307,15 +320,14 @@ pub async fn set_boot_device(
         device,
         persistent: request.persistent,
     };
-    act(&app, &ident, action, caller(&request_id, peer.as_deref())).await
+    act(&app, &ident, action, caller).await
 }
 
 /// `PUT /v1/nodes/{ident}/maintenance`.
 pub async fn enter_maintenance(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -327,33 +339,31 @@ pub async fn enter_maintenance(
     };
     let reason = request.reason.as_deref().map(check_reason).transpose()?;
     let action = NodeAction::Maintenance { reason };
-    act(&app, &ident, action, caller(&request_id, peer.as_deref())).await
+    act(&app, &ident, action, caller).await
 }
 
 /// `DELETE /v1/nodes/{ident}/maintenance`.
 pub async fn leave_maintenance(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
 ) -> Result<Response, ApiError> {
     let action = NodeAction::EndMaintenance;
-    act(&app, &ident, action, caller(&request_id, peer.as_deref())).await
+    act(&app, &ident, action, caller).await
 }
 
 /// `POST /v1/nodes/{ident}/action`.
 pub async fn action(
     State(app): State<AppState>,
     Path(ident): Path<String>,
-    Extension(request_id): Extension<RequestId>,
-    peer: Option<Extension<PeerUid>>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let value: Value = parse_json(&bytes, "action")?;
     let action = parse_action(&value)?;
-    act(&app, &ident, action, caller(&request_id, peer.as_deref())).await
+    act(&app, &ident, action, caller).await
 }
 
 const ACTION_LIST_PARAMS: [&str; 4] = ["limit", "marker", "changes-since", "changes-before"];
