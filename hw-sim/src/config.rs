@@ -429,6 +429,10 @@ impl RackConfig {
             ("shutdown delay", self.delays.shutdown),
             ("power cycle off time", self.power_cycle_off),
             ("boot flag valid timeout", self.boot_flag_valid_timeout),
+            (
+                "shutdown timeout",
+                self.quirks.shutdown_timeout.unwrap_or_default(),
+            ),
         ]
         .into_iter()
         .map(|(what, d)| (what.to_owned(), d))

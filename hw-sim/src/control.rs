@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
-use crate::model::{FaultSetting, Faults, Node, Quirks};
+use crate::model::{FaultSetting, Faults, Node, Quirks, MAX_DURATION};
 use crate::rack::RackState;
 
 type Shared = Arc<RackState>;
@@ -201,6 +201,15 @@ async fn set_quirks(
         return Err(Refusal(
             StatusCode::BAD_REQUEST,
             "reset_types must list at least one ResetType (e.g. [\"On\", \"ForceOff\"])".into(),
+        ));
+    }
+    if let Some(timeout) = quirks.shutdown_timeout.filter(|t| *t > MAX_DURATION) {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "shutdown_timeout {} is too long; use at most 1day",
+                humantime::format_duration(timeout)
+            ),
         ));
     }
     node.set_quirks(quirks);

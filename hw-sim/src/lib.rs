@@ -40,8 +40,9 @@ pub use error::Error;
 pub use inventory::{ExportDriver, InventoryEntry};
 pub use model::{
     Admission, AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootTarget,
-    CommandOutcome, CounterSnapshot, Credentials, Delays, FaultSetting, Faults, Node, NodeStatus,
-    PowerAction, PowerState, Quirks, ResetReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
+    CommandOutcome, CounterSnapshot, Credentials, Delays, FaultSetting, Faults, MidTransition,
+    Node, NodeStatus, PowerAction, PowerState, PowerStateStyle, Quirks, ResetReply,
+    ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
 };
 pub use rack::{Rack, RackState, RackStats};
 pub use redfish::MAX_SESSIONS as REDFISH_MAX_SESSIONS;

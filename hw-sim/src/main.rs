@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use baton_hwsim::{
     AlreadyInStateReply, Credentials, Delays, ExportDriver, FaultPlan, FaultSetting, InitialPower,
-    NodeFault, NodeResetTypes, PowerAction, Quirks, Rack, RackConfig, ResetReply,
+    MidTransition, NodeFault, NodeResetTypes, PowerAction, PowerStateStyle, Quirks, Rack,
+    RackConfig, ResetReply,
 };
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -109,6 +110,20 @@ struct Cli {
     /// (by default they are refused with 400, as bmcweb does).
     #[arg(long)]
     lenient_content_type: bool,
+    /// How the power state reads while it changes: ideal (PoweringOn and
+    /// PoweringOff), binary (On until power drops, Off until power is good,
+    /// as OpenBMC) or stale=<duration> (the old state for that long after a change).
+    #[arg(long, default_value = "ideal", value_name = "STYLE")]
+    power_state_style: PowerStateStyle,
+    /// Give a graceful shutdown the OS has not finished up after this long,
+    /// leaving the server on (OpenBMC: 300s); default: wait forever.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    shutdown_timeout: Option<Duration>,
+    /// Answer to a power command the transition under way does not allow:
+    /// refuse (Redfish 409, IPMI D5h) or ignore (success, and nothing done,
+    /// as x86-power-control).
+    #[arg(long, default_value = "refuse", value_parser = parse_mid_transition)]
+    mid_transition: MidTransition,
     /// Idle time after which a Redfish session expires.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     session_timeout: Duration,
@@ -200,6 +215,14 @@ fn parse_already(s: &str) -> Result<AlreadyInStateReply, String> {
     }
 }
 
+fn parse_mid_transition(s: &str) -> Result<MidTransition, String> {
+    match s {
+        "refuse" => Ok(MidTransition::Refuse),
+        "ignore" => Ok(MidTransition::Ignore),
+        other => Err(format!("{other:?} is not refuse or ignore")),
+    }
+}
+
 fn parse_reset_reply(s: &str) -> Result<ResetReply, String> {
     match s {
         "204" => Ok(ResetReply::NoContent),
@@ -219,6 +242,9 @@ impl Cli {
             already_in_state: self.already_in_state,
             reset_reply: self.reset_reply,
             lenient_content_type: self.lenient_content_type,
+            power_state_style: self.power_state_style,
+            shutdown_timeout: self.shutdown_timeout,
+            mid_transition: self.mid_transition,
         };
         let fault_plans = self
             .fault

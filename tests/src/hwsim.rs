@@ -63,6 +63,27 @@ pub fn client() -> Client {
         .unwrap_or_else(|e| panic!("HTTP client: {e}"))
 }
 
+/// A rack started from `config` over plain HTTP, then one over HTTPS, each
+/// with a client that trusts it.
+pub async fn plain_and_tls(config: RackConfig) -> Vec<(Rack, Client)> {
+    let plain = start(config.clone()).await;
+    let tls = start(RackConfig {
+        tls: true,
+        ..config
+    })
+    .await;
+    let pem = tls
+        .ca_certificate_pem()
+        .unwrap_or_else(|| panic!("a TLS rack has a CA"));
+    let ca = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let trusting = Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    vec![(plain, client()), (tls, trusting)]
+}
+
 /// A request to `path` on `node`'s Redfish service with basic auth.
 pub fn redfish(
     client: &Client,

@@ -5,7 +5,7 @@
 //! plain HTTP and over HTTPS (`--tls`).
 
 use baton_hwsim::Rack;
-use baton_tests::hwsim::{client, config, message_key, redfish, send, start, USER};
+use baton_tests::hwsim::{client, config, message_key, plain_and_tls, redfish, send, start, USER};
 use reqwest::{Client, Method, Response};
 use serde_json::{json, Value};
 
@@ -13,22 +13,9 @@ const ROOT: &str = "/redfish/v1";
 const SYSTEM: &str = "/redfish/v1/Systems/1";
 const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
 
-/// A one-node rack over plain HTTP, then one over HTTPS, each with a client
-/// that trusts it.
+/// A one-node rack over plain HTTP, then one over HTTPS.
 async fn racks() -> Vec<(Rack, Client)> {
-    let plain = start(config(1)).await;
-    let mut cfg = config(1);
-    cfg.tls = true;
-    let tls = start(cfg).await;
-    let pem = tls
-        .ca_certificate_pem()
-        .unwrap_or_else(|| panic!("a TLS rack has a CA"));
-    let ca = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let trusting = Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    vec![(plain, client()), (tls, trusting)]
+    plain_and_tls(config(1)).await
 }
 
 async fn raw(rack: &Rack, http: &Client, method: Method, path: &str) -> Response {

@@ -20,7 +20,7 @@ use crate::model::{
 
 /// What IPMI command handlers may read and do on a simulated server.
 pub trait Chassis: Send + Sync {
-    /// The power state now.
+    /// The power state now, as the BMC reports it (its power state style).
     fn power_state(&self) -> PowerState;
     /// Runs a Chassis Control command (counted by the model; `stuck`
     /// applies there); its arrival stops the boot flags' valid-bit timer.
@@ -42,7 +42,7 @@ pub trait Chassis: Send + Sync {
 
 impl Chassis for Node {
     fn power_state(&self) -> PowerState {
-        Node::power_state(self)
+        Node::reported_power_state(self)
     }
 
     fn chassis_control(&self, action: PowerAction) -> Result<CommandOutcome, NotInPresentState> {

@@ -586,3 +586,35 @@ proptest! {
         prop_assert_eq!(rig.call(&mut s, 0x00, 0x01, &[]).0, cc::OK);
     }
 }
+
+#[test]
+fn a_command_mid_transition_is_refused_or_ignored_per_the_quirk() {
+    let mut rig = Rig::new(true);
+    let mut s = rig.connect(CipherSuite::Suite3);
+    // A power cycle holds the power off for 1 s: a hard reset then is not possible.
+    assert_eq!(rig.call(&mut s, 0x00, 0x02, &[0x02]).0, cc::OK);
+    assert_eq!(
+        rig.call(&mut s, 0x00, 0x02, &[0x03]).0,
+        cc::NOT_IN_PRESENT_STATE
+    );
+    let mut quirks = rig.node.quirks();
+    quirks.mid_transition = crate::model::MidTransition::Ignore;
+    rig.node.set_quirks(quirks);
+    let boots = rig.node.counters().boots;
+    assert_eq!(rig.call(&mut s, 0x00, 0x02, &[0x03]).0, cc::OK, "ignored");
+    assert_eq!(rig.node.counters().boots, boots, "and nothing done");
+    assert_eq!(rig.node.power_state(), PowerState::Off);
+}
+
+#[test]
+fn chassis_status_follows_the_power_state_style() {
+    let mut rig = Rig::new(true);
+    let mut s = rig.connect(CipherSuite::Suite3);
+    let mut quirks = rig.node.quirks();
+    quirks.power_state_style = crate::model::PowerStateStyle::Stale(Duration::from_secs(3600));
+    rig.node.set_quirks(quirks);
+    assert_eq!(rig.call(&mut s, 0x00, 0x02, &[0x00]).0, cc::OK);
+    assert_eq!(rig.node.power_state(), PowerState::Off);
+    let status = rig.call(&mut s, 0x00, 0x01, &[]).1;
+    assert_eq!(status[0] & 1, 1, "a stale BMC still reports the power on");
+}

@@ -32,6 +32,7 @@ mod faults;
 mod power;
 mod quirks;
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -47,13 +48,16 @@ pub use faults::{
     check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES, MAX_DURATION,
 };
 pub use power::{CommandOutcome, Delays, NotInPresentState, PowerAction, PowerState};
-pub use quirks::{AlreadyInStateReply, Quirks, ResetReply};
+pub use quirks::{AlreadyInStateReply, MidTransition, PowerStateStyle, Quirks, ResetReply};
 
 use power::Phase;
 
 /// How long boot flags set over IPMI stay valid without a Chassis Control
 /// command (IPMI v2.0 section 28.12: sixty seconds).
 pub const BOOT_FLAG_VALID_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Power changes a node remembers for the `stale` power state style.
+const HISTORY: usize = 16;
 
 /// How long a `busy` BMC tells clients to wait (`Retry-After`).
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -129,6 +133,9 @@ struct NodeInner {
     boot_flags_expire: Option<Instant>,
     faults: Faults,
     quirks: Quirks,
+    /// The latest power state changes, oldest first, as (when, the state
+    /// that held until then): what a `stale` BMC still reports.
+    history: VecDeque<(Instant, PowerState)>,
 }
 
 /// One simulated server with its BMC. Shared (`Arc`) by every front end.
@@ -214,8 +221,10 @@ pub struct NodeStatus {
     pub index: usize,
     /// Power domain label.
     pub power_domain: String,
-    /// Power state (control API words).
+    /// Power state (control API words): the truth.
     pub power_state: PowerState,
+    /// The power state as the BMC reports it (its `power_state_style`).
+    pub reported_power_state: PowerState,
     /// Redfish TCP port.
     pub redfish_port: u16,
     /// IPMI UDP port, if served.
@@ -255,6 +264,7 @@ impl Node {
                 boot_flags_expire: None,
                 faults: Faults::default(),
                 quirks,
+                history: VecDeque::new(),
             }),
             counters: Counters::default(),
         }
@@ -280,10 +290,19 @@ impl Node {
         inner
     }
 
+    /// Settles one change at a time, so that each is remembered with the
+    /// instant it happened.
     fn settle_phase(&self, inner: &mut NodeInner, until: Instant) {
         let hung = inner.faults.hung_os;
-        let seen = inner.phase.settle(until, &self.settings.delays, hung);
-        self.record(inner, seen);
+        while let Some(at) = inner.phase.next_change(hung).filter(|&at| at <= until) {
+            let before = inner.phase;
+            let seen = inner.phase.settle(at, &self.settings.delays, hung);
+            self.record(inner, seen);
+            if inner.phase == before {
+                break;
+            }
+            note_change(inner, at, before.state());
+        }
     }
 
     /// The valid-bit timer ran out: clear the valid bit, unless parameter 3
@@ -388,9 +407,15 @@ impl Node {
         loss > 0.0 && rand::rng().random_bool(loss.min(1.0))
     }
 
-    /// The current power state.
+    /// The current power state (the truth, whatever the BMC reports).
     pub fn power_state(&self) -> PowerState {
         self.settled().phase.state()
+    }
+
+    /// The power state as this BMC reports it, per its
+    /// [`PowerStateStyle`] quirk.
+    pub fn reported_power_state(&self) -> PowerState {
+        reported_state(&self.settled(), Instant::now())
     }
 
     /// Executes a power command: counts it, honours `stuck`, and starts the
@@ -423,22 +448,41 @@ impl Node {
             return Ok(CommandOutcome::Ignored);
         }
         let settings = &self.settings;
+        let now = Instant::now();
         let next = power::transition(
             inner.phase,
             action,
-            Instant::now(),
+            now,
             &settings.delays,
             settings.power_cycle_off,
-        )?;
-        let Some(next) = next else {
-            return Ok(CommandOutcome::AlreadyInState);
+        );
+        let mut next = match next {
+            Ok(Some(next)) => next,
+            Ok(None) => return Ok(CommandOutcome::AlreadyInState),
+            Err(refused) => {
+                let transitional = !matches!(inner.phase, Phase::On | Phase::Off);
+                if transitional && inner.quirks.mid_transition == MidTransition::Ignore {
+                    return Ok(CommandOutcome::Ignored);
+                }
+                return Err(refused);
+            }
         };
+        if let Phase::PoweringOff {
+            graceful: true,
+            gives_up,
+            ..
+        } = &mut next
+        {
+            *gives_up = inner.quirks.shutdown_timeout.map(|t| now + t);
+        }
         if action == PowerAction::Nmi {
             self.counters.crash_dump();
         }
         let seen = power::immediate_effects(inner.phase, action, next);
         self.record(&mut inner, seen);
+        let before = inner.phase.state();
         inner.phase = next;
+        note_change(&mut inner, now, before);
         Ok(CommandOutcome::Applied)
     }
 
@@ -446,8 +490,10 @@ impl Node {
     /// not a BMC command and not counted as one.
     pub fn set_power_out_of_band(&self, on: bool) {
         let mut inner = self.settled();
-        let was_powered = inner.phase.state().is_powered();
+        let before = inner.phase.state();
+        let was_powered = before.is_powered();
         inner.phase = if on { Phase::On } else { Phase::Off };
+        note_change(&mut inner, Instant::now(), before);
         let seen = power::Settled {
             boots_started: u32::from(on && !was_powered),
             offs_reached: u32::from(!on && was_powered),
@@ -577,6 +623,7 @@ impl Node {
             index: self.identity.index,
             power_domain: self.identity.power_domain.clone(),
             power_state: inner.phase.state(),
+            reported_power_state: reported_state(inner, Instant::now()),
             redfish_port: self.endpoints.redfish_port,
             ipmi_port: self.endpoints.ipmi_port,
             boot_override: inner.boot,
@@ -585,6 +632,37 @@ impl Node {
             faults: inner.faults.clone(),
             quirks: inner.quirks.clone(),
             counters: self.counters.snapshot(),
+        }
+    }
+}
+
+/// Remembers that the power state left `before` at `at` (when it did).
+fn note_change(inner: &mut NodeInner, at: Instant, before: PowerState) {
+    if inner.phase.state() == before {
+        return;
+    }
+    if inner.history.len() == HISTORY {
+        inner.history.pop_front();
+    }
+    inner.history.push_back((at, before));
+}
+
+/// The power state a BMC with `inner`'s quirks reports at `now`.
+fn reported_state(inner: &NodeInner, now: Instant) -> PowerState {
+    let state = inner.phase.state();
+    match inner.quirks.power_state_style {
+        PowerStateStyle::Ideal => state,
+        PowerStateStyle::Binary if state.is_powered() => PowerState::On,
+        PowerStateStyle::Binary => PowerState::Off,
+        PowerStateStyle::Stale(lag) => {
+            // The state that held `lag` ago: the one the first later change
+            // left (a lag reaching past the clock's start: the oldest known).
+            let then = now.checked_sub(lag);
+            inner
+                .history
+                .iter()
+                .find(|(at, _)| then.is_none_or(|then| *at > then))
+                .map_or(state, |(_, before)| *before)
         }
     }
 }

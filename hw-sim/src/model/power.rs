@@ -162,6 +162,9 @@ pub(crate) enum Phase {
         graceful: bool,
         /// Power on again once off (graceful restart).
         then_on: bool,
+        /// When the BMC gives a graceful shutdown up and the server stays
+        /// on (the `shutdown_timeout` quirk); `None`: it waits forever.
+        gives_up: Option<Instant>,
     },
     /// The off-hold of a power cycle: power is off; it comes back at `until`.
     CycleOff {
@@ -186,13 +189,41 @@ impl Phase {
         }
     }
 
+    /// When this phase next changes on its own, if it does: a hung graceful
+    /// shutdown changes only when the BMC gives it up.
+    pub(crate) fn next_change(self, hung_os: bool) -> Option<Instant> {
+        match self {
+            Phase::Off | Phase::On => None,
+            Phase::PoweringOn { until } | Phase::CycleOff { until } => Some(until),
+            Phase::PoweringOff {
+                until,
+                graceful,
+                gives_up,
+                ..
+            } => {
+                let end = (!(graceful && hung_os)).then_some(until);
+                match (end, gives_up.filter(|_| graceful)) {
+                    (Some(end), Some(g)) => Some(end.min(g)),
+                    (end, g) => end.or(g),
+                }
+            }
+        }
+    }
+
     /// Advances through every transition that ended by `now`. A graceful
-    /// shutdown does not end while `hung_os` holds.
+    /// shutdown does not end while `hung_os` holds; one the BMC gives up
+    /// before it ends leaves the server on.
     pub(crate) fn settle(&mut self, now: Instant, delays: &Delays, hung_os: bool) -> Settled {
         let mut seen = Settled::default();
         loop {
             match *self {
                 Phase::PoweringOn { until } if until <= now => *self = Phase::On,
+                Phase::PoweringOff {
+                    until,
+                    graceful: true,
+                    gives_up: Some(g),
+                    ..
+                } if g <= now && (hung_os || g < until) => *self = Phase::On,
                 Phase::CycleOff { until } if until <= now => {
                     seen.boots_started += 1;
                     *self = Phase::PoweringOn {
@@ -203,6 +234,7 @@ impl Phase {
                     until,
                     graceful,
                     then_on,
+                    ..
                 } if until <= now && !(graceful && hung_os) => {
                     seen.offs_reached += 1;
                     *self = if then_on {
@@ -274,11 +306,13 @@ pub(crate) fn transition(
         until: now + delays.power_off,
         graceful: false,
         then_on: false,
+        gives_up: None,
     };
     let soft_off = |then_on| Phase::PoweringOff {
         until: now + delays.shutdown,
         graceful: true,
         then_on,
+        gives_up: None,
     };
     let cycle_off = Phase::CycleOff {
         until: now + cycle_hold,

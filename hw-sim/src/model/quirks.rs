@@ -1,9 +1,14 @@
 //! Per-node behaviour choices where real BMCs differ, so that drivers learn to
-//! cope with each. Today they concern the Redfish front end; an IPMI front end
-//! may add its own fields here.
+//! cope with each: how resets and power states are answered and reported
+//! (both front ends), and Redfish-only choices.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::faults::MAX_DURATION;
 use super::power::PowerAction;
 
 /// How a reset to the state the node is already in is answered.
@@ -33,6 +38,80 @@ pub enum ResetReply {
     Task,
 }
 
+/// How a BMC reports `PowerState` while power changes (Redfish
+/// `PowerState`, IPMI chassis status power bit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum PowerStateStyle {
+    /// `PoweringOn` / `PoweringOff` during transitions (the model's own states).
+    #[default]
+    Ideal,
+    /// `On` until the power drops, `Off` until the power is good — no
+    /// transitional states (what OpenBMC's x86-power-control reports): a
+    /// server in POST, shutting down or with a hung OS reads `On`.
+    Binary,
+    /// The state as it was this long ago: the old state for a while after
+    /// every change (BMCs that poll the host's power slowly).
+    Stale(Duration),
+}
+
+impl fmt::Display for PowerStateStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PowerStateStyle::Ideal => f.write_str("ideal"),
+            PowerStateStyle::Binary => f.write_str("binary"),
+            PowerStateStyle::Stale(d) => write!(f, "stale={}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl FromStr for PowerStateStyle {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            None if s == "ideal" => Ok(PowerStateStyle::Ideal),
+            None if s == "binary" => Ok(PowerStateStyle::Binary),
+            Some(("stale", d)) => match humantime::parse_duration(d) {
+                Ok(d) if d <= MAX_DURATION => Ok(PowerStateStyle::Stale(d)),
+                _ => Err(format!(
+                    "{d:?} is not a duration of at most 1day (e.g. stale=2s)"
+                )),
+            },
+            _ => Err(format!(
+                "{s:?} is not a power state style; use ideal, binary or stale=<duration>"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for PowerStateStyle {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PowerStateStyle> for String {
+    fn from(style: PowerStateStyle) -> String {
+        style.to_string()
+    }
+}
+
+/// How a power command that the present (transitional) state does not allow
+/// is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MidTransition {
+    /// Refused: Redfish 409 `ActionParameterValueConflict`, IPMI D5h.
+    #[default]
+    Refuse,
+    /// Answered as success (Redfish 204, IPMI 00h) and dropped, as
+    /// x86-power-control does ("No action taken").
+    Ignore,
+}
+
 /// The behaviour choices of one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +127,14 @@ pub struct Quirks {
     /// Accept a POST or PATCH body without `Content-Type: application/json`
     /// (by default it is 400 `UnrecognizedRequestBody`, as bmcweb answers).
     pub lenient_content_type: bool,
+    /// How the power state reads during transitions.
+    pub power_state_style: PowerStateStyle,
+    /// A graceful shutdown the OS has not finished after this long is given
+    /// up and the server stays on (OpenBMC: 300 s); `None` waits forever.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
+    /// Answer to a power command the transition under way does not allow.
+    pub mid_transition: MidTransition,
 }
 
 impl Default for Quirks {
@@ -57,6 +144,9 @@ impl Default for Quirks {
             already_in_state: AlreadyInStateReply::default(),
             reset_reply: ResetReply::default(),
             lenient_content_type: false,
+            power_state_style: PowerStateStyle::default(),
+            shutdown_timeout: None,
+            mid_transition: MidTransition::default(),
         }
     }
 }

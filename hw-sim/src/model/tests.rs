@@ -284,3 +284,147 @@ async fn a_power_cycle_reports_off_for_its_hold_then_boots() {
     }
     assert_eq!((n.counters().boots, n.counters().power_offs), (3, 1));
 }
+
+fn with_quirks(n: &Node, change: impl FnOnce(&mut Quirks)) {
+    let mut q = n.quirks();
+    change(&mut q);
+    n.set_quirks(q);
+}
+
+#[tokio::test(start_paused = true)]
+async fn binary_style_reads_on_until_power_drops_and_off_until_power_is_good() {
+    let n = node(true);
+    with_quirks(&n, |q| q.power_state_style = PowerStateStyle::Binary);
+    n.apply_fault(FaultSetting::HungOs);
+    assert_eq!(
+        n.power_command(PowerAction::GracefulShutdown),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(n.power_state(), PowerState::ShuttingDown);
+    assert_eq!(n.reported_power_state(), PowerState::On, "hung OS reads On");
+    assert_eq!(n.status().reported_power_state, PowerState::On);
+    assert_eq!(
+        n.power_command(PowerAction::ForceOff),
+        Ok(CommandOutcome::Applied)
+    );
+    assert_eq!(
+        n.reported_power_state(),
+        PowerState::On,
+        "power not yet dropped"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(n.reported_power_state(), PowerState::Off);
+    assert_eq!(
+        n.power_command(PowerAction::On),
+        Ok(CommandOutcome::Applied)
+    );
+    assert_eq!(n.power_state(), PowerState::PoweringOn);
+    assert_eq!(n.reported_power_state(), PowerState::On, "POST reads On");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_style_reports_the_old_state_for_a_while_after_each_change() {
+    let n = node(true);
+    with_quirks(&n, |q| {
+        q.power_state_style = PowerStateStyle::Stale(Duration::from_secs(2));
+    });
+    assert_eq!(n.reported_power_state(), PowerState::On);
+    assert_eq!(
+        n.power_command(PowerAction::ForceOff),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    assert_eq!(n.power_state(), PowerState::Off);
+    assert_eq!(
+        n.reported_power_state(),
+        PowerState::On,
+        "still the old state"
+    );
+    tokio::time::advance(Duration::from_millis(1000)).await;
+    assert_eq!(n.reported_power_state(), PowerState::ShuttingDown);
+    tokio::time::advance(Duration::from_millis(600)).await;
+    assert_eq!(n.reported_power_state(), PowerState::Off);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_shutdown_the_bmc_gives_up_leaves_the_server_on() {
+    let n = node(true);
+    with_quirks(&n, |q| q.shutdown_timeout = Some(Duration::from_secs(300)));
+    n.apply_fault(FaultSetting::HungOs);
+    assert_eq!(
+        n.power_command(PowerAction::GracefulShutdown),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_secs(299)).await;
+    assert_eq!(n.power_state(), PowerState::ShuttingDown);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        n.power_state(),
+        PowerState::On,
+        "given up: falls back to On"
+    );
+    assert_eq!(n.counters().power_offs, 0);
+    // A healthy OS that shuts down in time is not given up.
+    assert_eq!(n.set_faults(Faults::default()), Ok(()));
+    assert_eq!(
+        n.power_command(PowerAction::GracefulShutdown),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(n.power_state(), PowerState::Off);
+}
+
+#[tokio::test(start_paused = true)]
+async fn mid_transition_commands_are_refused_or_ignored() {
+    let n = node(false);
+    assert_eq!(
+        n.power_command(PowerAction::On),
+        Ok(CommandOutcome::Applied)
+    );
+    assert!(
+        n.power_command(PowerAction::GracefulShutdown).is_err(),
+        "refused by default"
+    );
+    with_quirks(&n, |q| q.mid_transition = MidTransition::Ignore);
+    assert_eq!(
+        n.power_command(PowerAction::GracefulShutdown),
+        Ok(CommandOutcome::Ignored)
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        n.power_state(),
+        PowerState::On,
+        "the ignored command did nothing"
+    );
+    assert!(
+        n.power_command(PowerAction::PowerCycle).is_ok()
+            && n.power_command(PowerAction::Nmi) == Ok(CommandOutcome::Ignored),
+        "an NMI while the power is off for a cycle is ignored too"
+    );
+    // Settled states still refuse what they cannot do.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        n.power_command(PowerAction::ForceOff),
+        Ok(CommandOutcome::Applied)
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(n.power_command(PowerAction::Nmi).is_err());
+}
+
+#[test]
+fn power_state_styles_parse_and_print() {
+    for text in ["ideal", "binary", "stale=2s"] {
+        let style: Result<PowerStateStyle, _> = text.parse();
+        assert_eq!(style.map(|s| s.to_string()).as_deref(), Ok(text));
+    }
+    assert!("stale".parse::<PowerStateStyle>().is_err());
+    assert!("stale=2days".parse::<PowerStateStyle>().is_err());
+    let quirks: Result<Quirks, _> = serde_json::from_str(
+        r#"{"power_state_style": "binary", "shutdown_timeout": "300s", "mid_transition": "ignore"}"#,
+    );
+    assert!(
+        quirks.is_ok_and(|q| q.power_state_style == PowerStateStyle::Binary
+            && q.mid_transition == MidTransition::Ignore)
+    );
+}

@@ -78,7 +78,7 @@ fn accepted(bmc: &Bmc, action: PowerAction) -> Reply {
 }
 
 fn already(bmc: &Bmc, action: PowerAction, answer: AlreadyInStateReply) -> Reply {
-    let state = res::power_state(bmc.node.power_state());
+    let state = res::power_state(bmc.node.reported_power_state());
     let what = format!("the system is already {state} for ResetType {action}");
     match answer {
         AlreadyInStateReply::Ok => accepted(bmc, action),

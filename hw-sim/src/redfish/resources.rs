@@ -152,7 +152,7 @@ pub(crate) fn system_of(bmc: &Bmc, status: &NodeStatus) -> Value {
         "SerialNumber": format!("SIM{:06}", node.index()),
         "UUID": node.uuid().to_string(),
         "HostName": node.name(),
-        "PowerState": power_state(status.power_state),
+        "PowerState": power_state(status.reported_power_state),
         "Status": status_ok(),
         "ProcessorSummary": { "Count": 2, "Model": "Simulated CPU" },
         "MemorySummary": { "TotalSystemMemoryGiB": 256 },
@@ -209,7 +209,7 @@ pub(crate) fn chassis(bmc: &Bmc) -> Value {
         "ChassisType": "RackMount",
         "Manufacturer": "baton",
         "Model": "hwsim",
-        "PowerState": power_state(bmc.node.power_state()),
+        "PowerState": power_state(bmc.node.reported_power_state()),
         "Status": status_ok(),
         "Links": {
             "ComputerSystems": [link(SYSTEM)],
