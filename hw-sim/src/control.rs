@@ -9,6 +9,7 @@
 //! | `GET /` | summary: node count, nodes per power state, stats, routes |
 //! | `GET /nodes` · `GET /nodes/{name}` | node status (state, ports, boot override, faults, quirks, counters) |
 //! | `PUT /nodes/{name}/faults` · `DELETE /nodes/{name}/faults` | replace · clear a node's faults |
+//! | `POST /nodes/{name}/faults` | `{"fault", "value"}`: add one fault, or play an event (`drop_sessions`, `bmc_reboot`) |
 //! | `PUT /nodes/{name}/quirks` | replace a node's behaviour choices |
 //! | `POST /nodes/{name}/power` | `{"state": "on"\|"off"}`: out-of-band power change |
 //! | `POST /faults` · `DELETE /faults` | `{"fraction", "fault", "seed"}`: fault a seeded fraction · clear all faults |
@@ -90,7 +91,10 @@ fn router(state: Shared) -> Router {
         .route("/", get(summary))
         .route("/nodes", get(list_nodes))
         .route("/nodes/{name}", get(show_node))
-        .route("/nodes/{name}/faults", put(set_faults).delete(clear_faults))
+        .route(
+            "/nodes/{name}/faults",
+            put(set_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/nodes/{name}/quirks", put(set_quirks))
         .route("/nodes/{name}/power", post(set_power))
         .route("/faults", post(fault_fraction).delete(clear_all_faults))
@@ -155,7 +159,8 @@ async fn summary(State(state): State<Shared>) -> Answer {
             humantime::format_duration(config.boot_flag_valid_timeout).to_string(),
         "routes": [
             "GET /", "GET /nodes", "GET /nodes/{name}",
-            "PUT /nodes/{name}/faults", "DELETE /nodes/{name}/faults",
+            "PUT /nodes/{name}/faults", "POST /nodes/{name}/faults",
+            "DELETE /nodes/{name}/faults",
             "PUT /nodes/{name}/quirks", "POST /nodes/{name}/power",
             "POST /faults", "DELETE /faults", "GET /stats", "POST /stats/reset",
         ],
@@ -180,6 +185,26 @@ async fn set_faults(
     let Json(faults) = body?;
     node.set_faults(faults)
         .map_err(|e| Refusal(StatusCode::BAD_REQUEST, e.to_string()))?;
+    to_json(&node.status())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    fault: String,
+    #[serde(default)]
+    value: Option<Value>,
+}
+
+async fn add_fault(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    body: Result<Json<FaultRequest>, JsonRejection>,
+) -> Answer {
+    let node = find(&state, &name)?;
+    let Json(request) = body?;
+    let setting = parse_setting(&request.fault, request.value.as_ref())?;
+    node.apply_fault(setting);
     to_json(&node.status())
 }
 

@@ -591,3 +591,114 @@ async fn redfish_retries_a_reset_the_bmc_refuses_while_settling() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// After `drop_sessions` the next call logs in again and succeeds; during
+/// a `bmc_reboot` a call fails transiently, and after it the driver
+/// recovers on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_recover_from_dropped_sessions_and_a_bmc_reboot() {
+    let sim = rack(2, false).await;
+    let runs = BOTH.into_iter().enumerate().map(|(index, kind)| {
+        let sim = &sim;
+        async move {
+            let node = node(sim, index);
+            let bmc = SimBmc { sim, node, kind };
+            let mut config = bmc.config();
+            config.options.call_timeout = Duration::from_secs(2);
+            let driver = build_driver(&config).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(driver.power_state().await, Ok(PowerState::Off), "{kind}");
+            node.apply_fault(FaultSetting::DropSessions);
+            assert_eq!(
+                driver.power_state().await,
+                Ok(PowerState::Off),
+                "{kind}: after drop_sessions"
+            );
+            node.apply_fault(FaultSetting::BmcReboot(Duration::from_secs(3)));
+            let down = driver.power_state().await;
+            assert!(
+                down.as_ref().is_err_and(DriverError::is_transient),
+                "{kind}: during the reboot: {down:?}"
+            );
+            let start = Instant::now();
+            while node.is_unreachable() {
+                assert!(start.elapsed() < Duration::from_secs(10), "{kind}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(
+                driver.power_state().await,
+                Ok(PowerState::Off),
+                "{kind}: after the reboot"
+            );
+            driver.close().await;
+        }
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// A BMC whose link drops for a while after each power change passes the
+/// suite: IPMI retransmits and the Redfish driver's one retry of a read
+/// carry the drivers through. Against `min_interval`, a Redfish 503 is a
+/// `Busy` error for the conductor to back off on (below); the IPMI driver
+/// does not pass yet: it re-opens its session after a late answer, and a
+/// session open sends its handshake back to back, each step too soon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_flap_on_power_passes_the_suite() {
+    let cases = [
+        (
+            DriverKind::Ipmi,
+            FaultSetting::LinkFlapOnPower(Duration::from_millis(300)),
+        ),
+        (
+            DriverKind::Redfish,
+            FaultSetting::LinkFlapOnPower(Duration::from_millis(300)),
+        ),
+    ];
+    let sim = rack(cases.len(), false).await;
+    let bmcs: Vec<SimBmc<'_>> = cases
+        .into_iter()
+        .enumerate()
+        .map(|(index, (kind, fault))| {
+            let node = node(&sim, index);
+            node.apply_fault(fault);
+            SimBmc {
+                sim: &sim,
+                node,
+                kind,
+            }
+        })
+        .collect();
+    let reports = futures::future::join_all(bmcs.iter().map(run_suite)).await;
+    for (bmc, report) in bmcs.iter().zip(&reports) {
+        assert_fully_checked(report, &bmc.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_min_interval_is_busy_then_served() {
+    let sim = rack(1, false).await;
+    let node = node(&sim, 0);
+    let bmc = SimBmc {
+        sim: &sim,
+        node,
+        kind: DriverKind::Redfish,
+    };
+    let driver = bmc.driver();
+    assert!(driver.validate().await.is_ok());
+    node.apply_fault(FaultSetting::MinInterval(Duration::from_secs(3600)));
+    let before = node.counters().requests;
+    let refused = driver.power_state().await;
+    assert!(
+        matches!(&refused, Err(e @ DriverError::Busy { retry_after: Some(_), .. }) if e.is_transient()),
+        "{refused:?}"
+    );
+    assert_eq!(
+        node.counters().requests,
+        before + 1,
+        "refused once, not hammered"
+    );
+    let mut faults = node.faults();
+    faults.min_interval = Some(Duration::from_millis(200));
+    assert_eq!(node.set_faults(faults), Ok(()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(driver.power_state().await, Ok(PowerState::Off));
+}

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use baton_hwsim::{FaultPlan, FaultSetting, NodeFault, PowerState};
 use baton_tests::hwsim::{
-    client, config, control_get, control_url, message_key, redfish, send, start, wait_for,
+    client, config, control_get, control_url, message_key, plain_and_tls, redfish, send, start,
+    wait_for,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -335,4 +336,96 @@ async fn shutdown_does_not_wait_for_slow_or_half_sent_requests() {
         answer.is_err(),
         "the slow request gets no reply: {answer:?}"
     );
+}
+
+/// Plays a fault or event on node 0 through `POST /nodes/{name}/faults`.
+async fn post_fault(rack: &baton_hwsim::Rack, fault: serde_json::Value) {
+    let path = format!("/nodes/{}/faults", rack.nodes()[0].name());
+    let (status, body) = send(client().post(control_url(rack, &path)).json(&fault)).await;
+    assert_eq!(status, 200, "POST {path} {fault}: {body}");
+}
+
+/// A new Redfish session on node 0: its token.
+async fn login(rack: &baton_hwsim::Rack, http: &reqwest::Client) -> String {
+    let url = format!(
+        "{}/redfish/v1/SessionService/Sessions",
+        rack.redfish_url(&rack.nodes()[0])
+    );
+    let response = http
+        .post(url)
+        .json(&json!({"UserName": baton_tests::hwsim::USER, "Password": baton_tests::hwsim::PASSWORD}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}"));
+    assert_eq!(response.status(), 201);
+    response.headers()["x-auth-token"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn get_with_token(rack: &baton_hwsim::Rack, http: &reqwest::Client, token: &str) -> u16 {
+    let url = format!("{}{SYSTEM}", rack.redfish_url(&rack.nodes()[0]));
+    send(http.get(url).header("X-Auth-Token", token)).await.0
+}
+
+#[tokio::test]
+async fn drop_sessions_and_bmc_reboot_invalidate_every_token() {
+    for (rack, http) in plain_and_tls(config(1)).await {
+        let token = login(&rack, &http).await;
+        assert_eq!(get_with_token(&rack, &http, &token).await, 200);
+        post_fault(&rack, json!({"fault": "drop_sessions"})).await;
+        assert_eq!(get_with_token(&rack, &http, &token).await, 401);
+        assert!(
+            rack.nodes()[0].faults().is_healthy(),
+            "an event, not a fault"
+        );
+
+        let token = login(&rack, &http).await;
+        post_fault(&rack, json!({"fault": "bmc_reboot", "value": "500ms"})).await;
+        let before = rack.nodes()[0].counters().requests;
+        let down = redfish(&http, &rack, &rack.nodes()[0], Method::GET, SYSTEM)
+            .send()
+            .await;
+        assert!(down.is_err(), "a rebooting BMC answers nothing: {down:?}");
+        assert!(rack.nodes()[0].counters().requests <= before + 1);
+        wait_for("the BMC back up", || async {
+            let up = redfish(&http, &rack, &rack.nodes()[0], Method::GET, SYSTEM)
+                .send()
+                .await;
+            up.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
+        assert_eq!(
+            get_with_token(&rack, &http, &token).await,
+            401,
+            "sessions did not survive the reboot"
+        );
+    }
+}
+
+#[tokio::test]
+async fn min_interval_refuses_and_link_flap_on_power_drops_the_link() {
+    for (rack, http) in plain_and_tls(config(1)).await {
+        let get = || redfish(&http, &rack, &rack.nodes()[0], Method::GET, SYSTEM);
+        post_fault(&rack, json!({"fault": "min_interval", "value": "1h"})).await;
+        assert_eq!(send(get()).await.0, 200);
+        let (status, body) = send(get()).await;
+        assert_eq!(
+            (status, message_key(&body)),
+            (503, "ServiceTemporarilyUnavailable".to_owned())
+        );
+        let node = &rack.nodes()[0];
+        let mut faults = node.faults();
+        faults.min_interval = None;
+        assert_eq!(node.set_faults(faults), Ok(()));
+
+        post_fault(&rack, json!({"fault": "link_flap_on_power", "value": "1h"})).await;
+        assert_eq!(send(get()).await.0, 200, "no power change yet");
+        let reset = redfish(&http, &rack, node, Method::POST, RESET)
+            .json(&json!({"ResetType": "ForceOff"}));
+        assert_eq!(send(reset).await.0, 204, "the command is answered");
+        assert!(get().send().await.is_err(), "then the link is down");
+        assert_eq!(node.power_state(), PowerState::ShuttingDown);
+    }
 }

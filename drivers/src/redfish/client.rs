@@ -106,6 +106,9 @@ impl Reply {
     }
 }
 
+/// Wait before the one retry of a read whose connection failed.
+const READ_RETRY: Duration = Duration::from_millis(500);
+
 /// The HTTP client of one Redfish BMC. Clones share the session.
 #[derive(Debug, Clone)]
 pub(crate) struct RedfishClient {
@@ -147,9 +150,21 @@ impl RedfishClient {
             .map_or(self.base.as_str(), |(_, rest)| rest)
     }
 
-    /// GET `path` and check the status.
+    /// GET `path` and check the status. A read whose connection failed is
+    /// sent once more after [`READ_RETRY`]: reading is safe to repeat, and
+    /// BMCs drop connections for a moment as a matter of course (a NIC
+    /// shared with the host resets while the host boots; a kept-alive
+    /// connection is closed as the next request goes out).
     pub async fn get(&self, path: &str) -> Result<Reply, DriverError> {
-        self.request(Method::GET, path, None, None).await?.check()
+        let reply = match self.request(Method::GET, path, None, None).await {
+            Err(DriverError::Unreachable { reason, .. }) => {
+                tracing::debug!(bmc = self.address(), %reason, "Redfish read failed, trying once more");
+                tokio::time::sleep(READ_RETRY).await;
+                self.request(Method::GET, path, None, None).await
+            }
+            other => other,
+        };
+        reply?.check()
     }
 
     /// Sends an authenticated request, logging in first when needed and once

@@ -847,6 +847,36 @@ mod tests {
         }
     }
 
+    /// A read whose connection is dropped (a BMC's link flapping, a
+    /// kept-alive connection closed under it) is sent once more, and only once.
+    #[tokio::test]
+    async fn a_read_whose_connection_drops_is_sent_once_more() {
+        let system = || Answer::json(200, &json!({"PowerState": "On"}));
+        for (drops, expect_ok) in [(1, true), (usize::MAX, false)] {
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let bmc = bmc_with_system(move || {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                if n < drops {
+                    Answer::Hangup
+                } else {
+                    system()
+                }
+            })
+            .await;
+            let result = driver(bmc.port).power_state().await;
+            assert_eq!(result.is_ok(), expect_ok, "{drops}: {result:?}");
+            if !expect_ok {
+                assert!(matches!(result, Err(DriverError::Unreachable { .. })));
+            }
+            let reads = bmc
+                .seen()
+                .iter()
+                .filter(|r| r.path == "/redfish/v1/Systems/1")
+                .count();
+            assert_eq!(reads, 2, "{drops}");
+        }
+    }
+
     #[tokio::test]
     async fn a_reset_that_never_left_is_transient() {
         // The connection is refused: nothing reached the BMC.

@@ -78,6 +78,8 @@ impl Entropy for OsEntropy {
 pub struct Bmc {
     username: String,
     state: BmcState,
+    /// The node's session epoch the table was last checked against.
+    session_epoch: u64,
 }
 
 /// The inputs of one datagram besides its bytes.
@@ -102,6 +104,7 @@ impl Bmc {
                 ipmi_boot_mark: None,
                 guid: config.guid,
             },
+            session_epoch: 0,
         }
     }
 
@@ -120,6 +123,12 @@ impl Bmc {
         out: &mut Vec<u8>,
     ) -> bool {
         out.clear();
+        let epoch = node.session_epoch();
+        if epoch != self.session_epoch {
+            // `drop_sessions` / `bmc_reboot`: every session is gone.
+            self.state.sessions.clear();
+            self.session_epoch = epoch;
+        }
         self.state.sessions.expire(input.now);
         match wire::decode_datagram(datagram) {
             Ok(Datagram::AsfPing { rmcp_seq, tag }) => {

@@ -38,6 +38,9 @@ pub trait Chassis: Send + Sync {
     fn set_valid_bit_clearing(&self, clearing: ValidBitClearing);
     /// The password the BMC holds now for `username`, if it knows the user.
     fn password_for(&self, username: &str) -> Option<String>;
+    /// Bumped each time every session is invalidated (`drop_sessions`,
+    /// `bmc_reboot`).
+    fn session_epoch(&self) -> u64;
 }
 
 impl Chassis for Node {
@@ -71,6 +74,10 @@ impl Chassis for Node {
 
     fn password_for(&self, username: &str) -> Option<String> {
         Node::password_for(self, username)
+    }
+
+    fn session_epoch(&self) -> u64 {
+        Node::session_epoch(self)
     }
 }
 

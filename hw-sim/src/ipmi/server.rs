@@ -187,7 +187,8 @@ impl Endpoint {
         let guard = self.node.begin_request();
         let service = match guard.admit().await {
             Admission::Serve => Service::Normal,
-            Admission::NoAnswer => return,
+            // A BMC that is down, or flooded, drops the datagram.
+            Admission::NoAnswer | Admission::Unreachable | Admission::TooSoon => return,
             Admission::Busy => Service::Busy,
             Admission::InternalError => Service::Error,
         };

@@ -266,6 +266,11 @@ impl SessionTable {
         self.iter().find(|s| s.handle == handle)
     }
 
+    /// Removes every session (the BMC rebooted, or dropped them all).
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|slot| *slot = None);
+    }
+
     /// Removes a session; returns whether it existed.
     pub fn close(&mut self, bmc_id: u32) -> bool {
         let found = self

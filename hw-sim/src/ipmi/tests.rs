@@ -618,3 +618,21 @@ fn chassis_status_follows_the_power_state_style() {
     let status = rig.call(&mut s, 0x00, 0x01, &[]).1;
     assert_eq!(status[0] & 1, 1, "a stale BMC still reports the power on");
 }
+
+#[test]
+fn drop_sessions_ends_every_ipmi_session() {
+    let mut rig = Rig::new(true);
+    let mut s = rig.connect(CipherSuite::Suite3);
+    assert_eq!(rig.call(&mut s, 0x00, 0x01, &[]).0, cc::OK);
+    rig.node.apply_fault(FaultSetting::DropSessions);
+    let mut req = Vec::new();
+    s.request(0x00, 0x01, &[], &mut req);
+    assert_eq!(
+        rig.send(&req),
+        None,
+        "the session is gone: dropped silently"
+    );
+    assert_eq!(rig.bmc.sessions().iter().count(), 0);
+    let mut again = rig.connect(CipherSuite::Suite3);
+    assert_eq!(rig.call(&mut again, 0x00, 0x01, &[]).0, cc::OK);
+}

@@ -15,6 +15,16 @@
 //! - `hung_os`: a graceful shutdown never finishes.
 //! - `flapping`: the power changes out of band at random.
 //! - `packet_loss`: fraction of UDP packets dropped (IPMI only).
+//! - `link_flap_on_power=D`: after each power change the BMC is unreachable
+//!   for D (UDP dropped, TCP reset), as a NIC shared with the host is while
+//!   the host boots.
+//! - `min_interval=D`: a request sooner than D after the last one served is
+//!   refused (Redfish 503 busy) or dropped (IPMI), as BMCs that crash when
+//!   flooded.
+//!
+//! Two settings are events rather than lasting faults ([`FaultSetting::is_event`]):
+//! `drop_sessions` invalidates every session and token once, as a BMC
+//! reboot does, and `bmc_reboot=D` also makes the BMC unreachable for D.
 
 use std::fmt;
 use std::str::FromStr;
@@ -56,6 +66,12 @@ pub struct Faults {
     /// Fraction (0.0–1.0) of UDP packets dropped (IPMI).
     #[serde(skip_serializing_if = "is_zero")]
     pub packet_loss: f64,
+    /// Unreachable for this long after each power change.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub link_flap_on_power: Option<Duration>,
+    /// Requests sooner than this after the last one served are refused.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub min_interval: Option<Duration>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -71,10 +87,17 @@ impl Faults {
     /// `slow` at most [`MAX_DURATION`].
     pub fn validate(&self) -> Result<(), FaultError> {
         check_fraction("packet_loss", self.packet_loss)?;
-        match self.slow {
-            Some(slow) if slow > MAX_DURATION => Err(slow_too_long(slow)),
-            _ => Ok(()),
+        let durations = [
+            ("slow", self.slow),
+            ("link_flap_on_power", self.link_flap_on_power),
+            ("min_interval", self.min_interval),
+        ];
+        for (name, value) in durations {
+            if let Some(d) = value.filter(|d| *d > MAX_DURATION) {
+                return Err(too_long(name, d));
+            }
         }
+        Ok(())
     }
 
     /// Whether no fault is set.
@@ -94,6 +117,10 @@ impl Faults {
             FaultSetting::HungOs => self.hung_os = true,
             FaultSetting::Flapping => self.flapping = true,
             FaultSetting::PacketLoss(f) => self.packet_loss = f,
+            FaultSetting::LinkFlapOnPower(d) => self.link_flap_on_power = Some(d),
+            FaultSetting::MinInterval(d) => self.min_interval = Some(d),
+            // Events, played by the node when applied; nothing lasts.
+            FaultSetting::DropSessions | FaultSetting::BmcReboot(_) => {}
         }
     }
 }
@@ -119,6 +146,24 @@ pub enum FaultSetting {
     Flapping,
     /// `packet_loss=<fraction>` (e.g. `packet_loss=0.3`)
     PacketLoss(f64),
+    /// `link_flap_on_power=<duration>`
+    LinkFlapOnPower(Duration),
+    /// `min_interval=<duration>`
+    MinInterval(Duration),
+    /// `drop_sessions`: an event — every session and token invalidated once.
+    DropSessions,
+    /// `bmc_reboot=<duration>`: an event — sessions gone, unreachable for the duration.
+    BmcReboot(Duration),
+}
+
+impl FaultSetting {
+    /// Whether this setting happens once when applied instead of lasting.
+    pub fn is_event(self) -> bool {
+        matches!(
+            self,
+            FaultSetting::DropSessions | FaultSetting::BmcReboot(_)
+        )
+    }
 }
 
 /// The longest `slow` fault, latency or power transition time a rack takes
@@ -128,7 +173,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The fault names, for messages.
 pub const FAULT_NAMES: &str = "no_answer, http_500, busy, slow=<duration>, wrong_credentials, \
-                               stuck, hung_os, flapping, packet_loss=<fraction>";
+                               stuck, hung_os, flapping, packet_loss=<fraction>, \
+                               link_flap_on_power=<duration>, min_interval=<duration>, \
+                               drop_sessions, bmc_reboot=<duration>";
 
 /// A fault name, value or fraction that does not parse.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -192,7 +239,13 @@ impl FaultSetting {
             "stuck" => flag(FaultSetting::Stuck),
             "hung_os" => flag(FaultSetting::HungOs),
             "flapping" => flag(FaultSetting::Flapping),
-            "slow" => parse_slow(value).map(FaultSetting::Slow),
+            "drop_sessions" => flag(FaultSetting::DropSessions),
+            "slow" => parse_duration("slow", value).map(FaultSetting::Slow),
+            "link_flap_on_power" => {
+                parse_duration("link_flap_on_power", value).map(FaultSetting::LinkFlapOnPower)
+            }
+            "min_interval" => parse_duration("min_interval", value).map(FaultSetting::MinInterval),
+            "bmc_reboot" => parse_duration("bmc_reboot", value).map(FaultSetting::BmcReboot),
             "packet_loss" => parse_loss(value).map(FaultSetting::PacketLoss),
             other => Err(FaultError::UnknownFault(other.to_owned())),
         }
@@ -207,26 +260,35 @@ fn bad_value(name: &str, problem: &str, usage: &'static str) -> FaultError {
     }
 }
 
-fn parse_slow(value: Option<&str>) -> Result<Duration, FaultError> {
-    const USAGE: &str = "slow=<duration>, e.g. slow=1500ms";
-    let raw = value.ok_or_else(|| bad_value("slow", "needs a duration", USAGE))?;
-    let slow = humantime::parse_duration(raw)
-        .map_err(|e| bad_value("slow", &format!("has a bad duration {raw:?} ({e})"), USAGE))?;
-    if slow > MAX_DURATION {
-        return Err(slow_too_long(slow));
+fn parse_duration(name: &'static str, value: Option<&str>) -> Result<Duration, FaultError> {
+    let usage = duration_usage(name);
+    let raw = value.ok_or_else(|| bad_value(name, "needs a duration", usage))?;
+    let d = humantime::parse_duration(raw)
+        .map_err(|e| bad_value(name, &format!("has a bad duration {raw:?} ({e})"), usage))?;
+    if d > MAX_DURATION {
+        return Err(too_long(name, d));
     }
-    Ok(slow)
+    Ok(d)
 }
 
-fn slow_too_long(slow: Duration) -> FaultError {
+fn duration_usage(name: &str) -> &'static str {
+    match name {
+        "slow" => "slow=<duration>, e.g. slow=1500ms",
+        "link_flap_on_power" => "link_flap_on_power=<duration>, e.g. link_flap_on_power=2s",
+        "min_interval" => "min_interval=<duration>, e.g. min_interval=100ms",
+        _ => "bmc_reboot=<duration>, e.g. bmc_reboot=30s",
+    }
+}
+
+fn too_long(name: &str, d: Duration) -> FaultError {
     bad_value(
-        "slow",
+        name,
         &format!(
             "is too long ({}; at most {})",
-            humantime::format_duration(slow),
+            humantime::format_duration(d),
             humantime::format_duration(MAX_DURATION)
         ),
-        "slow=<duration>, e.g. slow=1500ms",
+        duration_usage(name),
     )
 }
 
@@ -252,6 +314,16 @@ impl fmt::Display for FaultSetting {
             FaultSetting::HungOs => f.write_str("hung_os"),
             FaultSetting::Flapping => f.write_str("flapping"),
             FaultSetting::PacketLoss(x) => write!(f, "packet_loss={x}"),
+            FaultSetting::LinkFlapOnPower(d) => {
+                write!(f, "link_flap_on_power={}", humantime::format_duration(*d))
+            }
+            FaultSetting::MinInterval(d) => {
+                write!(f, "min_interval={}", humantime::format_duration(*d))
+            }
+            FaultSetting::DropSessions => f.write_str("drop_sessions"),
+            FaultSetting::BmcReboot(d) => {
+                write!(f, "bmc_reboot={}", humantime::format_duration(*d))
+            }
         }
     }
 }

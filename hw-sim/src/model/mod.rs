@@ -133,6 +133,14 @@ struct NodeInner {
     boot_flags_expire: Option<Instant>,
     faults: Faults,
     quirks: Quirks,
+    /// Bumped by `drop_sessions` and `bmc_reboot`: front ends drop every
+    /// session made before the bump.
+    session_epoch: u64,
+    /// The BMC answers nothing (UDP dropped, TCP reset) until then
+    /// (`bmc_reboot`, `link_flap_on_power`).
+    unreachable_until: Option<Instant>,
+    /// When the last request was let through (`min_interval`).
+    last_served: Option<Instant>,
     /// The latest power state changes, oldest first, as (when, the state
     /// that held until then): what a `stale` BMC still reports.
     history: VecDeque<(Instant, PowerState)>,
@@ -159,6 +167,12 @@ pub enum Admission {
     InternalError,
     /// `busy`: answer "busy, retry after" [`BUSY_RETRY_AFTER`].
     Busy,
+    /// `bmc_reboot`, `link_flap_on_power`: the BMC is unreachable — drop the
+    /// datagram, reset the connection.
+    Unreachable,
+    /// `min_interval`: too soon after the last request served — Redfish
+    /// answers busy, IPMI drops the datagram.
+    TooSoon,
 }
 
 /// Marks one request in flight on a node; see the module docs.
@@ -172,8 +186,11 @@ impl RequestGuard {
     /// faults whether to serve.
     pub async fn admit(&self) -> Admission {
         let (slow, admission) = {
-            let inner = self.node.lock();
-            (inner.faults.slow, request_admission(&inner.faults))
+            let mut inner = self.node.lock();
+            match arrival_admission(&mut inner, Instant::now()) {
+                Some(refused) => return refused,
+                None => (inner.faults.slow, request_admission(&inner.faults)),
+            }
         };
         // Saturating: a library caller may hand in durations the control
         // API would refuse; a request must not panic on them.
@@ -198,6 +215,24 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.node.counters.leave();
     }
+}
+
+/// The faults that act on a request's arrival, before any latency: an
+/// unreachable BMC, or one asked again too soon. A request let through
+/// starts the `min_interval` anew.
+fn arrival_admission(inner: &mut NodeInner, now: Instant) -> Option<Admission> {
+    if inner.unreachable_until.is_some_and(|until| now < until) {
+        return Some(Admission::Unreachable);
+    }
+    let too_soon = match (inner.faults.min_interval, inner.last_served) {
+        (Some(min), Some(last)) => now.duration_since(last) < min,
+        _ => false,
+    };
+    if too_soon {
+        return Some(Admission::TooSoon);
+    }
+    inner.last_served = Some(now);
+    None
 }
 
 fn request_admission(faults: &Faults) -> Admission {
@@ -265,6 +300,9 @@ impl Node {
                 faults: Faults::default(),
                 quirks,
                 history: VecDeque::new(),
+                session_epoch: 0,
+                unreachable_until: None,
+                last_served: None,
             }),
             counters: Counters::default(),
         }
@@ -483,6 +521,7 @@ impl Node {
         let before = inner.phase.state();
         inner.phase = next;
         note_change(&mut inner, now, before);
+        flap_link(&mut inner, now);
         Ok(CommandOutcome::Applied)
     }
 
@@ -494,6 +533,7 @@ impl Node {
         let was_powered = before.is_powered();
         inner.phase = if on { Phase::On } else { Phase::Off };
         note_change(&mut inner, Instant::now(), before);
+        flap_link(&mut inner, Instant::now());
         let seen = power::Settled {
             boots_started: u32::from(on && !was_powered),
             offs_reached: u32::from(!on && was_powered),
@@ -586,9 +626,31 @@ impl Node {
         Ok(())
     }
 
-    /// Sets one fault, keeping the others.
+    /// Sets one fault, keeping the others; an event (`drop_sessions`,
+    /// `bmc_reboot`) happens now.
     pub fn apply_fault(&self, setting: FaultSetting) {
-        self.settled().faults.apply(setting);
+        let mut inner = self.settled();
+        match setting {
+            FaultSetting::DropSessions => inner.session_epoch += 1,
+            FaultSetting::BmcReboot(down) => {
+                inner.session_epoch += 1;
+                unreachable_for(&mut inner, Instant::now(), down);
+            }
+            other => inner.faults.apply(other),
+        }
+    }
+
+    /// Bumped each time every session is invalidated (`drop_sessions`,
+    /// `bmc_reboot`): a front end drops the sessions it made before.
+    pub fn session_epoch(&self) -> u64 {
+        self.lock().session_epoch
+    }
+
+    /// Whether the BMC is unreachable now (`bmc_reboot`, `link_flap_on_power`).
+    pub fn is_unreachable(&self) -> bool {
+        self.lock()
+            .unreachable_until
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// The behaviour choices.
@@ -634,6 +696,20 @@ impl Node {
             counters: self.counters.snapshot(),
         }
     }
+}
+
+/// The `link_flap_on_power` fault: a power change takes the link down.
+fn flap_link(inner: &mut NodeInner, now: Instant) {
+    if let Some(down) = inner.faults.link_flap_on_power {
+        unreachable_for(inner, now, down);
+    }
+}
+
+/// Makes the BMC unreachable from `now` for `down` (extending, never
+/// shortening, a window already under way).
+fn unreachable_for(inner: &mut NodeInner, now: Instant, down: Duration) {
+    let until = now + down;
+    inner.unreachable_until = Some(inner.unreachable_until.map_or(until, |u| u.max(until)));
 }
 
 /// Remembers that the power state left `before` at `at` (when it did).

@@ -428,3 +428,69 @@ fn power_state_styles_parse_and_print() {
             && q.mid_transition == MidTransition::Ignore)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn min_interval_refuses_requests_that_come_too_soon() {
+    let n = node(true);
+    n.apply_fault(FaultSetting::MinInterval(Duration::from_millis(100)));
+    assert_eq!(n.begin_request().admit().await, Admission::Serve);
+    // The 10 ms latency was paid after arrival: 10 ms later is too soon.
+    assert_eq!(n.begin_request().admit().await, Admission::TooSoon);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert_eq!(n.begin_request().admit().await, Admission::Serve);
+    assert_eq!(n.faults().min_interval, Some(Duration::from_millis(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bmc_reboot_drops_sessions_and_is_unreachable_for_a_while() {
+    let n = node(true);
+    assert_eq!(n.session_epoch(), 0);
+    n.apply_fault(FaultSetting::DropSessions);
+    assert_eq!(n.session_epoch(), 1, "drop_sessions invalidates once");
+    assert!(n.faults().is_healthy(), "an event leaves no lasting fault");
+    n.apply_fault(FaultSetting::BmcReboot(Duration::from_secs(30)));
+    assert_eq!(n.session_epoch(), 2);
+    assert!(n.is_unreachable());
+    assert_eq!(n.begin_request().admit().await, Admission::Unreachable);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(!n.is_unreachable());
+    assert_eq!(n.begin_request().admit().await, Admission::Serve);
+}
+
+#[tokio::test(start_paused = true)]
+async fn link_flap_on_power_takes_the_link_down_after_each_power_change() {
+    let n = node(false);
+    n.apply_fault(FaultSetting::LinkFlapOnPower(Duration::from_secs(2)));
+    assert!(!n.is_unreachable());
+    assert_eq!(
+        n.power_command(PowerAction::On),
+        Ok(CommandOutcome::Applied)
+    );
+    assert!(n.is_unreachable());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(!n.is_unreachable());
+    assert_eq!(
+        n.power_command(PowerAction::On),
+        Ok(CommandOutcome::AlreadyInState)
+    );
+    assert!(!n.is_unreachable(), "no change, no flap");
+    n.set_power_out_of_band(false);
+    assert!(n.is_unreachable());
+}
+
+#[test]
+fn event_faults_parse_and_print() {
+    for text in [
+        "drop_sessions",
+        "bmc_reboot=30s",
+        "link_flap_on_power=2s",
+        "min_interval=100ms",
+    ] {
+        let setting: Result<FaultSetting, _> = text.parse();
+        assert_eq!(setting.map(|s| s.to_string()).as_deref(), Ok(text));
+    }
+    assert!("bmc_reboot".parse::<FaultSetting>().is_err());
+    assert!("min_interval=2days".parse::<FaultSetting>().is_err());
+    assert!(FaultSetting::DropSessions.is_event());
+    assert!(!FaultSetting::MinInterval(Duration::ZERO).is_event());
+}

@@ -5,7 +5,9 @@
 //! 1. `begin_request` + `admit` on the node: counts the request, pays latency,
 //!    plays request-level faults (`no_answer` holds the request until shutdown
 //!    and then drops the connection; `http_500` → 500; `busy` → 503 +
-//!    `Retry-After`).
+//!    `Retry-After`; `min_interval` → 503 too; an unreachable BMC —
+//!    `bmc_reboot`, `link_flap_on_power` — closes the connection unanswered).
+//!    Sessions made before a `drop_sessions` or `bmc_reboot` are dropped.
 //! 2. The body is read (at most [`MAX_BODY`] bytes, within a few seconds, else
 //!    413 / 408) and the path resolved to a
 //!    [`router::Resource`]; unknown paths → 404 `ResourceNotFound`, wrong
@@ -133,8 +135,14 @@ async fn serve(bmc: &Bmc, request: Request<hyper::body::Incoming>) -> Result<Rep
             return std::future::pending().await;
         }
         crate::model::Admission::InternalError => return Ok(errors::internal_error()),
-        crate::model::Admission::Busy => return Ok(errors::busy()),
+        crate::model::Admission::Busy | crate::model::Admission::TooSoon => {
+            return Ok(errors::busy())
+        }
+        // The connection is reset without a reply.
+        crate::model::Admission::Unreachable => return Err(NoAnswer),
     }
+    // `drop_sessions` / `bmc_reboot`: tokens made before are no longer valid.
+    bmc.sessions.drop_before(bmc.node.session_epoch());
     let (parts, body) = request.into_parts();
     let body = match server::read_body(body).await {
         Ok(body) => body,

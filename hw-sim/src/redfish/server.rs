@@ -47,6 +47,7 @@ pub(crate) async fn accept_loop(bmc: Arc<Bmc>, listener: TcpListener) {
             accepted = listener.accept() => accepted,
         };
         match accepted {
+            Ok((stream, _peer)) if bmc.node.is_unreachable() => reset(stream),
             Ok((stream, _peer)) => {
                 // Nagle only delays small replies; failing to disable it is harmless.
                 let _ = stream.set_nodelay(true);
@@ -61,6 +62,16 @@ pub(crate) async fn accept_loop(bmc: Arc<Bmc>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// Closes a connection with a reset, as a BMC that is down (or whose link
+/// is) leaves its clients.
+fn reset(stream: TcpStream) {
+    // A zero linger turns the close into an RST (and never blocks the drop).
+    if let Err(error) = stream.set_zero_linger() {
+        tracing::debug!(%error, "cannot reset a connection");
+    }
+    drop(stream);
 }
 
 async fn serve_connection(bmc: Arc<Bmc>, stream: TcpStream) {

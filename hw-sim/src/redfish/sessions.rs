@@ -35,6 +35,8 @@ pub(crate) struct Sessions {
 struct Inner {
     by_id: HashMap<String, Session>,
     next_id: u64,
+    /// The node's session epoch these sessions were made in.
+    epoch: u64,
 }
 
 /// A created session: its id and the token to hand out once.
@@ -89,6 +91,16 @@ impl Sessions {
             },
         );
         Some(Created { id, token })
+    }
+
+    /// Drops every session when the node's session epoch moved past the
+    /// one they were made in (`drop_sessions`, `bmc_reboot`).
+    pub(crate) fn drop_before(&self, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            inner.by_id.clear();
+            inner.epoch = epoch;
+        }
     }
 
     /// The live session holding `token`, refreshed; `None` if unknown or expired.
