@@ -23,6 +23,10 @@
 //!   BMC as unsupported (`ipmi::preflight`), and hands ipmi-rs the password
 //!   zero-padded to the 20-byte RAKP key (the same key for RMCP+), which
 //!   ipmi-rs's IPMI 1.5 path refuses as too long before sending anything.
+//! - It sends each session-open step once, owning the socket and the
+//!   handshake's random numbers, so a lost datagram would fail the open: it
+//!   talks to the BMC through a relay on loopback (`ipmi::relay`) that
+//!   resends each step with the same bytes until answered.
 //! - It has no chassis commands and does not retransmit: the driver sends raw
 //!   requests and retransmits reads and idempotent settings itself, matching
 //!   answers by NetFn/command. ipmi-rs does not expose the IPMB sequence

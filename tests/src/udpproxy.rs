@@ -1,7 +1,7 @@
 //! A UDP relay between an IPMI driver and a BMC for fault tests: every
-//! datagram from the client goes to the BMC; each answer passes through a
-//! rewrite function that may change it, drop it or delay it (to corrupt
-//! handshakes, lose answers, answer late…).
+//! datagram from the client goes to the BMC (seen by an optional observer);
+//! each answer passes through a rewrite function that may change it, drop it
+//! or delay it (to corrupt handshakes, lose answers, answer late…).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,9 @@ pub enum Verdict {
 /// Decides the fate of each BMC → client datagram.
 pub type Rewrite = Box<dyn FnMut(&mut Vec<u8>) -> Verdict + Send>;
 
+/// Sees each client → BMC datagram before it is sent on.
+pub type Observe = Box<dyn FnMut(&[u8]) + Send>;
+
 /// A running relay; stops when dropped.
 #[derive(Debug)]
 pub struct UdpProxy {
@@ -33,7 +36,16 @@ pub struct UdpProxy {
 impl UdpProxy {
     /// Relays from a free local port to `backend`, passing answers through
     /// `rewrite`.
-    pub fn start(backend: SocketAddr, mut rewrite: Rewrite) -> std::io::Result<Self> {
+    pub fn start(backend: SocketAddr, rewrite: Rewrite) -> std::io::Result<Self> {
+        Self::observed(backend, rewrite, Box::new(|_| {}))
+    }
+
+    /// [`UdpProxy::start`], showing each client → BMC datagram to `observe`.
+    pub fn observed(
+        backend: SocketAddr,
+        mut rewrite: Rewrite,
+        mut observe: Observe,
+    ) -> std::io::Result<Self> {
         let front = UdpSocket::bind("127.0.0.1:0")?;
         let back = UdpSocket::bind("127.0.0.1:0")?;
         back.connect(backend)?;
@@ -52,6 +64,7 @@ impl UdpProxy {
                     if let Ok(mut c) = client1.lock() {
                         *c = Some(from);
                     }
+                    observe(&buf[..n]);
                     let _ = back.send(&buf[..n]);
                 }
             }

@@ -25,6 +25,7 @@
 
 mod commands;
 mod preflight;
+mod relay;
 mod session;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -75,6 +75,20 @@ pub(crate) fn parse(packet: &[u8]) -> Option<Result<bool, u8>> {
     Some(Ok(offers_v2))
 }
 
+/// The BMC's socket address (the first one its name resolves to).
+pub(crate) fn resolve(target: &Target) -> Result<SocketAddr, DriverError> {
+    let unreachable = |reason: String| DriverError::Unreachable {
+        address: target.address.clone(),
+        reason,
+    };
+    target
+        .address
+        .to_socket_addrs()
+        .map_err(|e| unreachable(e.to_string()))?
+        .next()
+        .ok_or_else(|| unreachable("the name has no address".into()))
+}
+
 /// Asks the BMC whether it offers IPMI 2.0 and refuses one that does not.
 /// Returns how long the BMC took to answer, counted from the first try (a
 /// late answer to it is accepted), so the handshake can wait that long.
@@ -83,12 +97,7 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
         address: target.address.clone(),
         reason,
     };
-    let address: SocketAddr = target
-        .address
-        .to_socket_addrs()
-        .map_err(|e| unreachable(e.to_string()))?
-        .next()
-        .ok_or_else(|| unreachable("the name has no address".into()))?;
+    let address = resolve(target)?;
     let local: SocketAddr = match address {
         SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),

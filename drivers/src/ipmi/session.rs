@@ -5,17 +5,19 @@
 //! ASF presence ping → Get Channel Authentication Capabilities → RMCP+ Open
 //! Session (cipher suite 3: RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) →
 //! RAKP 1/2 → RAKP 3/4. Then this module sends Set Session Privilege Level
-//! (Administrator), which ipmi-rs does not. Each step waits for its answer
-//! twice as long as the BMC took to answer the preflight, at least one
-//! retransmit interval ([`answer_wait`]); the session keeps that wait as its
-//! retransmit interval.
+//! (Administrator), which ipmi-rs does not. ipmi-rs talks to the BMC through
+//! a [`Relay`] that resends each handshake step, byte for byte, until its
+//! answer comes: every try waits twice as long as the BMC took to answer the
+//! preflight, at least one retransmit interval ([`answer_wait`]), and the
+//! session keeps that wait as its retransmit interval. When a resent RAKP
+//! message made the BMC refuse RAKP 3 (see [`super::relay`]), the whole open
+//! starts again, at most [`OPEN_ATTEMPTS`] times.
 //!
 //! Requests whose [`Effect`] allows it are retransmitted every `retransmit`
 //! until an answer with the request's NetFn/command arrives or the deadline
 //! passes; power commands that run again each time they arrive are sent once
 //! and waited for until the deadline. Other datagrams (garbage, answers to
-//! other commands) are ignored. A lost answer during the session open makes
-//! the whole open start again on a new socket.
+//! other commands) are ignored.
 //!
 //! A late answer must never confirm a later command: ipmi-rs 0.6 hides the
 //! IPMB sequence number, so answers can be matched by NetFn/command only, and
@@ -48,11 +50,19 @@ use ipmi_rs::IpmiError;
 
 use super::commands::{self, Raw};
 use super::preflight;
+use super::relay::{HandshakeLog, Relay};
 use crate::{DriverError, Secret};
 
 /// Re-open a session after this many requests, far below the 2^32 where
 /// ipmi-rs would panic on the sequence-number wrap.
 const MAX_REQUESTS_PER_SESSION: u64 = 1 << 30;
+
+/// Session opens tried per call when the BMC refused a resent RAKP step.
+/// Each such refusal follows a lost RAKP 4, so the BMC activated a session
+/// this console cannot use (ipmi-rs kept its keys) or close: it holds a slot
+/// until the BMC's idle timeout. At 30 % loss each way about three opens in
+/// ten need another; eight tries fail once in 10^4 opens there.
+const OPEN_ATTEMPTS: u32 = 8;
 
 /// Tries (per request) spent closing a session before leaving it to expire.
 const CLOSE_TRIES: u32 = 3;
@@ -93,6 +103,8 @@ impl From<DriverError> for ExchangeError {
 pub(crate) struct Session {
     target: Target,
     rmcp: Rmcp,
+    /// Carries every datagram between ipmi-rs and the BMC.
+    relay: Relay,
     requests: u64,
     last_used: Instant,
     /// How long one try waits for its answer ([`answer_wait`]).
@@ -107,24 +119,22 @@ impl Session {
     pub fn open(target: &Target, deadline: Instant) -> Result<Self, DriverError> {
         let answered_in = preflight::require_ipmi2(target, deadline)?;
         let wait = answer_wait(target, answered_in);
-        let mut rmcp =
-            Rmcp::new(target.address.as_str(), wait).map_err(|e| DriverError::Unreachable {
-                address: target.address.clone(),
-                reason: e.to_string(),
-            })?;
+        let bmc = preflight::resolve(target)?;
         let key = rakp_key(&target.password);
-        loop {
-            let activated = rmcp.activate(true, Some(&target.username), Some(&key));
-            match activated.map_err(|e| activation_error(target, &e)) {
-                Ok(()) => break,
-                Err(Retry::Lost) if Instant::now() < deadline => continue,
+        let mut attempts = 0;
+        let (rmcp, relay) = loop {
+            attempts += 1;
+            match activate(target, bmc, &key, wait, deadline) {
+                Ok(opened) => break opened,
+                Err(Retry::Lost) if attempts < OPEN_ATTEMPTS && Instant::now() < deadline => {}
                 Err(Retry::Lost) => return Err(timeout("open session", target)),
                 Err(Retry::Fatal(e)) => return Err(e),
             }
-        }
+        };
         let mut session = Self {
             target: target.clone(),
             rmcp,
+            relay,
             wait,
             requests: 0,
             last_used: Instant::now(),
@@ -224,7 +234,10 @@ impl Session {
         let mut request = Request::new(message, RequestTargetAddress::Bmc(LogicalUnit::Zero));
         self.rmcp
             .send(&mut request)
-            .map_err(|e| DriverError::SessionFailed(format!("IPMI send failed: {e:?}")))
+            .map_err(|e| DriverError::SessionFailed(format!("IPMI send failed: {e:?}")))?;
+        self.relay
+            .forward_request(self.wait)
+            .map_err(|e| DriverError::SessionFailed(format!("IPMI send failed: {e}")))
     }
 
     /// Waits up to one retransmit interval (or, with `until_deadline`, up to
@@ -235,8 +248,28 @@ impl Session {
         deadline: Instant,
         until_deadline: bool,
     ) -> Result<Option<Vec<u8>>, DriverError> {
+        let try_ends = if until_deadline {
+            deadline
+        } else {
+            deadline.min(super::deadline_after(self.wait))
+        };
         loop {
-            match self.rmcp.recv() {
+            let left = try_ends.saturating_duration_since(Instant::now());
+            let arrived = self
+                .relay
+                .next_answer(left)
+                .map_err(|e| DriverError::Unreachable {
+                    address: self.target.address.clone(),
+                    reason: e.to_string(),
+                })?;
+            if !arrived {
+                return Ok(None);
+            }
+            let received = self.rmcp.recv();
+            let nothing_there = matches!(&received,
+                Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) if is_timeout(e));
+            self.relay.answer_read(!nothing_there);
+            match received {
                 Ok(response) => {
                     let netfn = response.netfn_raw() & !1;
                     if netfn == request.netfn && response.cmd() == request.cmd {
@@ -250,11 +283,8 @@ impl Session {
                         "ignoring unrelated IPMI answer"
                     );
                 }
-                Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) if is_timeout(&e) => {
-                    if !until_deadline {
-                        return Ok(None);
-                    }
-                }
+                // Handed over but not there: counted as read, wait on.
+                Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) if is_timeout(&e) => {}
                 Err(RmcpIpmiError::Receive(RmcpIpmiReceiveError::Io(e))) => {
                     return Err(DriverError::Unreachable {
                         address: self.target.address.clone(),
@@ -265,19 +295,51 @@ impl Session {
                     tracing::trace!(error = ?other, "ignoring unreadable IPMI datagram");
                 }
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
         }
     }
 }
 
-/// How long each handshake step, and later each try of a request, waits for
+/// One try at opening a session: ipmi-rs runs the handshake through a fresh
+/// [`Relay`] (a fresh port, so no answer to an earlier try can reach it),
+/// which resends each step every `wait`; ipmi-rs itself waits for each
+/// answer until the deadline.
+fn activate(
+    target: &Target,
+    bmc: std::net::SocketAddr,
+    key: &[u8],
+    wait: Duration,
+    deadline: Instant,
+) -> Result<(Rmcp, Relay), Retry> {
+    let unreachable = |e: std::io::Error| {
+        Retry::Fatal(DriverError::Unreachable {
+            address: target.address.clone(),
+            reason: e.to_string(),
+        })
+    };
+    let mut relay = Relay::bind(bmc).map_err(unreachable)?;
+    let patience = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let mut rmcp = Rmcp::new(relay.local_addr(), patience).map_err(unreachable)?;
+    let (activated, log) = relay
+        .handshake(wait, deadline, || {
+            rmcp.activate(true, Some(&target.username), Some(key))
+        })
+        .map_err(unreachable)?;
+    if log.resent > 0 {
+        tracing::debug!(bmc = %target.address, resent = log.resent, "IPMI handshake steps resent");
+    }
+    match activated {
+        Ok(()) => Ok((rmcp, relay)),
+        Err(e) => Err(activation_error(target, &e, log)),
+    }
+}
+
+/// How long each try of a handshake step, and later of a request, waits for
 /// its answer: the retransmit interval, or twice what the BMC took to answer
-/// the preflight when that is longer — a BMC slower than the interval would
-/// otherwise never complete a handshake (ipmi-rs sends each step once, and a
-/// timed-out step restarts the open on a new socket, where the late answer
-/// is lost). At most the call deadline.
+/// the preflight when that is longer — resending every interval to a BMC
+/// slower than that would only queue up copies it answers late. At most the
+/// call deadline.
 fn answer_wait(target: &Target, answered_in: Duration) -> Duration {
     target
         .retransmit
@@ -308,7 +370,7 @@ fn answer_data(request: &Raw, answer: &[u8]) -> Result<Vec<u8>, DriverError> {
     }
 }
 
-fn is_timeout(e: &std::io::Error) -> bool {
+pub(super) fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
@@ -322,7 +384,8 @@ fn timeout(operation: &'static str, target: &Target) -> DriverError {
 
 /// How a failed session open should continue.
 enum Retry {
-    /// A datagram was lost: try the whole open again.
+    /// The open did not complete in time, or a resent RAKP step spoilt it:
+    /// try the whole open again.
     Lost,
     /// Give up with this error.
     Fatal(DriverError),
@@ -355,11 +418,25 @@ fn is_status<T: TryFrom<u8> + PartialEq>(code: &T, raw: u8) -> bool {
     T::try_from(raw).is_ok_and(|known| known == *code)
 }
 
-/// Classifies an ipmi-rs activation error: a timed-out receive is a lost
-/// datagram (retry), another socket error means unreachable, RAKP refusals
-/// are authentication errors.
-fn activation_error(target: &Target, error: &ActivationError) -> Retry {
+/// Classifies an ipmi-rs activation error: a timed-out receive (only at the
+/// deadline, the relay resends until then) or a RAKP 4 failure after a
+/// resent RAKP message (the BMC's answer to the repetition, see
+/// [`super::relay`]) is worth a new open, another socket error means
+/// unreachable, other RAKP refusals are authentication errors.
+fn activation_error(target: &Target, error: &ActivationError, log: HandshakeLog) -> Retry {
     use V2_0ActivationError as V2;
+    let rakp4_failed = matches!(
+        error,
+        ActivationError::V2_0(
+            V2::RakpMessage4Parse(_)
+                | V2::RakpMessage4Validate(_)
+                | V2::RakpMessage4InvalidIntegrityCheckValue
+        )
+    );
+    if log.resent_rakp && rakp4_failed {
+        tracing::debug!(bmc = %target.address, "RAKP 4 refused after a resent RAKP message; opening again");
+        return Retry::Lost;
+    }
     if let Some(e) = activation_io_error(error) {
         if is_timeout(e) {
             return Retry::Lost;
@@ -444,13 +521,21 @@ mod tests {
 
     #[test]
     fn a_full_session_table_is_busy_not_an_invalid_response() {
-        let Retry::Fatal(error) = activation_error(&target(), &open_session_refused(0x01)) else {
+        let Retry::Fatal(error) = activation_error(
+            &target(),
+            &open_session_refused(0x01),
+            HandshakeLog::default(),
+        ) else {
             panic!("a refusal is not a lost datagram");
         };
         assert!(matches!(error, DriverError::Busy { .. }), "{error:?}");
         assert!(error.is_transient());
         // No matching cipher suite stays a final error.
-        let Retry::Fatal(error) = activation_error(&target(), &open_session_refused(0x11)) else {
+        let Retry::Fatal(error) = activation_error(
+            &target(),
+            &open_session_refused(0x11),
+            HandshakeLog::default(),
+        ) else {
             panic!("a refusal is not a lost datagram");
         };
         assert!(!error.is_transient(), "{error:?}");
