@@ -59,10 +59,12 @@ fn copies(seen: &[Vec<u8>], payload_type_wanted: u8) -> Vec<usize> {
         .collect()
 }
 
-fn driver(port: u16) -> Arc<dyn PowerDriver> {
+/// A driver through `port`, retransmitting every 20 ms, with `timeout` per
+/// call.
+fn driver(port: u16, timeout: Duration) -> Arc<dyn PowerDriver> {
     let mut config = DriverConfig::new(DriverKind::Ipmi, "127.0.0.1", Some(port), USER, PASSWORD);
     config.options.ipmi_retransmit_interval = Duration::from_millis(20);
-    config.options.call_timeout = Duration::from_secs(4);
+    config.options.call_timeout = timeout;
     build_driver(&config).unwrap_or_else(|e| panic!("driver: {e}"))
 }
 
@@ -93,12 +95,13 @@ fn tap(bmc: SocketAddr, seen: &Arc<Mutex<Vec<Vec<u8>>>>) -> UdpProxy {
 /// one sends an NMI. Returns whether the NMI was confirmed.
 async fn lane(lane: usize, port: u16) -> bool {
     for round in 0..READS_PER_LANE {
-        let driver = driver(port);
+        let driver = driver(port, Duration::from_secs(4));
         let state = driver.power_state().await;
         assert!(state.is_ok(), "lane {lane}, open {round}: {state:?}");
         driver.close().await;
     }
-    let driver = driver(port);
+    // An NMI whose answer is lost waits out its deadline: keep it short.
+    let driver = driver(port, Duration::from_millis(2500));
     let confirmed = match driver.inject_nmi().await {
         Ok(()) => true,
         Err(DriverError::OutcomeUnknown { .. }) => false,

@@ -23,14 +23,32 @@ use crate::DriverError;
 /// (auth type none, sequence 0, session 0, length 9) + Get Channel
 /// Authentication Capabilities to the BMC (rsSA 0x20, NetFn App, rqSA 0x81).
 pub(crate) fn request() -> Vec<u8> {
+    numbered_request(0)
+}
+
+/// [`request`] with IPMB sequence number `try_number` (mod 64), which the
+/// answer carries back, so that each try's answer time can be measured.
+fn numbered_request(try_number: usize) -> Vec<u8> {
     let mut packet = vec![0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 9];
     let header = [0x20, 0x06 << 2];
-    let body = [0x81, 0x00, 0x38, 0x8E, 0x04];
+    let sequence = u8::try_from(try_number % SEQUENCES).unwrap_or(0);
+    let body = [0x81, sequence << 2, 0x38, 0x8E, 0x04];
     packet.extend_from_slice(&header);
     packet.push(checksum(&header));
     packet.extend_from_slice(&body);
     packet.push(checksum(&body));
     packet
+}
+
+/// IPMB sequence numbers (6 bits).
+const SEQUENCES: usize = 64;
+
+/// The IPMB sequence number an answer carries (rqSeq/rqLUN, the fifth byte
+/// of the message after the IPMI 1.5 session header).
+fn answer_sequence(packet: &[u8]) -> Option<usize> {
+    packet
+        .get(4 + 10 + 4)
+        .map(|seq_lun| usize::from(seq_lun >> 2))
 }
 
 /// The IPMI two's-complement checksum.
@@ -90,8 +108,10 @@ pub(crate) fn resolve(target: &Target) -> Result<SocketAddr, DriverError> {
 }
 
 /// Asks the BMC whether it offers IPMI 2.0 and refuses one that does not.
-/// Returns how long the BMC took to answer, counted from the first try (a
-/// late answer to it is accepted), so the handshake can wait that long.
+/// Returns how long the BMC took to answer, counted from the try the answer
+/// names by its sequence number (a late answer to an earlier try is
+/// accepted), so the handshake can wait that long — and lost tries do not
+/// count as the BMC's slowness.
 pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Duration, DriverError> {
     let unreachable = |reason: String| DriverError::Unreachable {
         address: target.address.clone(),
@@ -107,13 +127,16 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
         .connect(address)
         .and_then(|()| socket.set_read_timeout(Some(target.retransmit)))
         .map_err(|e| unreachable(e.to_string()))?;
-    let request = request();
     let mut buffer = [0u8; 512];
     let first_try = Instant::now();
+    let mut sent_at = [first_try; SEQUENCES];
+    let mut tries = 0;
     while Instant::now() < deadline {
         socket
-            .send(&request)
+            .send(&numbered_request(tries))
             .map_err(|e| unreachable(e.to_string()))?;
+        sent_at[tries % SEQUENCES] = Instant::now();
+        tries += 1;
         let try_ends = super::deadline_after(target.retransmit);
         while Instant::now() < try_ends.min(deadline) {
             let received = match socket.recv(&mut buffer) {
@@ -123,7 +146,13 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
             };
             match parse(&buffer[..received]) {
                 None => continue,
-                Some(Ok(true)) => return Ok(first_try.elapsed()),
+                Some(Ok(true)) => {
+                    let asked = answer_sequence(&buffer[..received])
+                        .and_then(|sequence| sent_at.get(sequence))
+                        .filter(|_| tries <= SEQUENCES)
+                        .unwrap_or(&first_try);
+                    return Ok(asked.elapsed());
+                }
                 Some(Ok(false)) => {
                     return Err(DriverError::Unsupported(
                         "IPMI 2.0 (RMCP+): the BMC offers only IPMI 1.5 sessions, which \
@@ -186,6 +215,18 @@ mod tests {
                 0x00, 0x38, 0x8E, 0x04, 0xB5
             ]
         );
+    }
+
+    #[test]
+    fn each_try_carries_its_sequence_number_back() {
+        let second = numbered_request(1);
+        assert_eq!(second[18], 1 << 2);
+        assert_eq!(checksum(&second[17..]), 0, "body checksum");
+        assert_eq!(numbered_request(SEQUENCES + 2)[18], 2 << 2);
+        let mut answered = answer(0, 0x94, 0x03);
+        answered[14 + 4] = 5 << 2;
+        assert_eq!(answer_sequence(&answered), Some(5));
+        assert_eq!(parse(&answered), Some(Ok(true)));
     }
 
     #[test]
