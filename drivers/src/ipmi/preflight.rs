@@ -19,15 +19,17 @@ use std::time::{Duration, Instant};
 use super::session::Target;
 use crate::DriverError;
 
-/// RMCP header (version 6, no ack, class IPMI) + IPMI 1.5 session header
-/// (auth type none, sequence 0, session 0, length 9) + Get Channel
-/// Authentication Capabilities to the BMC (rsSA 0x20, NetFn App, rqSA 0x81).
+/// The first try's request (tests recognise the request by it).
+#[cfg(test)]
 pub(crate) fn request() -> Vec<u8> {
     numbered_request(0)
 }
 
-/// [`request`] with IPMB sequence number `try_number` (mod 64), which the
-/// answer carries back, so that each try's answer time can be measured.
+/// RMCP header (version 6, no ack, class IPMI) + IPMI 1.5 session header
+/// (auth type none, sequence 0, session 0, length 9) + Get Channel
+/// Authentication Capabilities to the BMC (rsSA 0x20, NetFn App, rqSA 0x81),
+/// with IPMB sequence number `try_number` (mod 64), which the answer carries
+/// back, so that each try's answer time can be measured.
 fn numbered_request(try_number: usize) -> Vec<u8> {
     let mut packet = vec![0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 9];
     let header = [0x20, 0x06 << 2];
