@@ -10,7 +10,12 @@
 //! hw-sim draws its losses from an unseeded generator, so the run differs
 //! each time; the bounds below hold with overwhelming probability with the
 //! fix (each step gets tens of tries within the deadline) and fail every
-//! time without it (no handshake message is ever sent twice).
+//! time without it (no handshake message is ever sent twice). Deterministic
+//! cases pin the rules: a lost Open Session Response or RAKP 2 draws exactly
+//! one resend of the same bytes; a late answer to a resent step is not taken
+//! for the next step's; and a lost RAKP 4 — whose resent RAKP 3 hw-sim
+//! refuses, as OpenBMC does — leads to a second open, not to "bad
+//! credentials".
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -33,10 +38,13 @@ const OPENS: usize = LANES * (READS_PER_LANE + 1);
 /// Get Chassis Status, Get Session Info, Close Session.
 const LOSS_FREE_DATAGRAMS: u64 = 10;
 
-/// RMCP+ payload types of the handshake messages a console sends.
+/// RMCP+ payload types of the handshake messages.
 const OPEN_SESSION_REQUEST: u8 = 0x10;
+const OPEN_SESSION_RESPONSE: u8 = 0x11;
 const RAKP1: u8 = 0x12;
+const RAKP2: u8 = 0x13;
 const RAKP3: u8 = 0x14;
+const RAKP4: u8 = 0x15;
 
 /// The RMCP+ payload type of a datagram, if it is RMCP+.
 fn payload_type(datagram: &[u8]) -> Option<u8> {
@@ -78,10 +86,23 @@ fn lose(node: &Node, fraction: f64) {
 
 /// A tap on the way to `bmc` that records what the driver sends into `seen`.
 fn tap(bmc: SocketAddr, seen: &Arc<Mutex<Vec<Vec<u8>>>>) -> UdpProxy {
+    tap_with(bmc, seen, &[])
+}
+
+/// [`tap`] that also gives the first BMC answer of each RMCP+ payload type
+/// in `first` its verdict (drop or delay).
+fn tap_with(bmc: SocketAddr, seen: &Arc<Mutex<Vec<Vec<u8>>>>, first: &[(u8, Verdict)]) -> UdpProxy {
     let log = seen.clone();
+    let mut pending = first.to_vec();
     UdpProxy::observed(
         bmc,
-        Box::new(|_| Verdict::Pass),
+        Box::new(move |answer| {
+            let kind = payload_type(answer);
+            match pending.iter().position(|(k, _)| Some(*k) == kind) {
+                Some(at) => pending.remove(at).1,
+                None => Verdict::Pass,
+            }
+        }),
         Box::new(move |datagram| {
             log.lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -178,4 +199,85 @@ async fn sessions_open_through_thirty_percent_packet_loss_by_resending_steps() {
         nmis <= sent && nmis >= confirmed,
         "{nmis} NMIs arrived for {sent} sent, {confirmed} confirmed"
     );
+}
+
+/// A one-node rack without faults, and a tap to it that treats the first
+/// answer of each payload type in `first` as given.
+async fn rack_and_tap(
+    first: &[(u8, Verdict)],
+) -> (baton_hwsim::Rack, UdpProxy, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let rack = hwsim::start(hwsim::config(1)).await;
+    let bmc = rack.nodes()[0]
+        .ipmi_addr()
+        .unwrap_or_else(|| panic!("no IPMI endpoint"));
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let tap = tap_with(bmc, &seen, first);
+    (rack, tap, seen)
+}
+
+fn sorted_copies(seen: &Arc<Mutex<Vec<Vec<u8>>>>, kind: u8) -> Vec<usize> {
+    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut copies = copies(&seen, kind);
+    copies.sort_unstable();
+    copies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_handshake_answer_draws_one_resend_of_the_same_step() {
+    let lost = [
+        (OPEN_SESSION_RESPONSE, Verdict::Drop),
+        (RAKP2, Verdict::Drop),
+    ];
+    let (_rack, tap, seen) = rack_and_tap(&lost).await;
+    let driver = driver(tap.port, Duration::from_secs(4));
+    let state = driver.power_state().await;
+    assert!(state.is_ok(), "{state:?}");
+    // One open, its first two steps each sent twice with the same bytes.
+    assert_eq!(sorted_copies(&seen, OPEN_SESSION_REQUEST), vec![2]);
+    assert_eq!(sorted_copies(&seen, RAKP1), vec![2]);
+    assert_eq!(sorted_copies(&seen, RAKP3), vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resent_rakp3_opens_again_instead_of_failing_authentication() {
+    let (_rack, tap, seen) = rack_and_tap(&[(RAKP4, Verdict::Drop)]).await;
+    let driver = driver(tap.port, Duration::from_secs(4));
+    let state = driver.power_state().await;
+    assert!(
+        state.is_ok(),
+        "a lost RAKP 4 is not bad credentials: {state:?}"
+    );
+    // The first open's RAKP 3 went out twice (hw-sim refused the copy: the
+    // first had activated the session), then a second open succeeded.
+    assert_eq!(sorted_copies(&seen, OPEN_SESSION_REQUEST), vec![1, 1]);
+    assert_eq!(sorted_copies(&seen, RAKP3), vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_to_a_resent_step_is_not_taken_for_the_next_steps() {
+    // The first Open Session Response comes 80 ms late, after the resend
+    // (at 40 ms) was answered, while RAKP 1 waits for its second resend (at
+    // 120 ms; its first two answers are lost): ipmi-rs would read it as
+    // RAKP 2 and give up.
+    let late = Verdict::Delay(Duration::from_millis(80));
+    let first = [
+        (OPEN_SESSION_RESPONSE, late),
+        (RAKP2, Verdict::Drop),
+        (RAKP2, Verdict::Drop),
+    ];
+    let (_rack, tap, seen) = rack_and_tap(&first).await;
+    let mut config = DriverConfig::new(
+        DriverKind::Ipmi,
+        "127.0.0.1",
+        Some(tap.port),
+        USER,
+        PASSWORD,
+    );
+    config.options.ipmi_retransmit_interval = Duration::from_millis(40);
+    config.options.call_timeout = Duration::from_secs(4);
+    let driver = build_driver(&config).unwrap_or_else(|e| panic!("driver: {e}"));
+    let state = driver.power_state().await;
+    assert!(state.is_ok(), "{state:?}");
+    assert_eq!(sorted_copies(&seen, OPEN_SESSION_REQUEST), vec![2]);
+    assert_eq!(sorted_copies(&seen, RAKP1), vec![3]);
 }
