@@ -144,7 +144,13 @@ struct NodeInner {
     /// The latest power state changes, oldest first, as (when, the state
     /// that held until then): what a `stale` BMC still reports.
     history: VecDeque<(Instant, PowerState)>,
+    /// The power commands this BMC carried out, oldest first (at most
+    /// [`COMMAND_LOG_LEN`]): when each started, for tests of pacing.
+    command_log: VecDeque<(Instant, PowerAction)>,
 }
+
+/// Most entries a node's command log keeps.
+pub const COMMAND_LOG_LEN: usize = 64;
 
 /// One simulated server with its BMC. Shared (`Arc`) by every front end.
 #[derive(Debug)]
@@ -303,6 +309,7 @@ impl Node {
                 session_epoch: 0,
                 unreachable_until: None,
                 last_served: None,
+                command_log: VecDeque::new(),
             }),
             counters: Counters::default(),
         }
@@ -518,6 +525,10 @@ impl Node {
         }
         let seen = power::immediate_effects(inner.phase, action, next);
         self.record(&mut inner, seen);
+        if inner.command_log.len() == COMMAND_LOG_LEN {
+            inner.command_log.pop_front();
+        }
+        inner.command_log.push_back((now, action));
         let before = inner.phase.state();
         inner.phase = next;
         note_change(&mut inner, now, before);
@@ -671,6 +682,13 @@ impl Node {
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
         self.counters.reset();
+        self.settled().command_log.clear();
+    }
+
+    /// The power commands carried out since the last reset, oldest first,
+    /// with when each was applied.
+    pub fn command_log(&self) -> Vec<(Instant, PowerAction)> {
+        self.settled().command_log.iter().copied().collect()
     }
 
     /// Everything about the node at once, for the control API.
