@@ -7,20 +7,35 @@
 //! and `min_command_interval` (per protocol) between the end of one request
 //! and the start of the next. A request waits for its BMC's gate *before*
 //! it takes a permit, so a busy BMC never holds a worker idle.
+//!
+//! Permits go to requests in two lanes: a free permit goes to a waiting
+//! interactive request (one node's action) before any bulk one (a batch's
+//! sub-jobs, the power sync), so a single request issued during a
+//! thousand-node batch starts within a few request times instead of
+//! queueing behind the batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+/// Which queue a request waits in for a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// One node's action, asked for by a person or a scheduler.
+    Interactive,
+    /// One of many: a batch's sub-jobs, the power sync's reads.
+    Bulk,
+}
 
 /// Limits on BMC requests: a global permit count and a gate per BMC.
 #[derive(Debug)]
 pub struct Pool {
-    permits: Semaphore,
+    permits: Arc<Permits>,
     max: usize,
     busy: AtomicUsize,
     waiting: AtomicUsize,
@@ -29,15 +44,18 @@ pub struct Pool {
 
 /// One BMC: held for the whole of a request; remembers when the last one
 /// ended.
-#[derive(Debug, Default)]
-struct Gate {
-    last_end: tokio::sync::Mutex<Option<Instant>>,
+type Gate = tokio::sync::Mutex<Option<Instant>>;
+
+/// A BMC's gate and a permit, held while a request runs.
+struct Slot {
+    last_end: tokio::sync::OwnedMutexGuard<Option<Instant>>,
+    _permit: Permit,
 }
 
 impl Pool {
     pub fn new(max: usize) -> Self {
         Self {
-            permits: Semaphore::new(max),
+            permits: Arc::new(Permits::new(max)),
             max,
             busy: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -64,22 +82,153 @@ impl Pool {
         Arc::clone(gates.entry(bmc.to_owned()).or_default())
     }
 
-    /// Runs one BMC request `request` against `bmc` under the rules above.
+    /// Runs one BMC request `request` against `bmc` under the rules above,
+    /// in the interactive lane.
     pub async fn run<T>(&self, bmc: &str, gap: Duration, request: impl Future<Output = T>) -> T {
+        let slot = self.enter(bmc, gap, Lane::Interactive).await;
+        self.send(slot, request).await
+    }
+
+    /// Runs `request` in `lane` once its BMC's gate and a permit are free —
+    /// if `admit`, asked at that moment, still says so (a batch sub-job
+    /// cancelled while it waited never sends its command). `None` when
+    /// refused; nothing was sent then.
+    pub async fn run_admitted<T>(
+        &self,
+        bmc: &str,
+        gap: Duration,
+        lane: Lane,
+        admit: impl FnOnce() -> bool,
+        request: impl Future<Output = T>,
+    ) -> Option<T> {
+        let slot = self.enter(bmc, gap, lane).await;
+        if !admit() {
+            return None;
+        }
+        Some(self.send(slot, request).await)
+    }
+
+    /// Waits for the BMC's gate, its gap, then a permit.
+    async fn enter(&self, bmc: &str, gap: Duration, lane: Lane) -> Slot {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let gate = self.gate(bmc);
-        let mut last_end = gate.last_end.lock().await;
+        let last_end = self.gate(bmc).lock_owned().await;
         if let Some(end) = *last_end {
             tokio::time::sleep_until(end + gap).await;
         }
-        let permit = self.permits.acquire().await;
+        let permit = Permits::acquire(&self.permits, lane).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Slot {
+            last_end,
+            _permit: permit,
+        }
+    }
+
+    async fn send<T>(&self, mut slot: Slot, request: impl Future<Output = T>) -> T {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let result = request.await;
         self.busy.fetch_sub(1, Ordering::Relaxed);
-        drop(permit);
-        *last_end = Some(Instant::now());
+        *slot.last_end = Some(Instant::now());
         result
+    }
+}
+
+/// A counting semaphore with two FIFO queues, the interactive one served
+/// first.
+#[derive(Debug)]
+struct Permits {
+    state: Mutex<PermitState>,
+}
+
+#[derive(Debug)]
+struct PermitState {
+    free: usize,
+    interactive: VecDeque<oneshot::Sender<Permit>>,
+    bulk: VecDeque<oneshot::Sender<Permit>>,
+}
+
+/// One permit; handed back (to the next waiter) when dropped.
+#[derive(Debug)]
+struct Permit {
+    permits: Arc<Permits>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        Permits::release(&self.permits);
+    }
+}
+
+impl Permits {
+    fn new(max: usize) -> Self {
+        Self {
+            state: Mutex::new(PermitState {
+                free: max,
+                interactive: VecDeque::new(),
+                bulk: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PermitState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn acquire(this: &Arc<Self>, lane: Lane) -> Permit {
+        let waiting = {
+            let mut state = this.lock();
+            let ahead =
+                !state.interactive.is_empty() || (lane == Lane::Bulk && !state.bulk.is_empty());
+            if state.free > 0 && !ahead {
+                state.free -= 1;
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                match lane {
+                    Lane::Interactive => state.interactive.push_back(tx),
+                    Lane::Bulk => state.bulk.push_back(tx),
+                }
+                Some(rx)
+            }
+        };
+        match waiting {
+            None => Permit {
+                permits: Arc::clone(this),
+            },
+            // The sender is only dropped after sending (`release`); should
+            // that ever change, fall back to a fresh permit-less wait.
+            Some(rx) => match rx.await {
+                Ok(permit) => permit,
+                Err(_) => Box::pin(Self::acquire(this, lane)).await,
+            },
+        }
+    }
+
+    /// Hands a returned permit to the first live waiter, interactive first;
+    /// a waiter that gave up drops the permit it is sent, which comes back
+    /// here for the next one.
+    fn release(this: &Arc<Self>) {
+        let mut state = this.lock();
+        loop {
+            let next = match state.interactive.pop_front() {
+                Some(tx) => Some(tx),
+                None => state.bulk.pop_front(),
+            };
+            let Some(tx) = next else {
+                state.free += 1;
+                return;
+            };
+            if tx.is_closed() {
+                continue;
+            }
+            drop(state);
+            let permit = Permit {
+                permits: Arc::clone(this),
+            };
+            // A receiver dropped between the check and the send drops the
+            // permit, whose Drop releases it again.
+            let _ = tx.send(permit);
+            return;
+        }
     }
 }
 
