@@ -22,6 +22,7 @@ pub struct Config {
     pub state: StateConfig,
     pub conductor: ConductorConfig,
     pub sync: SyncConfig,
+    pub power_on: PowerOnConfig,
     pub log: LogConfig,
 }
 
@@ -185,6 +186,20 @@ impl Default for SyncConfig {
             recovery_interval: Duration::from_secs(300),
         }
     }
+}
+
+/// Staggered power-on, so that starting a rack does not trip its breaker.
+/// Applies to every command that powers a node on (start, reboot, power
+/// cycle), per `power_domain`; nodes without a domain are not limited.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerOnConfig {
+    /// Most nodes of one power domain powering on at once (from the command
+    /// until the node is seen on); 0 = unlimited.
+    pub max_per_domain: u32,
+    /// Least time between two power-on commands in one power domain.
+    #[serde(with = "humantime_serde")]
+    pub stagger: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +410,9 @@ impl Config {
             Duration::from_secs(1),
             &mut bad,
         );
+        if self.power_on.stagger > Duration::from_secs(600) {
+            bad("power_on.stagger", "must be at most 10m".into());
+        }
         if conductor.max_retries > 100 {
             bad(
                 "conductor.max_retries",

@@ -7,7 +7,8 @@ use crate::model::{Action, ActionEvent, EventResult, NewAction, UpdatedWindow};
 use crate::{time_fmt, StoreError};
 
 const ACTION_COLUMNS: &str =
-    "id, request_id, node_uuid, action, user_id, start_time, updated_at, message";
+    "id, request_id, node_uuid, action, user_id, start_time, updated_at, message, project_id, \
+     sub_job_id";
 
 type RawAction = (
     i64,
@@ -17,6 +18,8 @@ type RawAction = (
     Option<String>,
     String,
     String,
+    Option<String>,
+    Option<String>,
     Option<String>,
 );
 
@@ -30,14 +33,23 @@ fn raw_action(row: &Row<'_>) -> rusqlite::Result<RawAction> {
         row.get(5)?,
         row.get(6)?,
         row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
     ))
 }
 
 pub(crate) fn insert(conn: &Connection, new: &NewAction) -> Result<Action, StoreError> {
+    append(conn, new)?;
+    get(conn, new.node_uuid, &new.request_id)
+}
+
+/// Inserts an action without reading it back.
+pub(crate) fn append(conn: &Connection, new: &NewAction) -> Result<(), StoreError> {
     let now = time_fmt::encode(time_fmt::now());
     conn.prepare_cached(
-        "INSERT INTO actions (request_id, node_uuid, action, user_id, start_time, updated_at, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        "INSERT INTO actions (request_id, node_uuid, action, user_id, start_time, updated_at,
+                              message, project_id, sub_job_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         new.request_id,
@@ -46,8 +58,10 @@ pub(crate) fn insert(conn: &Connection, new: &NewAction) -> Result<Action, Store
         new.user_id,
         now,
         new.message,
+        new.project_id,
+        new.sub_job_id,
     ])?;
-    get(conn, new.node_uuid, &new.request_id)
+    Ok(())
 }
 
 pub(crate) fn add_event(
@@ -139,7 +153,18 @@ pub(crate) fn list(
 }
 
 fn decode(conn: &Connection, raw: RawAction) -> Result<Action, StoreError> {
-    let (id, request_id, node_uuid, action, user_id, start_time, updated_at, message) = raw;
+    let (
+        id,
+        request_id,
+        node_uuid,
+        action,
+        user_id,
+        start_time,
+        updated_at,
+        message,
+        project_id,
+        sub_job_id,
+    ) = raw;
     Ok(Action {
         node_uuid: Uuid::parse_str(&node_uuid)
             .map_err(|_| StoreError::Corrupt(format!("action node uuid {node_uuid:?}")))?,
@@ -149,6 +174,8 @@ fn decode(conn: &Connection, raw: RawAction) -> Result<Action, StoreError> {
         start_time: time_fmt::decode(&start_time)?,
         updated_at: time_fmt::decode(&updated_at)?,
         message,
+        project_id,
+        sub_job_id,
         events: events(conn, id)?,
     })
 }

@@ -28,6 +28,20 @@ pub enum StoreError {
     #[error("{}", describe_duplicates(.0))]
     DuplicateNames(Vec<DuplicateName>),
 
+    #[error("job {job_id} not found")]
+    JobNotFound { job_id: String },
+
+    #[error("schedule {id} not found")]
+    ScheduleNotFound { id: String },
+
+    /// A batch named servers that are not enrolled; nothing was started.
+    #[error("{} unknown server id(s), nothing was started: {}", .0.len(), crate::job::list_ids(.0))]
+    UnknownServers(Vec<String>),
+
+    /// A batch named a server twice (perhaps once by name, once by uuid).
+    #[error("{} server(s) named more than once, nothing was started: {}", .0.len(), crate::job::list_ids(.0))]
+    DuplicateServers(Vec<String>),
+
     #[error("node {ident} is busy: {reason}")]
     NodeBusy { ident: String, reason: String },
 

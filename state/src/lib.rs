@@ -10,6 +10,8 @@
 
 mod actions;
 mod error;
+pub mod job;
+mod jobs;
 pub mod lockfile;
 mod migrations;
 pub mod model;
@@ -20,6 +22,8 @@ mod time_fmt;
 mod writer;
 
 pub use error::{DuplicateName, StoreError};
+pub use job::*;
+pub use jobs::JOB_FAILED_CODE;
 pub use migrations::SCHEMA_VERSION;
 pub use model::*;
 pub use operation::*;

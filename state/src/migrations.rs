@@ -104,6 +104,62 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX nodes_pending ON nodes (id) WHERE target_power_state IS NOT NULL;
     ALTER TABLE actions ADD COLUMN project_id TEXT;
     ",
+    // 4: batch jobs and their sub-jobs (one per server), cron schedules
+    // that create jobs, and the links between a node's operation or action
+    // and the sub-job it belongs to.
+    r"
+    CREATE TABLE jobs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id       TEXT NOT NULL UNIQUE,
+        operation    TEXT NOT NULL,
+        op_type      TEXT,
+        status       TEXT NOT NULL,
+        request_id   TEXT NOT NULL,
+        project_id   TEXT,
+        user_id      TEXT,
+        schedule_id  TEXT,
+        created_at   TEXT NOT NULL,
+        begin_time   TEXT,
+        end_time     TEXT,
+        error_code   TEXT,
+        fail_reason  TEXT
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, id);
+
+    CREATE TABLE sub_jobs (
+        job_id       TEXT PRIMARY KEY,
+        parent_id    TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+        position     INTEGER NOT NULL,
+        node_uuid    TEXT NOT NULL,
+        node_name    TEXT,
+        request_id   TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        begin_time   TEXT,
+        end_time     TEXT,
+        error_code   TEXT,
+        fail_reason  TEXT,
+        message      TEXT
+    );
+    CREATE INDEX sub_jobs_by_parent ON sub_jobs (parent_id, position);
+    CREATE INDEX sub_jobs_unfinished ON sub_jobs (parent_id)
+        WHERE status IN ('INIT', 'RUNNING');
+
+    CREATE TABLE schedules (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule_id  TEXT NOT NULL UNIQUE,
+        cron         TEXT NOT NULL,
+        time_zone    TEXT NOT NULL,
+        body         TEXT NOT NULL,
+        project_id   TEXT,
+        user_id      TEXT,
+        created_at   TEXT NOT NULL,
+        last_fired   TEXT,
+        last_job_id  TEXT
+    );
+
+    ALTER TABLE nodes ADD COLUMN op_sub_job TEXT;
+    ALTER TABLE actions ADD COLUMN sub_job_id TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -584,6 +584,10 @@ pub struct NewAction {
     pub action: String,
     pub user_id: Option<String>,
     pub message: Option<String>,
+    /// The project of a BMS-API caller (`/v1/{project_id}/…`).
+    pub project_id: Option<String>,
+    /// The batch sub-job this action belongs to.
+    pub sub_job_id: Option<String>,
 }
 
 /// One step of an action (e.g. `bmc_power_off`).
@@ -645,6 +649,8 @@ pub struct Action {
     pub start_time: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub message: Option<String>,
+    pub project_id: Option<String>,
+    pub sub_job_id: Option<String>,
     pub events: Vec<ActionEvent>,
 }
 

@@ -20,7 +20,7 @@ const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, 
      boot_device, maintenance, maintenance_reason, fault, locked, lock_reason, locked_by, \
      last_error, reservation, reservation_expires_at, created_at, updated_at, extra, \
      op_verb, op_request_id, op_boot_first, op_timeout_ms, op_phase, op_requested_at, \
-     sync_failures, power_on_ms, power_off_ms, power_state_unsure";
+     sync_failures, power_on_ms, power_off_ms, power_state_unsure, op_sub_job";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     let shown: String = value.chars().take(64).collect();
@@ -73,6 +73,7 @@ struct RawNode {
     power_on_ms: Option<u32>,
     power_off_ms: Option<u32>,
     power_state_unsure: bool,
+    op_sub_job: Option<String>,
 }
 
 impl RawNode {
@@ -114,6 +115,7 @@ impl RawNode {
             power_on_ms: row.get(33)?,
             power_off_ms: row.get(34)?,
             power_state_unsure: row.get(35)?,
+            op_sub_job: row.get(36)?,
         })
     }
 
@@ -145,6 +147,7 @@ impl RawNode {
                 Some(t) => time_fmt::decode(t)?,
                 None => time_fmt::now(),
             },
+            sub_job: self.op_sub_job.clone(),
         }))
     }
 
@@ -451,6 +454,7 @@ pub(crate) fn apply_update(
             }),
         );
         set("op_phase", text(op.map(|o| o.phase.as_str())));
+        set("op_sub_job", text(op.and_then(|o| o.sub_job.as_deref())));
         set(
             "op_requested_at",
             op.map_or(Value::Null, |o| {

@@ -110,6 +110,8 @@ pub struct Operation {
     pub timeout: Option<Duration>,
     pub phase: OpPhase,
     pub requested_at: OffsetDateTime,
+    /// The batch sub-job this operation carries out, if it is one.
+    pub sub_job: Option<String>,
 }
 
 /// How long this node's power changes took, learned from its operations;
@@ -190,6 +192,8 @@ pub struct NodeChange {
     pub events: Vec<(String, ActionEvent)>,
     /// A note added to one of this node's actions' message, by request id.
     pub action_message: Option<(String, String)>,
+    /// The batch sub-job that ends with this change.
+    pub sub_job_end: Option<crate::job::SubJobEnd>,
 }
 
 impl From<NodeUpdate> for NodeChange {

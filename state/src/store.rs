@@ -9,6 +9,7 @@
 //! never blocks the runtime; every call returns after its transaction has
 //! committed (`synchronous = FULL`: committed means on disk).
 
+use std::collections::HashMap;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,12 +19,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
+use crate::job::{Failure, Job, JobFilter, NewJob, Schedule, SubJobEnd};
 use crate::model::{
     Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts, UpdatedWindow,
 };
 use crate::operation::NodeChange;
 use crate::writer::{self, Writer};
-use crate::{actions, migrations, nodes, ActionEvent, StoreError};
+use crate::{actions, jobs, migrations, nodes, ActionEvent, StoreError};
 
 /// Tuning knobs of the store; the defaults suit a single conductor.
 #[derive(Debug, Clone)]
@@ -357,6 +359,174 @@ impl Store {
             .await
     }
 
+    /// Creates a batch job in one transaction: the job, a sub-job per
+    /// server, and each node's change as `plan` decides it — an operation
+    /// (`Ok`), or a refusal that fails its sub-job at once (`Err`, with the
+    /// change holding the node's action record). Unknown or repeated server
+    /// ids refuse the whole batch and nothing is written. Returns the nodes
+    /// given an operation.
+    pub async fn create_batch<F>(
+        &self,
+        job: NewJob,
+        servers: Vec<String>,
+        plan: F,
+    ) -> Result<Vec<Uuid>, StoreError>
+    where
+        F: Fn(&Node, &str) -> (NodeChange, Option<Failure>) + Send + 'static,
+    {
+        self.write(move |tx| {
+            let found = resolve_servers(tx, &servers)?;
+            jobs::insert_job(tx, &job)?;
+            let mut started = Vec::with_capacity(found.len());
+            for (position, node) in found.iter().enumerate() {
+                let sub_job_id = Uuid::new_v4().to_string();
+                let (change, failure) = plan(node, &sub_job_id);
+                apply_change(tx, node.uuid, &change)?;
+                jobs::insert_sub_job(
+                    tx,
+                    &jobs::NewSubJob {
+                        parent: &job.job_id,
+                        position,
+                        sub_job_id: &sub_job_id,
+                        node_uuid: node.uuid,
+                        node_name: node.spec.name.as_deref(),
+                        request_id: &job.request_id,
+                        failure: failure.as_ref(),
+                    },
+                )?;
+                if failure.is_none() {
+                    started.push(node.uuid);
+                }
+            }
+            jobs::settle(tx, &job.job_id)?;
+            Ok(started)
+        })
+        .await
+    }
+
+    /// Records that a sub-job's first BMC request is going out.
+    pub async fn mark_sub_job_running(
+        &self,
+        sub_job_id: String,
+        at: time::OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| jobs::mark_running(tx, &sub_job_id, at))
+            .await
+    }
+
+    /// A job with all its sub-jobs.
+    pub async fn get_job(&self, job_id: String) -> Result<Job, StoreError> {
+        self.read(move |conn| jobs::get(conn, &job_id)).await
+    }
+
+    /// Up to `limit` jobs after `marker` (a job id), newest first, without
+    /// their sub-jobs (counts only).
+    pub async fn list_jobs(
+        &self,
+        filter: JobFilter,
+        limit: usize,
+        marker: Option<String>,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.read(move |conn| jobs::list(conn, &filter, limit, marker.as_deref()))
+            .await
+    }
+
+    /// The sub-jobs of a job that have not ended: (sub-job id, node).
+    pub async fn unfinished_sub_jobs(
+        &self,
+        job_id: String,
+    ) -> Result<Vec<(String, Uuid)>, StoreError> {
+        self.read(move |conn| {
+            jobs::get(conn, &job_id)?;
+            jobs::unfinished(conn, &job_id)
+        })
+        .await
+    }
+
+    /// Cancels these sub-jobs in one transaction: each one that has not
+    /// ended fails with `failure`, and its node's operation (still that
+    /// sub-job's) is cleared with a note in the node's action. Returns the
+    /// nodes whose operation was cleared.
+    pub async fn cancel_sub_jobs(
+        &self,
+        sub_jobs: Vec<String>,
+        failure: Failure,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(move |tx| {
+            let mut cleared = Vec::new();
+            for sub_job_id in sub_jobs {
+                let Some((uuid, request_id)) = jobs::sub_job_node(tx, &sub_job_id)? else {
+                    continue;
+                };
+                let node = match nodes::get(tx, &NodeIdent::Uuid(uuid)) {
+                    Ok(node) => Some(node),
+                    Err(StoreError::NodeNotFound { .. }) => None,
+                    Err(other) => return Err(other),
+                };
+                let ours = node.as_ref().is_some_and(|n| {
+                    n.conductor
+                        .operation
+                        .as_ref()
+                        .is_some_and(|o| o.sub_job.as_deref() == Some(sub_job_id.as_str()))
+                });
+                let end = SubJobEnd {
+                    sub_job_id,
+                    begin_time: None,
+                    outcome: Err(failure.clone()),
+                };
+                if ours {
+                    let change = NodeChange {
+                        update: crate::NodeUpdate {
+                            operation: Some(None),
+                            reservation: Some(None),
+                            ..crate::NodeUpdate::default()
+                        },
+                        action_message: Some((request_id, failure.reason.clone())),
+                        sub_job_end: Some(end),
+                        ..NodeChange::default()
+                    };
+                    apply_change(tx, uuid, &change)?;
+                    cleared.push(uuid);
+                } else {
+                    jobs::end_sub_job(tx, &end)?;
+                }
+            }
+            Ok(cleared)
+        })
+        .await
+    }
+
+    pub async fn add_schedule(&self, schedule: Schedule) -> Result<Schedule, StoreError> {
+        self.write(move |tx| {
+            jobs::insert_schedule(tx, &schedule)?;
+            jobs::get_schedule(tx, &schedule.schedule_id)
+        })
+        .await
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.read(jobs::schedules).await
+    }
+
+    pub async fn get_schedule(&self, id: String) -> Result<Schedule, StoreError> {
+        self.read(move |conn| jobs::get_schedule(conn, &id)).await
+    }
+
+    pub async fn delete_schedule(&self, id: String) -> Result<Schedule, StoreError> {
+        self.write(move |tx| jobs::delete_schedule(tx, &id)).await
+    }
+
+    /// Records a firing of a schedule and the job it created, if any.
+    pub async fn schedule_fired(
+        &self,
+        id: String,
+        at: time::OffsetDateTime,
+        job_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| jobs::schedule_fired(tx, &id, at, job_id.as_deref()))
+            .await
+    }
+
     pub async fn get_action(
         &self,
         node_uuid: Uuid,
@@ -374,7 +544,7 @@ fn apply_change(
 ) -> Result<(), StoreError> {
     nodes::apply_update(tx, uuid, &change.update)?;
     if let Some(action) = &change.action {
-        actions::insert(tx, action)?;
+        actions::append(tx, action)?;
     }
     for (request_id, event) in &change.events {
         actions::add_event(tx, uuid, request_id, event)?;
@@ -382,7 +552,41 @@ fn apply_change(
     if let Some((request_id, message)) = &change.action_message {
         actions::set_message(tx, uuid, request_id, message)?;
     }
+    if let Some(end) = &change.sub_job_end {
+        jobs::end_sub_job(tx, end)?;
+    }
     Ok(())
+}
+
+/// Resolves a batch's server ids to nodes: every unknown id, and every
+/// node named twice (by name and by uuid, say), refuse the whole batch.
+fn resolve_servers(
+    tx: &rusqlite::Transaction<'_>,
+    servers: &[String],
+) -> Result<Vec<Node>, StoreError> {
+    let mut found = Vec::with_capacity(servers.len());
+    let mut unknown = Vec::new();
+    let mut seen: HashMap<Uuid, &str> = HashMap::with_capacity(servers.len());
+    let mut twice = Vec::new();
+    for id in servers {
+        match nodes::get(tx, &NodeIdent::parse(id)) {
+            Ok(node) => {
+                if let Some(first) = seen.insert(node.uuid, id) {
+                    twice.push(format!("{id} (same node as {first})"));
+                }
+                found.push(node);
+            }
+            Err(StoreError::NodeNotFound { .. }) => unknown.push(id.clone()),
+            Err(other) => return Err(other),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(StoreError::UnknownServers(unknown));
+    }
+    if !twice.is_empty() {
+        return Err(StoreError::DuplicateServers(twice));
+    }
+    Ok(found)
 }
 
 fn ensure_idle(node: &Node, ident: &NodeIdent) -> Result<(), StoreError> {

@@ -199,6 +199,8 @@ async fn actions_keep_their_events_in_order() {
                 action: "stop".into(),
                 user_id: Some("0".into()),
                 message: None,
+                project_id: None,
+                sub_job_id: None,
             })
             .await
             .unwrap();
@@ -376,6 +378,7 @@ async fn operations_round_trip_through_the_database() {
         timeout: Some(std::time::Duration::from_millis(90_500)),
         phase: OpPhase::Queued,
         requested_at,
+        sub_job: Some("sub-1".into()),
     };
     let change = NodeChange {
         update: NodeUpdate {
@@ -396,6 +399,8 @@ async fn operations_round_trip_through_the_database() {
             action: "reboot".into(),
             user_id: Some("0".into()),
             message: None,
+            project_id: None,
+            sub_job_id: None,
         }),
         ..NodeChange::default()
     };
@@ -452,6 +457,8 @@ async fn action_windows_fill_whole_pages() {
                 action: "stop".into(),
                 user_id: None,
                 message: None,
+                project_id: None,
+                sub_job_id: None,
             })
             .await
             .unwrap();

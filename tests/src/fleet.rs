@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use baton_hwsim::{CounterSnapshot, ExportDriver, Rack, RackConfig};
-use batond::api::types::{ActionAccepted, InstanceActionDocument, NodeStates, NodeView};
+use batond::api::types::{
+    ActionAccepted, InstanceActionDocument, JobCreated, JobDocument, NodeStates, NodeView,
+};
 use batond::client::RawResponse;
 use batond::config::Config;
 use http::Method;
@@ -138,6 +140,42 @@ impl Fleet {
             .await;
         assert_eq!(r.status.as_u16(), 200, "{:?}", r.body);
         serde_json::from_slice(&r.body).expect("action document")
+    }
+
+    /// `POST /v1/baremetalservers/action` with `body`.
+    pub async fn batch_raw(&self, body: &serde_json::Value) -> RawResponse {
+        self.call(
+            Method::POST,
+            "/v1/baremetalservers/action",
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// Starts a batch, expecting 200, and returns its job id.
+    pub async fn batch(&self, body: &serde_json::Value) -> String {
+        let r = self.batch_raw(body).await;
+        assert_eq!(r.status.as_u16(), 200, "{:?}", r.body);
+        let created: JobCreated = serde_json::from_slice(&r.body).expect("job created");
+        created.job_id
+    }
+
+    /// `GET /v1/jobs/{job_id}`.
+    pub async fn job(&self, job_id: &str) -> JobDocument {
+        let r = self
+            .call(Method::GET, &format!("/v1/jobs/{job_id}"), None)
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{:?}", r.body);
+        serde_json::from_slice(&r.body).expect("job document")
+    }
+
+    /// Waits until the job is SUCCESS or FAIL, and returns it.
+    pub async fn finished_job(&self, job_id: &str) -> JobDocument {
+        wait_until(&format!("job {job_id} to finish"), SETTLE, || async {
+            let job = self.job(job_id).await;
+            matches!(job.status.as_str(), "SUCCESS" | "FAIL").then_some(job)
+        })
+        .await
     }
 
     pub async fn stop(self) {

@@ -124,10 +124,13 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         let kind = match &err {
-            StoreError::NodeNotFound { .. } | StoreError::ActionNotFound { .. } => {
-                ErrorKind::NotFound
-            }
-            StoreError::MarkerNotFound { .. } => ErrorKind::BadRequest,
+            StoreError::NodeNotFound { .. }
+            | StoreError::ActionNotFound { .. }
+            | StoreError::JobNotFound { .. }
+            | StoreError::ScheduleNotFound { .. } => ErrorKind::NotFound,
+            StoreError::MarkerNotFound { .. }
+            | StoreError::UnknownServers(_)
+            | StoreError::DuplicateServers(_) => ErrorKind::BadRequest,
             StoreError::DuplicateNames(_) | StoreError::NodeBusy { .. } => ErrorKind::Conflict,
             StoreError::SchemaTooNew { .. }
             | StoreError::Io { .. }
@@ -146,6 +149,14 @@ impl From<StoreError> for ApiError {
                 "; use the uuid of the last node of the previous page"
             }
             StoreError::DuplicateNames(_) => "; node names must be unique",
+            StoreError::UnknownServers(_) => {
+                "; `baton node list` (GET /v1/nodes) lists the enrolled nodes"
+            }
+            StoreError::DuplicateServers(_) => "; name each server once",
+            StoreError::JobNotFound { .. } => "; `baton job list` (GET /v1/jobs) lists the jobs",
+            StoreError::ScheduleNotFound { .. } => {
+                "; `baton schedule list` (GET /v1/schedules) lists the schedules"
+            }
             StoreError::NodeBusy { .. } => "; wait for the operation to finish and retry",
             _ => "",
         };
@@ -161,6 +172,7 @@ impl From<ConductorError> for ApiError {
             | ConductorError::InvalidImport { .. }
             | ConductorError::ImportTooLarge(_)
             | ConductorError::ImportEmpty
+            | ConductorError::InvalidBatch(_)
             | ConductorError::Patch(_) => ApiError::bad_request(err.to_string()),
             ConductorError::Refused(Refusal::Conflict(message)) => {
                 ApiError::new(ErrorKind::Conflict, message)

@@ -7,6 +7,7 @@
 //! CLI shares.
 
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod middleware;
 pub mod nodes;
@@ -67,6 +68,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/nodes/{ident}/os-instance-actions/{request_id}",
             get(power::show_action),
         )
+        .route("/v1/baremetalservers/action", post(jobs::batch))
+        .route(
+            "/v1/{project_id}/baremetalservers/action",
+            post(jobs::project_batch),
+        )
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{job_id}", get(jobs::show))
+        .route("/v1/jobs/{job_id}/cancel", post(jobs::cancel))
         .route_layer(axum::middleware::from_fn(middleware::tag_route))
         .fallback(not_found)
         .with_state(state);
@@ -95,7 +104,7 @@ async fn version() -> Json<VersionDocument> {
         status: "CURRENT".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         links: Link::self_link(format!("/{API_VERSION}")),
-        resources: vec![resource("nodes"), resource("conductor")],
+        resources: vec![resource("nodes"), resource("jobs"), resource("conductor")],
     })
 }
 

@@ -337,6 +337,9 @@ pub struct InstanceAction {
     pub start_time: String,
     pub updated_at: String,
     pub message: Option<String>,
+    /// The batch sub-job this action carried out, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_job_id: Option<String>,
     pub events: Vec<InstanceActionEvent>,
 }
 
@@ -400,10 +403,11 @@ impl From<baton_state::Action> for InstanceAction {
             instance_uuid: action.node_uuid,
             request_id: action.request_id,
             user_id: action.user_id,
-            project_id: None,
+            project_id: action.project_id,
             start_time: timestamp(action.start_time),
             updated_at: timestamp(action.updated_at),
             message: action.message,
+            sub_job_id: action.sub_job_id,
             events: action
                 .events
                 .into_iter()
@@ -422,4 +426,151 @@ impl From<baton_state::Action> for InstanceAction {
 
 fn seconds(ms: Option<u32>) -> Option<f64> {
     ms.map(|ms| f64::from(ms) / 1000.0)
+}
+
+/// `POST /v1/baremetalservers/action`: the job that carries the batch out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCreated {
+    pub job_id: String,
+}
+
+/// `GET /v1/jobs/{job_id}` (the BMS API's task status), and each entry of
+/// `GET /v1/jobs` (without `sub_jobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDocument {
+    pub job_id: String,
+    /// `baremetalBatchOperate`.
+    pub job_type: String,
+    /// `os-stop`, `os-start` or `reboot`.
+    pub operation: String,
+    /// `SOFT` or `HARD`, for stop and reboot.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub stop_type: Option<String>,
+    /// `INIT`, `RUNNING`, `SUCCESS` or `FAIL`.
+    pub status: String,
+    pub begin_time: Option<String>,
+    pub end_time: Option<String>,
+    pub error_code: Option<String>,
+    pub fail_reason: Option<String>,
+    pub request_id: String,
+    pub project_id: Option<String>,
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    pub created_at: String,
+    pub entities: JobEntities,
+}
+
+/// A job's sub-jobs, and how many stand where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEntities {
+    pub sub_jobs_total: u64,
+    /// Sub-jobs per status: `INIT`, `RUNNING`, `SUCCESS`, `FAIL`.
+    pub sub_jobs_status: SubJobStatusCounts,
+    /// Present in `GET /v1/jobs/{job_id}`, left out of listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_jobs: Option<Vec<SubJobDocument>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub struct SubJobStatusCounts {
+    pub init: u64,
+    pub running: u64,
+    pub success: u64,
+    pub fail: u64,
+}
+
+/// One server of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubJobDocument {
+    pub job_id: String,
+    /// `baremetalSingleOperate`.
+    pub job_type: String,
+    pub status: String,
+    pub begin_time: Option<String>,
+    pub end_time: Option<String>,
+    pub entities: SubJobEntities,
+    pub error_code: Option<String>,
+    pub fail_reason: Option<String>,
+    /// How it ended when it succeeded ("already power off"…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The node action (`GET /v1/nodes/{server_id}/os-instance-actions/{request_id}`).
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubJobEntities {
+    pub server_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// `GET /v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobDocument>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+pub const BATCH_JOB_TYPE: &str = "baremetalBatchOperate";
+pub const SINGLE_JOB_TYPE: &str = "baremetalSingleOperate";
+
+impl From<baton_state::Job> for JobDocument {
+    fn from(job: baton_state::Job) -> Self {
+        let counts = job.counts;
+        let sub_jobs = if job.sub_jobs.is_empty() {
+            None
+        } else {
+            Some(job.sub_jobs.into_iter().map(SubJobDocument::from).collect())
+        };
+        Self {
+            job_id: job.job_id,
+            job_type: BATCH_JOB_TYPE.into(),
+            operation: job.operation.name().into(),
+            stop_type: job.operation.stop_type().map(|t| t.as_str().into()),
+            status: job.status.as_str().into(),
+            begin_time: job.begin_time.map(timestamp),
+            end_time: job.end_time.map(timestamp),
+            error_code: job.error_code,
+            fail_reason: job.fail_reason,
+            request_id: job.request_id,
+            project_id: job.project_id,
+            user_id: job.user_id,
+            schedule_id: job.schedule_id,
+            created_at: timestamp(job.created_at),
+            entities: JobEntities {
+                sub_jobs_total: counts.total(),
+                sub_jobs_status: SubJobStatusCounts {
+                    init: counts.init,
+                    running: counts.running,
+                    success: counts.success,
+                    fail: counts.fail,
+                },
+                sub_jobs,
+            },
+        }
+    }
+}
+
+impl From<baton_state::SubJob> for SubJobDocument {
+    fn from(sub: baton_state::SubJob) -> Self {
+        Self {
+            job_id: sub.job_id,
+            job_type: SINGLE_JOB_TYPE.into(),
+            status: sub.status.as_str().into(),
+            begin_time: sub.begin_time.map(timestamp),
+            end_time: sub.end_time.map(timestamp),
+            entities: SubJobEntities {
+                server_id: sub.node_uuid,
+                server_name: sub.node_name,
+            },
+            error_code: sub.failure.as_ref().map(|f| f.code.as_str().into()),
+            fail_reason: sub.failure.map(|f| f.reason),
+            message: sub.message,
+            request_id: sub.request_id,
+        }
+    }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use baton_drivers::{BootDevice, DriverError, PowerAction};
 use baton_state::{
-    ActionEvent, Lock, Maintenance, NewAction, Node, NodeChange, NodeIdent, NodeUpdate, OpPhase,
-    Operation, PowerVerb, UpdateError,
+    ActionEvent, FailCode, Failure, Lock, Maintenance, NewAction, Node, NodeChange, NodeIdent,
+    NodeUpdate, OpPhase, Operation, PowerVerb, SubJobEnd, UpdateError,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -113,6 +113,25 @@ pub enum Refusal {
 /// The state rules, one arm per action: locked, in maintenance and busy
 /// nodes refuse what would change their power or boot.
 pub fn check(action: &NodeAction, node: &Node, now: OffsetDateTime) -> Result<(), Refusal> {
+    let refusal = match action {
+        NodeAction::Power { .. }
+        | NodeAction::Rescue
+        | NodeAction::Unrescue
+        | NodeAction::CrashDump
+        | NodeAction::SetBootDevice { .. } => blocker(node, now),
+        NodeAction::Lock { .. }
+        | NodeAction::Unlock
+        | NodeAction::Maintenance { .. }
+        | NodeAction::EndMaintenance
+        | NodeAction::ResetStatus => None,
+    };
+    refusal.map_or(Ok(()), |failure| Err(Refusal::Conflict(failure.reason)))
+}
+
+/// What keeps a node from a power or boot change right now, if anything:
+/// locked, in maintenance, or busy — with the code a batch sub-job fails
+/// with and the message saying what to do.
+pub fn blocker(node: &Node, now: OffsetDateTime) -> Option<Failure> {
     let name = node
         .spec
         .name
@@ -128,9 +147,10 @@ pub fn check(action: &NodeAction, node: &Node, now: OffsetDateTime) -> Result<()
                 .lock_reason
                 .as_deref()
                 .map_or(String::new(), |r| format!(" ({r})"));
-            Refusal::Conflict(format!(
-                "node {name} is locked{by}{why}; unlock it first with `baton node unlock {name}`"
-            ))
+            Failure::new(
+                FailCode::Locked,
+                format!("node {name} is locked{by}{why}; unlock it first with `baton node unlock {name}`"),
+            )
         })
     };
     let maintenance = || {
@@ -140,32 +160,24 @@ pub fn check(action: &NodeAction, node: &Node, now: OffsetDateTime) -> Result<()
                 .maintenance_reason
                 .as_deref()
                 .map_or(String::new(), |r| format!(" ({r})"));
-            Refusal::Conflict(format!(
-                "node {name} is in maintenance{why}; take it out with `baton node maintenance {name} off` first"
-            ))
+            Failure::new(
+                FailCode::Maintenance,
+                format!("node {name} is in maintenance{why}; take it out with `baton node maintenance {name} off` first"),
+            )
         })
     };
     let busy = || {
         node.busy_reason_at(now).map(|reason| {
-            Refusal::Conflict(format!(
-                "node {name} is busy: {reason}; wait for it to finish (`baton node actions {name}`), \
-                 or clear it with os-reset_status"
-            ))
+            Failure::new(
+                FailCode::Busy,
+                format!(
+                    "node {name} is busy: {reason}; wait for it to finish (`baton node actions {name}`), \
+                     or clear it with os-reset_status"
+                ),
+            )
         })
     };
-    let refusal = match action {
-        NodeAction::Power { .. }
-        | NodeAction::Rescue
-        | NodeAction::Unrescue
-        | NodeAction::CrashDump
-        | NodeAction::SetBootDevice { .. } => locked().or_else(maintenance).or_else(busy),
-        NodeAction::Lock { .. }
-        | NodeAction::Unlock
-        | NodeAction::Maintenance { .. }
-        | NodeAction::EndMaintenance
-        | NodeAction::ResetStatus => None,
-    };
-    refusal.map_or(Ok(()), Err)
+    locked().or_else(maintenance).or_else(busy)
 }
 
 /// On and off every BMC can do: accepting them needs no capability check,
@@ -197,6 +209,8 @@ fn new_action(node: &Node, action: &NodeAction, caller: &Caller) -> NewAction {
         action: action.name().to_owned(),
         user_id: caller.user_id.clone(),
         message: None,
+        project_id: None,
+        sub_job_id: None,
     }
 }
 
@@ -291,6 +305,7 @@ impl Conductor {
                             timeout,
                             phase: OpPhase::Queued,
                             requested_at: OffsetDateTime::now_utc(),
+                            sub_job: None,
                         })),
                         reservation: Some(Some(lease)),
                         last_error: Some(None),
@@ -387,6 +402,7 @@ impl Conductor {
             .change_node(ident, move |node| {
                 check(&action, node, OffsetDateTime::now_utc())?;
                 let (update, interrupted) = state_change(&action, node, &caller);
+                let sub_job_end = interrupted_sub_job(&action, node, &caller);
                 let mut record = new_action(node, &action, &caller);
                 record.message = interrupted.as_ref().map(|(req, verb)| {
                     format!("cleared the pending {verb} ({req}) and the node's error and lease")
@@ -400,6 +416,7 @@ impl Conductor {
                             format!("cancelled by os-reset_status ({})", caller.request_id),
                         )
                     }),
+                    sub_job_end,
                     ..NodeChange::default()
                 })
             })
@@ -421,6 +438,25 @@ impl Conductor {
     pub(crate) fn forget_driver(&self, uuid: Uuid) {
         self.reconciler.shared().drivers.forget(uuid);
     }
+}
+
+/// The end of the batch sub-job whose operation a reset clears.
+fn interrupted_sub_job(action: &NodeAction, node: &Node, caller: &Caller) -> Option<SubJobEnd> {
+    if *action != NodeAction::ResetStatus {
+        return None;
+    }
+    let sub_job_id = node.conductor.operation.as_ref()?.sub_job.clone()?;
+    Some(SubJobEnd {
+        sub_job_id,
+        begin_time: None,
+        outcome: Err(Failure::new(
+            FailCode::Aborted,
+            format!(
+                "the node's operation was cleared by os-reset_status ({})",
+                caller.request_id
+            ),
+        )),
+    })
 }
 
 /// The columns a database-only action changes, and (for a reset) the

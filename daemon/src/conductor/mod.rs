@@ -11,11 +11,13 @@
 //! in [`drivers`]; counters in [`stats`]; its health report in `health`.
 
 pub mod actions;
+pub mod batch;
 pub mod drivers;
 mod health;
 pub mod learn;
 pub mod patch;
 pub mod pool;
+pub mod power_on;
 pub mod reconcile;
 pub mod stats;
 mod steps;
@@ -65,6 +67,8 @@ pub enum ConductorError {
     ImportTooLarge(usize),
     #[error("the import is empty; send a JSON array of nodes")]
     ImportEmpty,
+    #[error("invalid batch, nothing was started: {0}")]
+    InvalidBatch(String),
     #[error(transparent)]
     Patch(#[from] PatchError),
     #[error(transparent)]
@@ -200,6 +204,8 @@ impl Conductor {
                 action: action.to_owned(),
                 user_id: caller.user_id.clone(),
                 message: None,
+                project_id: None,
+                sub_job_id: None,
             })
             .collect();
         if let Err(error) = self.store.record_actions(entries).await {

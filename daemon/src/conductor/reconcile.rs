@@ -30,9 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::batch::SubJobGates;
 use super::drivers::{bmc_key, Drivers};
 use super::learn::{self, Direction};
-use super::pool::Pool;
+use super::pool::{Lane, Pool};
+use super::power_on::PowerOnLimits;
 use super::stats::Stats;
 use super::steps::{step, Next, OpState};
 use crate::config::Config;
@@ -47,6 +49,9 @@ pub struct Shared {
     /// This conductor's name in leases and events.
     pub host: String,
     pub stats: Arc<Stats>,
+    /// Whether each batch sub-job's command went out (see `batch`).
+    pub gates: SubJobGates,
+    pub power_on: PowerOnLimits,
     fleet: Mutex<FleetEstimates>,
 }
 
@@ -66,6 +71,7 @@ impl Shared {
         host: String,
         stats: Arc<Stats>,
     ) -> Self {
+        let power_on = PowerOnLimits::new(&config.power_on);
         Self {
             store,
             drivers,
@@ -73,6 +79,8 @@ impl Shared {
             config,
             host,
             stats,
+            gates: SubJobGates::default(),
+            power_on,
             fleet: Mutex::default(),
         }
     }
@@ -132,13 +140,34 @@ impl Shared {
         F: FnOnce(Arc<dyn PowerDriver>) -> Fut,
         Fut: std::future::Future<Output = Result<T, DriverError>>,
     {
-        let driver = self.drivers.get(node).await?;
+        self.bmc_request_admitted(node, Lane::Interactive, || true, request)
+            .await
+            .unwrap_or_else(|| Err(DriverError::SessionFailed("request not admitted".into())))
+    }
+
+    /// Runs one request in `lane`, if `admit` still says so once the
+    /// node's BMC and a worker are free (see [`Pool::run_admitted`]).
+    pub async fn bmc_request_admitted<T, F, Fut>(
+        &self,
+        node: &Node,
+        lane: Lane,
+        admit: impl FnOnce() -> bool,
+        request: F,
+    ) -> Option<Result<T, DriverError>>
+    where
+        F: FnOnce(Arc<dyn PowerDriver>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DriverError>>,
+    {
+        let driver = match self.drivers.get(node).await {
+            Ok(driver) => driver,
+            Err(error) => return Some(Err(error)),
+        };
         let result = self
             .pool
-            .run(&bmc_key(node), self.gap(node), request(driver))
-            .await;
+            .run_admitted(&bmc_key(node), self.gap(node), lane, admit, request(driver))
+            .await?;
         self.stats.count_request(node.spec.driver, &result);
-        result
+        Some(result)
     }
 
     /// Reads the node's power state.
@@ -314,6 +343,7 @@ impl Scheduler {
                 Some(Slot::Running { cancelled }) => *cancelled = true,
                 Some(Slot::Waiting(_)) => {
                     self.ops.remove(&uuid);
+                    self.shared.gates.forget(uuid);
                 }
                 None => {}
             },
@@ -326,6 +356,7 @@ impl Scheduler {
                     Next::At(at) if !cancelled => self.wait(*op, at),
                     _ => {
                         self.ops.remove(&op.uuid);
+                        self.shared.gates.forget(op.uuid);
                     }
                 }
             }

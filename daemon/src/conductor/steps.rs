@@ -23,14 +23,16 @@ use std::time::Duration;
 
 use baton_drivers::{DriverError, PowerAction};
 use baton_state::{
-    ActionEvent, Node, NodeChange, NodeIdent, NodeUpdate, OpPhase, Operation, PowerState,
-    PowerVerb, StoreError,
+    ActionEvent, FailCode, Failure, Node, NodeChange, NodeIdent, NodeUpdate, OpPhase, Operation,
+    PowerState, PowerVerb, StoreError, SubJobEnd,
 };
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::learn::{self, Direction};
+use super::pool::Lane;
+use super::power_on::DomainSlot;
 use super::reconcile::Shared;
 
 /// Pause before retrying a database write that failed.
@@ -83,7 +85,7 @@ enum Stage {
     Command(PowerAction),
     Confirm,
     /// The final write, retried until the database takes it.
-    Finish(Result<String, String>),
+    Finish(Result<String, Failure>),
 }
 
 /// One operation between its steps.
@@ -107,6 +109,12 @@ pub(super) struct OpState {
     learned: Option<Duration>,
     wait_started: Option<OffsetDateTime>,
     events: Vec<ActionEvent>,
+    /// The batch sub-job this operation carries out.
+    sub_job: Option<String>,
+    /// When its first BMC request went out.
+    began: Option<OffsetDateTime>,
+    /// Held from a power-on command until the node is seen on.
+    domain_slot: Option<DomainSlot>,
 }
 
 pub(super) enum Next {
@@ -135,6 +143,18 @@ impl OpState {
             learned: None,
             wait_started: None,
             events: Vec::new(),
+            sub_job: None,
+            began: None,
+            domain_slot: None,
+        }
+    }
+
+    /// Batch sub-jobs queue behind single-node requests for workers.
+    fn lane(&self) -> Lane {
+        if self.sub_job.is_some() {
+            Lane::Bulk
+        } else {
+            Lane::Interactive
         }
     }
 
@@ -181,6 +201,7 @@ async fn load(shared: &Shared, op: &mut OpState) -> Next {
     };
     op.request_id.clone_from(&operation.request_id);
     op.verb = operation.verb;
+    op.sub_job.clone_from(&operation.sub_job);
     if operation.phase == OpPhase::Sent {
         op.sent = Sent::Maybe;
     }
@@ -239,7 +260,7 @@ macro_rules! node_or_reload {
 async fn verify(shared: &Shared, op: &mut OpState) -> Next {
     let node = node_or_reload!(op);
     let started = OffsetDateTime::now_utc();
-    match shared.read_power(&node).await {
+    match request(shared, op, &node, |d| async move { d.power_state().await }).await {
         Ok(state) => {
             op.event("read_power_state", started, None, &shared.host);
             after_verify(shared, op, state)
@@ -310,12 +331,10 @@ async fn set_boot(shared: &Shared, op: &mut OpState) -> Next {
         return now_step(op, after_boot(&node, op.verb));
     };
     let started = OffsetDateTime::now_utc();
-    match shared
-        .bmc_request(
-            &node,
-            |d| async move { d.set_boot_device(device, false).await },
-        )
-        .await
+    match request(shared, op, &node, |d| async move {
+        d.set_boot_device(device, false).await
+    })
+    .await
     {
         Ok(()) => {
             op.event("bmc_set_boot_device", started, None, &shared.host);
@@ -338,7 +357,7 @@ async fn mark_sent(shared: &Shared, op: &mut OpState) -> Next {
         phase: Some(OpPhase::Sent),
         ..NodeUpdate::default()
     };
-    match write_if_ours(shared, op, update, None).await {
+    match write_if_ours(shared, op, update, None, None).await {
         Ok(_) => {
             op.events.clear();
             now_step(op, Stage::Command(power_action(op.verb)))
@@ -358,6 +377,7 @@ async fn write_if_ours(
     op: &OpState,
     update: NodeUpdate,
     message: Option<String>,
+    sub_job_end: Option<SubJobEnd>,
 ) -> Result<Node, baton_state::UpdateError<()>> {
     let request_id = op.request_id.clone();
     let events = op.events.clone();
@@ -374,6 +394,7 @@ async fn write_if_ours(
                     .map(|e| (request_id.clone(), e))
                     .collect(),
                 action_message: message.map(|m| (request_id, m)),
+                sub_job_end,
                 ..NodeChange::default()
             })
         })
@@ -398,12 +419,77 @@ fn event_name(action: PowerAction) -> &'static str {
     }
 }
 
+/// One BMC request of an operation, in its lane; the first one of a batch
+/// sub-job marks the sub-job running.
+async fn request<T, F, Fut>(
+    shared: &Shared,
+    op: &mut OpState,
+    node: &Node,
+    call: F,
+) -> Result<T, DriverError>
+where
+    F: FnOnce(std::sync::Arc<dyn baton_drivers::PowerDriver>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, DriverError>>,
+{
+    begin(shared, op);
+    shared
+        .bmc_request_admitted(node, op.lane(), || true, call)
+        .await
+        .unwrap_or_else(|| Err(DriverError::SessionFailed("request not admitted".into())))
+}
+
+/// Marks a sub-job running at its first BMC request. The write is not
+/// waited for: the end of the sub-job is written later in any case (and
+/// carries the start time), and a late mark cannot undo it.
+fn begin(shared: &Shared, op: &mut OpState) {
+    let Some(sub_job) = op.sub_job.clone().filter(|_| op.began.is_none()) else {
+        return;
+    };
+    let at = OffsetDateTime::now_utc();
+    op.began = Some(at);
+    let store = shared.store.clone();
+    tokio::spawn(async move {
+        if let Err(error) = store.mark_sub_job_running(sub_job.clone(), at).await {
+            tracing::warn!(%sub_job, %error, "cannot mark a sub-job running");
+        }
+    });
+}
+
+/// Commands that power a node on wait for their power domain's slot.
+fn powers_on(action: PowerAction) -> bool {
+    matches!(
+        action,
+        PowerAction::On | PowerAction::Reboot | PowerAction::SoftReboot | PowerAction::PowerCycle
+    )
+}
+
 async fn command(shared: &Shared, op: &mut OpState, action: PowerAction) -> Next {
     let node = node_or_reload!(op);
+    if powers_on(action) && op.domain_slot.is_none() {
+        op.domain_slot = Some(
+            shared
+                .power_on
+                .admit(node.spec.power_domain.as_deref())
+                .await,
+        );
+    }
+    begin(shared, op);
     let started = OffsetDateTime::now_utc();
-    let result = shared
-        .bmc_request(&node, |d| async move { d.set_power(action).await })
-        .await;
+    // A batch sub-job's command passes its gate once it has a worker; one
+    // cancelled meanwhile sends nothing (the cancel ended it).
+    let gate = op.sub_job.clone().map(|s| (op.uuid, s));
+    let admit = || {
+        gate.as_ref()
+            .is_none_or(|(node, sub_job)| shared.gates.pass(*node, sub_job))
+    };
+    let Some(result) = shared
+        .bmc_request_admitted(&node, op.lane(), admit, |d| async move {
+            d.set_power(action).await
+        })
+        .await
+    else {
+        return Next::Finished;
+    };
     let name = event_name(action);
     match result {
         Ok(()) => {
@@ -421,7 +507,8 @@ async fn command(shared: &Shared, op: &mut OpState, action: PowerAction) -> Next
             op.tries += 1;
             start_waiting(shared, op);
             if op.tries > shared.config.conductor.max_retries {
-                return now_step(op, Stage::Finish(Err(format!("{error}"))));
+                let failure = Failure::new(FailCode::OutcomeUnknown, error.to_string());
+                return now_step(op, Stage::Finish(Err(failure)));
             }
             // Read before anything else: it may well have run.
             op.stage = if action == power_action(op.verb) && op.verb.is_repeatable() {
@@ -467,8 +554,9 @@ fn ensure_deadline(shared: &Shared, op: &mut OpState) {
 
 async fn confirm(shared: &Shared, op: &mut OpState) -> Next {
     let node = node_or_reload!(op);
-    match shared.read_power(&node).await {
+    match request(shared, op, &node, |d| async move { d.power_state().await }).await {
         Ok(state) if !state.is_transitional() && stored_state(state) == op.end_state() => {
+            op.domain_slot = None;
             op.last_read = Some(stored_state(state));
             learn_from(shared, op);
             let started = op.wait_started.unwrap_or_else(OffsetDateTime::now_utc);
@@ -542,7 +630,10 @@ fn timed_out(shared: &Shared, op: &mut OpState) -> Next {
                 Some(message.clone()),
                 &shared.host,
             );
-            now_step(op, Stage::Finish(Err(message)))
+            now_step(
+                op,
+                Stage::Finish(Err(Failure::new(FailCode::Timeout, message))),
+            )
         }
     }
 }
@@ -567,7 +658,26 @@ fn on_error(shared: &Shared, op: &mut OpState, error: &DriverError, retry_stage:
     } else {
         advice(error)
     };
-    now_step(op, Stage::Finish(Err(message)))
+    now_step(
+        op,
+        Stage::Finish(Err(Failure::new(fail_code(error), message))),
+    )
+}
+
+/// The sub-job error code of a BMC failure that ends an operation.
+fn fail_code(error: &DriverError) -> FailCode {
+    match error {
+        DriverError::Unreachable { .. }
+        | DriverError::Timeout { .. }
+        | DriverError::SessionFailed(_) => FailCode::Unreachable,
+        DriverError::Auth(_) => FailCode::Auth,
+        DriverError::Unsupported(_) => FailCode::Unsupported,
+        DriverError::Config(_) => FailCode::Config,
+        DriverError::OutcomeUnknown { .. } => FailCode::OutcomeUnknown,
+        DriverError::Busy { .. } | DriverError::Bmc { .. } | DriverError::InvalidResponse(_) => {
+            FailCode::BmcError
+        }
+    }
 }
 
 /// The error with what to do about it.
@@ -584,7 +694,7 @@ fn advice(error: &DriverError) -> String {
     }
 }
 
-async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, String>) -> Next {
+async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, Failure>) -> Next {
     let dir = direction(op.end_state());
     let transitions = match (op.learned, &op.node) {
         (Some(estimate), Some(node)) => Some(learn::with_estimate(
@@ -599,16 +709,21 @@ async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, Strin
         operation: Some(None),
         reservation: Some(None),
         power_state: op.last_read.map(Some),
-        last_error: Some(outcome.as_ref().err().cloned()),
+        last_error: Some(outcome.as_ref().err().map(|f| f.reason.clone())),
         transitions,
         power_state_unsure: Some(outcome.is_err() && maybe_sent && op.last_read.is_none()),
         ..NodeUpdate::default()
     };
     let message = match &outcome {
         Ok(note) => note.clone(),
-        Err(error) => error.clone(),
+        Err(failure) => failure.reason.clone(),
     };
-    let written = write_if_ours(shared, op, update, Some(message)).await;
+    let sub_job_end = op.sub_job.clone().map(|sub_job_id| SubJobEnd {
+        sub_job_id,
+        begin_time: op.began,
+        outcome: outcome.clone(),
+    });
+    let written = write_if_ours(shared, op, update, Some(message), sub_job_end).await;
     match written {
         Ok(_) | Err(baton_state::UpdateError::Rejected(())) => {
             shared.stats.count_operation(outcome.is_ok());
@@ -616,8 +731,8 @@ async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, Strin
                 Ok(note) => {
                     tracing::info!(node = %op.uuid, request_id = %op.request_id, verb = op.verb.as_str(), "{note}");
                 }
-                Err(error) => {
-                    tracing::warn!(node = %op.uuid, request_id = %op.request_id, verb = op.verb.as_str(), %error, "power operation failed");
+                Err(failure) => {
+                    tracing::warn!(node = %op.uuid, request_id = %op.request_id, verb = op.verb.as_str(), code = failure.code.as_str(), error = %failure.reason, "power operation failed");
                 }
             }
             Next::Finished

@@ -165,6 +165,8 @@ fn sync_action(node: &Node, message: String) -> NewAction {
         action: "power-sync".into(),
         user_id: None,
         message: Some(message),
+        project_id: None,
+        sub_job_id: None,
     }
 }
 
@@ -237,6 +239,7 @@ async fn record_read(reconciler: &Reconciler, node: &Node, state: PowerState) ->
                     timeout: None,
                     phase: OpPhase::Queued,
                     requested_at: OffsetDateTime::now_utc(),
+                    sub_job: None,
                 }));
                 update.reservation = Some(Some(lease));
             }
