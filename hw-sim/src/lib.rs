@@ -39,10 +39,10 @@ pub use config::{ConfigProblem, FaultPlan, InitialPower, NodeFault, NodeResetTyp
 pub use error::Error;
 pub use inventory::{ExportDriver, InventoryEntry};
 pub use model::{
-    Admission, AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootTarget,
-    CommandOutcome, CounterSnapshot, Credentials, Delays, FaultSetting, Faults, MidTransition,
-    Node, NodeStatus, PowerAction, PowerState, PowerStateStyle, Quirks, ResetReply,
-    ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
+    Admission, AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootPatchQuirk,
+    BootTarget, CommandOutcome, CounterSnapshot, Credentials, Delays, EtagQuirk, FaultSetting,
+    Faults, MidTransition, Node, NodeStatus, PowerAction, PowerState, PowerStateStyle, Quirks,
+    ResetReply, SessionLimitReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
 };
 pub use rack::{Rack, RackState, RackStats};
 pub use redfish::MAX_SESSIONS as REDFISH_MAX_SESSIONS;

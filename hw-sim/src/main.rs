@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use baton_hwsim::{
-    AlreadyInStateReply, Credentials, Delays, ExportDriver, FaultPlan, FaultSetting, InitialPower,
-    MidTransition, NodeFault, NodeResetTypes, PowerAction, PowerStateStyle, Quirks, Rack,
-    RackConfig, ResetReply,
+    AlreadyInStateReply, BootPatchQuirk, Credentials, Delays, EtagQuirk, ExportDriver, FaultPlan,
+    FaultSetting, InitialPower, MidTransition, NodeFault, NodeResetTypes, PowerAction,
+    PowerStateStyle, Quirks, Rack, RackConfig, ResetReply, SessionLimitReply,
 };
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -126,6 +126,19 @@ struct Cli {
     /// as x86-power-control).
     #[arg(long, default_value = "refuse", value_parser = parse_mid_transition)]
     mid_transition: MidTransition,
+    /// What the boot override PATCH insists on (comma-separated):
+    /// refuse_in_post, all_required, no_repeat_enabled, enabled_required,
+    /// no_continuous.
+    #[arg(long, value_delimiter = ',', value_parser = parse_word::<BootPatchQuirk>)]
+    boot_patch: Vec<BootPatchQuirk>,
+    /// How entity tags deviate (comma-separated): weak, body_only,
+    /// if_match_required, racy. Default: strong tags, checked atomically.
+    #[arg(long, value_delimiter = ',', value_parser = parse_word::<EtagQuirk>)]
+    etag: Vec<EtagQuirk>,
+    /// The message of a full Redfish session table: base
+    /// (SessionLimitExceeded) or vendor (iDRAC's RAC0218).
+    #[arg(long, default_value = "base", value_parser = parse_word::<SessionLimitReply>)]
+    session_limit_reply: SessionLimitReply,
     /// Idle time after which a Redfish session expires.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     session_timeout: Duration,
@@ -217,6 +230,12 @@ fn parse_already(s: &str) -> Result<AlreadyInStateReply, String> {
     }
 }
 
+/// A quirk value by its control API name (`refuse_in_post`, `weak`, …).
+fn parse_word<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.trim().to_owned()))
+        .map_err(|e| e.to_string())
+}
+
 fn parse_mid_transition(s: &str) -> Result<MidTransition, String> {
     match s {
         "refuse" => Ok(MidTransition::Refuse),
@@ -247,6 +266,9 @@ impl Cli {
             power_state_style: self.power_state_style,
             shutdown_timeout: self.shutdown_timeout,
             mid_transition: self.mid_transition,
+            boot_patch: self.boot_patch,
+            etag: self.etag,
+            session_limit_reply: self.session_limit_reply,
         };
         let fault_plans = self
             .fault

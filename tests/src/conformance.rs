@@ -58,6 +58,9 @@ pub enum BootReadback {
     /// No override at all (ipmi_sim answers boot flags without the "valid"
     /// bit, so per the spec no override is set).
     NoValidBit,
+    /// One-time overrides exactly; a persistent one is `Unsupported` (the
+    /// BMC does not offer `Continuous`).
+    OnceOnly,
 }
 
 /// One BMC the suite runs against.
@@ -380,6 +383,15 @@ async fn boot_steps(ctx: &Ctx) {
     let original = ctx.ok("boot_device", ctx.driver.boot_device()).await;
     let cases = [(BootDevice::Pxe, false), (BootDevice::Disk, true)];
     for (device, persistent) in cases {
+        if persistent && ctx.expect.boot_readback == BootReadback::OnceOnly {
+            let refused = ctx.driver.set_boot_device(device, persistent).await;
+            assert!(
+                matches!(refused, Err(DriverError::Unsupported(_))),
+                "{}: a persistent override the BMC does not offer gave {refused:?}",
+                ctx.name
+            );
+            continue;
+        }
         ctx.ok(
             "set_boot_device",
             ctx.driver.set_boot_device(device, persistent),
@@ -387,7 +399,7 @@ async fn boot_steps(ctx: &Ctx) {
         .await;
         let got = ctx.ok("boot_device", ctx.driver.boot_device()).await;
         let want = match ctx.expect.boot_readback {
-            BootReadback::Exact => BootSetting {
+            BootReadback::Exact | BootReadback::OnceOnly => BootSetting {
                 device: Some(device),
                 persistent,
             },

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_drivers::{
-    build_driver, DriverConfig, DriverError, DriverKind, PowerAction, PowerDriver, PowerState,
+    build_driver, BootDevice, DriverConfig, DriverError, DriverKind, PowerAction, PowerDriver,
+    PowerState,
 };
-use baton_hwsim::model::{AlreadyInStateReply, MidTransition, PowerStateStyle, ResetReply};
+use baton_hwsim::model::{
+    AlreadyInStateReply, BootPatchQuirk, EtagQuirk, MidTransition, PowerStateStyle, ResetReply,
+    SessionLimitReply,
+};
 use baton_hwsim::{
     Credentials, Delays, FaultSetting, InitialPower, Node, Quirks, Rack, RackConfig,
 };
@@ -116,7 +120,11 @@ impl BmcUnderTest for SimBmc<'_> {
                     .filter(|a| *a != PowerAction::SoftReboot)
                     .collect(),
             }),
-            boot_readback: BootReadback::Exact,
+            boot_readback: if self.node.quirks().boot_patch(BootPatchQuirk::NoContinuous) {
+                BootReadback::OnceOnly
+            } else {
+                BootReadback::Exact
+            },
             nmi: Some(true),
             nmi_step: true,
         }
@@ -252,6 +260,77 @@ async fn power_reporting_quirks_pass_the_suite() {
         }),
     ];
     suites_with_quirks(&BOTH, &cases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_and_etag_quirks_pass_the_suite() {
+    let cases: [QuirkCase; 10] = [
+        ("boot_patch refuse_in_post", |q| {
+            q.boot_patch = vec![BootPatchQuirk::RefuseInPost];
+        }),
+        ("boot_patch all_required", |q| {
+            q.boot_patch = vec![BootPatchQuirk::AllRequired];
+        }),
+        ("boot_patch no_repeat_enabled", |q| {
+            q.boot_patch = vec![BootPatchQuirk::NoRepeatEnabled];
+        }),
+        ("boot_patch enabled_required", |q| {
+            q.boot_patch = vec![BootPatchQuirk::EnabledRequired];
+        }),
+        ("boot_patch no_continuous", |q| {
+            q.boot_patch = vec![BootPatchQuirk::NoContinuous];
+        }),
+        ("etag weak", |q| q.etag = vec![EtagQuirk::Weak]),
+        ("etag body_only", |q| q.etag = vec![EtagQuirk::BodyOnly]),
+        ("etag if_match_required", |q| {
+            q.etag = vec![EtagQuirk::IfMatchRequired];
+        }),
+        ("etag racy", |q| q.etag = vec![EtagQuirk::Racy]),
+        ("session_limit_reply vendor", |q| {
+            q.session_limit_reply = SessionLimitReply::Vendor;
+        }),
+    ];
+    suites_with_quirks(&[DriverKind::Redfish], &cases).await;
+}
+
+/// The boot override quirks the suite cannot meet by itself: a PATCH that
+/// repeats `BootSourceOverrideEnabled`, a weak tag the BMC compares
+/// strongly, and a PATCH while the server is in POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redfish_boot_override_copes_with_particular_bmcs() {
+    let sim = rack(1, false).await;
+    let node = node(&sim, 0);
+    let mut quirks = node.quirks();
+    quirks.boot_patch = vec![
+        BootPatchQuirk::NoRepeatEnabled,
+        BootPatchQuirk::RefuseInPost,
+    ];
+    quirks.etag = vec![EtagQuirk::Weak, EtagQuirk::IfMatchRequired];
+    node.set_quirks(quirks);
+    let bmc = SimBmc {
+        sim: &sim,
+        node,
+        kind: DriverKind::Redfish,
+    };
+    let driver = bmc.driver();
+    for device in [BootDevice::Pxe, BootDevice::Disk, BootDevice::Disk] {
+        let set = driver.set_boot_device(device, false).await;
+        assert!(set.is_ok(), "{device}: {set:?}");
+        let got = driver.boot_device().await;
+        assert_eq!(got.map(|b| b.device), Ok(Some(device)));
+    }
+    assert!(driver.set_power(PowerAction::On).await.is_ok());
+    let in_post = driver.set_boot_device(BootDevice::Pxe, false).await;
+    assert!(
+        in_post.as_ref().is_err_and(DriverError::is_transient),
+        "in POST: {in_post:?}"
+    );
+    let start = Instant::now();
+    while node.power_state() != baton_hwsim::PowerState::On {
+        assert!(start.elapsed() < Duration::from_secs(5), "never booted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(driver.set_boot_device(BootDevice::Pxe, false).await.is_ok());
 }
 
 /// Both drivers read what a `stale` BMC reports, not a cached or guessed

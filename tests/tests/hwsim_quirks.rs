@@ -89,3 +89,185 @@ async fn a_command_mid_transition_is_refused_or_ignored() {
         assert_eq!(power_state(&rack, &http).await, "PoweringOn", "dropped");
     }
 }
+
+async fn patch_boot(
+    rack: &Rack,
+    http: &Client,
+    boot: Value,
+    if_match: Option<&str>,
+) -> (u16, Value) {
+    let mut request =
+        redfish(http, rack, &rack.nodes()[0], Method::PATCH, SYSTEM).json(&json!({ "Boot": boot }));
+    if let Some(tag) = if_match {
+        request = request.header("If-Match", tag);
+    }
+    send(request).await
+}
+
+/// The full message id of a Redfish error body.
+fn message_id(error: &Value) -> String {
+    error["error"]["@Message.ExtendedInfo"][0]["MessageId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn boot_patch_quirks_refuse_what_their_bmcs_refuse() {
+    for (rack, http) in plain_and_tls(slow_boot(Duration::from_secs(30))).await {
+        let pxe_once =
+            json!({"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"});
+        set_quirks(&rack, json!({"boot_patch": ["refuse_in_post"]})).await;
+        assert_eq!(
+            patch_boot(&rack, &http, pxe_once.clone(), None).await.0,
+            200,
+            "off: not in POST"
+        );
+        assert_eq!(reset(&rack, &http, "On").await.0, 204);
+        let (status, body) = patch_boot(&rack, &http, pxe_once.clone(), None).await;
+        assert_eq!(
+            (status, message_id(&body).as_str()),
+            (400, "iLO.2.15.UnableToModifyDuringSystemPOST")
+        );
+        rack.nodes()[0].set_power_out_of_band(true);
+
+        set_quirks(&rack, json!({"boot_patch": ["all_required"]})).await;
+        let (status, body) = patch_boot(&rack, &http, pxe_once.clone(), None).await;
+        assert_eq!(
+            (status, message_key(&body)),
+            (400, "PropertyMissing".to_owned())
+        );
+        let all = json!({"BootSourceOverrideTarget": "Hdd", "BootSourceOverrideEnabled": "Once",
+                         "BootSourceOverrideMode": "UEFI"});
+        assert_eq!(patch_boot(&rack, &http, all, None).await.0, 200);
+
+        set_quirks(&rack, json!({"boot_patch": ["enabled_required"]})).await;
+        let target_only = json!({"BootSourceOverrideTarget": "Cd"});
+        assert_eq!(patch_boot(&rack, &http, target_only, None).await.0, 400);
+
+        set_quirks(&rack, json!({"boot_patch": ["no_repeat_enabled"]})).await;
+        let (status, body) = patch_boot(&rack, &http, pxe_once.clone(), None).await;
+        assert_eq!(
+            (status, message_key(&body)),
+            (400, "PropertyValueConflict".to_owned()),
+            "Once repeats Once"
+        );
+        assert_eq!(
+            patch_boot(
+                &rack,
+                &http,
+                json!({"BootSourceOverrideTarget": "Pxe"}),
+                None
+            )
+            .await
+            .0,
+            200
+        );
+
+        set_quirks(&rack, json!({"boot_patch": ["no_continuous"]})).await;
+        let (_, system) = send(redfish(&http, &rack, &rack.nodes()[0], Method::GET, SYSTEM)).await;
+        assert_eq!(
+            system["Boot"]["BootSourceOverrideEnabled@Redfish.AllowableValues"],
+            json!(["Disabled", "Once"])
+        );
+        let continuous = json!({"BootSourceOverrideEnabled": "Continuous"});
+        let (status, body) = patch_boot(&rack, &http, continuous, None).await;
+        assert_eq!(
+            (status, message_key(&body)),
+            (400, "PropertyValueNotInList".to_owned())
+        );
+        assert_eq!(
+            rack.nodes()[0].boot_override().target,
+            baton_hwsim::BootTarget::Pxe
+        );
+    }
+}
+
+async fn system_tag(rack: &Rack, http: &Client) -> (Option<String>, Value) {
+    let response = redfish(http, rack, &rack.nodes()[0], Method::GET, SYSTEM)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let header = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (header, baton_tests::hwsim::body(response).await.1)
+}
+
+#[tokio::test]
+async fn etag_quirks_weak_body_only_required_and_racy() {
+    for (rack, http) in plain_and_tls(config(1)).await {
+        let pxe = json!({"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"});
+        set_quirks(&rack, json!({"etag": ["weak"]})).await;
+        let (tag, _) = system_tag(&rack, &http).await;
+        let tag = tag.unwrap_or_default();
+        assert!(tag.starts_with("W/\""), "{tag}");
+        assert_eq!(
+            patch_boot(&rack, &http, pxe.clone(), Some(&tag)).await.0,
+            412,
+            "strong comparison"
+        );
+        let strong = tag.trim_start_matches("W/");
+        assert_eq!(
+            patch_boot(&rack, &http, pxe.clone(), Some(strong)).await.0,
+            200
+        );
+
+        set_quirks(&rack, json!({"etag": ["body_only", "if_match_required"]})).await;
+        let (header, body) = system_tag(&rack, &http).await;
+        assert_eq!(header, None);
+        let tag = body["@odata.etag"].as_str().unwrap_or_default().to_owned();
+        assert!(tag.starts_with('"'), "{body}");
+        let (status, error) = patch_boot(&rack, &http, pxe.clone(), None).await;
+        assert_eq!(
+            (status, message_key(&error)),
+            (428, "PreconditionRequired".to_owned())
+        );
+        assert_eq!(
+            patch_boot(&rack, &http, pxe.clone(), Some(&tag)).await.0,
+            200
+        );
+
+        // Two writers holding the same tag: one wins, unless the check races.
+        for (quirks, both_win) in [(json!([]), false), (json!(["racy"]), true)] {
+            set_quirks(&rack, json!({"etag": quirks})).await;
+            let none = json!({"BootSourceOverrideTarget": "None"});
+            assert_eq!(patch_boot(&rack, &http, none, None).await.0, 200);
+            let (tag, _) = system_tag(&rack, &http).await;
+            let tag = tag.unwrap_or_default();
+            let first = json!({"BootSourceOverrideTarget": "Cd"});
+            let second = json!({"BootSourceOverrideTarget": "Usb"});
+            let (a, b) = tokio::join!(
+                patch_boot(&rack, &http, first, Some(&tag)),
+                patch_boot(&rack, &http, second, Some(&tag))
+            );
+            let mut statuses = [a.0, b.0];
+            statuses.sort_unstable();
+            let want = if both_win { [200, 200] } else { [200, 412] };
+            assert_eq!(statuses, want, "etag {quirks}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_session_table_can_answer_with_a_vendor_message() {
+    let mut cfg = config(1);
+    cfg.redfish_max_sessions = 1;
+    for (rack, http) in plain_and_tls(cfg).await {
+        set_quirks(&rack, json!({"session_limit_reply": "vendor"})).await;
+        let url = format!(
+            "{}/redfish/v1/SessionService/Sessions",
+            rack.redfish_url(&rack.nodes()[0])
+        );
+        let login =
+            json!({"UserName": baton_tests::hwsim::USER, "Password": baton_tests::hwsim::PASSWORD});
+        assert_eq!(send(http.post(&url).json(&login)).await.0, 201);
+        let (status, body) = send(http.post(&url).json(&login)).await;
+        assert_eq!(
+            (status, message_id(&body).as_str()),
+            (503, "IDRAC.2.9.RAC0218")
+        );
+    }
+}

@@ -14,9 +14,12 @@
 //!    reached the BMC, it is never sent again: a lost answer, a task monitor
 //!    that fails to answer or outlives the deadline is
 //!    [`DriverError::OutcomeUnknown`], for the caller to re-read the state.
-//! 4. Boot override: `PATCH` the system's `Boot` with `If-Match` set to the
-//!    system's ETag (opt-out: `redfish_use_etag = false`); a 412 re-reads the
-//!    ETag and tries once more.
+//! 4. Boot override: `PATCH` the system's `Boot` (target, `Enabled` and the
+//!    current `Mode`) with `If-Match` set to the system's ETag (opt-out:
+//!    `redfish_use_etag = false`); a 412 re-reads the ETag and tries again
+//!    (a weak tag then without its `W/`); a persistent override the BMC does
+//!    not offer (`Continuous` not allowed) is `Unsupported`; a refusal while
+//!    the server is in POST is transient.
 //!
 //! The system path and reset action are learned once and kept.
 
@@ -38,6 +41,10 @@ use crate::{
     with_command_deadline, with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig,
     DriverError, DriverKind, DriverOptions, PowerAction, PowerDriver, PowerState,
 };
+
+/// HPE iLO's refusal of a boot override while the server is in POST: the
+/// same PATCH succeeds once POST is over.
+const IN_POST: &str = "UnableToModifyDuringSystemPOST";
 
 /// Wait between tries of a reset the BMC answered with a conflict.
 const CONFLICT_RETRY: Duration = Duration::from_millis(500);
@@ -302,33 +309,73 @@ impl RedfishDriver {
         })
     }
 
-    /// Step 4.
+    /// Step 4. The PATCH names target, `Enabled` and (when the system
+    /// reports one) the current `Mode`, since some BMCs take all three or
+    /// none. Each try re-reads the system for its ETag. A 412 is tried again
+    /// once with a fresh tag — sent without its `W/`, since a weak tag never
+    /// matches a BMC that compares strongly; a 400 when `Enabled` repeats the
+    /// present value is tried again without it.
     async fn set_boot_inner(
         &self,
         device: BootDevice,
         persistent: bool,
     ) -> Result<(), DriverError> {
         let path = self.system_path().await?;
-        let body = json!({"Boot": {
-            "BootSourceOverrideTarget": model::boot_target(device),
-            "BootSourceOverrideEnabled": if persistent { "Continuous" } else { "Once" },
-        }});
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let etag = match self.options.redfish_use_etag {
-                true => self.client.get(path).await?.etag,
-                false => None,
-            };
+        let enabled = if persistent { "Continuous" } else { "Once" };
+        let mut strong = false;
+        let mut repeat_enabled = true;
+        for _try in 0..3 {
+            let system = self.client.get(path).await?;
+            let boot = system.body.get("Boot").cloned().unwrap_or_default();
+            let offered = model::allowable(&boot, "BootSourceOverrideEnabled");
+            if let Some(values) = offered.filter(|values| !values.iter().any(|v| v == enabled)) {
+                return Err(DriverError::Unsupported(format!(
+                    "{enabled} boot override (the BMC offers {})",
+                    values.join(", ")
+                )));
+            }
+            let repeats = boot
+                .get("BootSourceOverrideEnabled")
+                .and_then(Value::as_str)
+                == Some(enabled);
+            let mut fields = json!({ "BootSourceOverrideTarget": model::boot_target(device) });
+            if repeat_enabled || !repeats {
+                fields["BootSourceOverrideEnabled"] = json!(enabled);
+            }
+            if let Some(mode) = boot.get("BootSourceOverrideMode").and_then(Value::as_str) {
+                fields["BootSourceOverrideMode"] = json!(mode);
+            }
+            let etag = system
+                .etag
+                .filter(|_| self.options.redfish_use_etag)
+                .map(|tag| match tag.strip_prefix("W/") {
+                    Some(bare) if strong => bare.to_owned(),
+                    _ => tag,
+                });
+            let weak = etag.as_deref().is_some_and(|t| t.starts_with("W/"));
+            let body = json!({ "Boot": fields });
             let reply = self
                 .client
                 .request(Method::PATCH, path, Some(&body), etag.as_deref())
                 .await?;
-            if reply.status == StatusCode::PRECONDITION_FAILED && tries < 2 {
-                continue;
+            match reply.status {
+                StatusCode::PRECONDITION_FAILED => strong |= weak,
+                StatusCode::BAD_REQUEST if repeats && repeat_enabled => repeat_enabled = false,
+                StatusCode::BAD_REQUEST if model::has_message(&reply.body, IN_POST) => {
+                    return Err(DriverError::Bmc {
+                        code: 400,
+                        message: model::error_message(&reply.body, reply.status),
+                        transient: true,
+                    })
+                }
+                _ => return reply.check().map(drop),
             }
-            return reply.check().map(drop);
         }
+        Err(DriverError::Bmc {
+            code: 412,
+            message: "the boot override kept being changed under it (ETag mismatch)".into(),
+            transient: true,
+        })
     }
 
     async fn capabilities_inner(&self) -> Result<Capabilities, DriverError> {

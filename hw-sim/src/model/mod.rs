@@ -48,7 +48,10 @@ pub use faults::{
     check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES, MAX_DURATION,
 };
 pub use power::{CommandOutcome, Delays, NotInPresentState, PowerAction, PowerState};
-pub use quirks::{AlreadyInStateReply, MidTransition, PowerStateStyle, Quirks, ResetReply};
+pub use quirks::{
+    AlreadyInStateReply, BootPatchQuirk, EtagQuirk, MidTransition, PowerStateStyle, Quirks,
+    ResetReply, SessionLimitReply,
+};
 
 use power::Phase;
 

@@ -112,6 +112,55 @@ pub enum MidTransition {
     Ignore,
 }
 
+/// A way a BMC is particular about the boot override `PATCH` (Redfish).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootPatchQuirk {
+    /// Refused while the server is in POST (powering on): 400 with HPE
+    /// iLO's `UnableToModifyDuringSystemPOST`. The POST lasts the power-on delay.
+    RefuseInPost,
+    /// `BootSourceOverrideTarget`, `…Enabled` and `…Mode` all required in
+    /// one PATCH (AMI, ASRockRack): 400 `PropertyMissing` otherwise.
+    AllRequired,
+    /// A PATCH that repeats the current `BootSourceOverrideEnabled` is
+    /// refused: 400 `PropertyValueConflict`.
+    NoRepeatEnabled,
+    /// `BootSourceOverrideEnabled` required in every PATCH: 400
+    /// `PropertyMissing` otherwise.
+    EnabledRequired,
+    /// `Continuous` is not offered (nor accepted): only one-time overrides.
+    NoContinuous,
+}
+
+/// A way a BMC deviates in its entity tags (Redfish).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EtagQuirk {
+    /// Weak tags (`W/"…"`); `If-Match` compares strongly, so only the tag
+    /// without `W/` (or `*`) matches, as HPE iLO does.
+    Weak,
+    /// No `ETag` header: the tag is only the `@odata.etag` property of the body.
+    BodyOnly,
+    /// A PATCH without `If-Match` is refused: 428 `PreconditionRequired`.
+    IfMatchRequired,
+    /// The `If-Match` check and the write are not one step (bmcweb): two
+    /// PATCHes holding the same tag may both win, the later one silently
+    /// overwriting the earlier.
+    Racy,
+}
+
+/// The message of a full session table (Redfish 503).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLimitReply {
+    /// `Base.1.18.SessionLimitExceeded`.
+    #[default]
+    Base,
+    /// A vendor registry's id (Dell iDRAC's `IDRAC.2.9.RAC0218`, "The
+    /// maximum number of user sessions is reached").
+    Vendor,
+}
+
 /// The behaviour choices of one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -135,6 +184,12 @@ pub struct Quirks {
     pub shutdown_timeout: Option<Duration>,
     /// Answer to a power command the transition under way does not allow.
     pub mid_transition: MidTransition,
+    /// What the boot override PATCH insists on.
+    pub boot_patch: Vec<BootPatchQuirk>,
+    /// How entity tags deviate; none is strong tags, checked atomically.
+    pub etag: Vec<EtagQuirk>,
+    /// The message of a full session table.
+    pub session_limit_reply: SessionLimitReply,
 }
 
 impl Default for Quirks {
@@ -147,6 +202,9 @@ impl Default for Quirks {
             power_state_style: PowerStateStyle::default(),
             shutdown_timeout: None,
             mid_transition: MidTransition::default(),
+            boot_patch: Vec::new(),
+            etag: Vec::new(),
+            session_limit_reply: SessionLimitReply::default(),
         }
     }
 }
@@ -155,5 +213,15 @@ impl Quirks {
     /// Whether this BMC offers `action`.
     pub fn allows(&self, action: PowerAction) -> bool {
         self.reset_types.contains(&action)
+    }
+
+    /// Whether the boot override PATCH has quirk `quirk`.
+    pub fn boot_patch(&self, quirk: BootPatchQuirk) -> bool {
+        self.boot_patch.contains(&quirk)
+    }
+
+    /// Whether the entity tags have quirk `quirk`.
+    pub fn etag(&self, quirk: EtagQuirk) -> bool {
+        self.etag.contains(&quirk)
     }
 }

@@ -16,8 +16,8 @@ use super::resources::{self as res, SESSIONS, TASK_MONITORS};
 use super::tasks::Task;
 use super::{errors, reply, Bmc, Reply};
 use crate::model::{
-    AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootTarget, CommandOutcome,
-    PowerAction, PowerState, ResetReply,
+    AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootPatchQuirk, BootTarget,
+    CommandOutcome, EtagQuirk, NodeStatus, PowerAction, PowerState, Quirks, ResetReply,
 };
 
 const RESET: &str = "ComputerSystem.Reset";
@@ -114,30 +114,69 @@ fn with_task_headers(mut reply: Reply, id: &str) -> Reply {
 /// `PATCH /redfish/v1/Systems/1`: only the `Boot` override properties are
 /// writable; `If-Match` must carry the current `ETag` (or `*`). The ETag
 /// check and the write are one step on the node, so of two clients patching
-/// with the same ETag only the first wins; the other gets 412.
-pub(crate) fn patch_system(bmc: &Bmc, headers: &HeaderMap, body: &Bytes) -> Reply {
+/// with the same ETag only the first wins; the other gets 412 — unless the
+/// node's `racy` ETag quirk splits them, as bmcweb does. The node's boot
+/// patch quirks add their refusals.
+pub(crate) async fn patch_system(bmc: &Bmc, headers: &HeaderMap, body: &Bytes) -> Reply {
     let patch = match parse_object(body) {
         Ok(patch) => patch,
         Err(reply) => return reply,
     };
-    let outcome = bmc.node.update_boot_override(|status| {
-        let current = res::system_of(bmc, status);
-        match patched_boot(&current, status.boot_override, headers, &patch) {
-            Ok(boot) => (Some(boot), Ok(())),
-            Err(reply) => (None, Err(reply)),
-        }
-    });
+    let quirks = bmc.node.quirks();
+    if quirks.etag(EtagQuirk::IfMatchRequired) && !headers.contains_key(IF_MATCH) {
+        return errors::precondition_required();
+    }
+    if quirks.boot_patch(BootPatchQuirk::RefuseInPost)
+        && bmc.node.power_state() == PowerState::PoweringOn
+    {
+        return errors::unable_during_post();
+    }
+    let outcome = if quirks.etag(EtagQuirk::Racy) {
+        racy_patch(bmc, headers, &patch).await
+    } else {
+        bmc.node.update_boot_override(|status| {
+            let current = res::system_of(bmc, status);
+            match patched_boot(&current, status, headers, &patch) {
+                Ok(boot) => (Some(boot), Ok(())),
+                Err(reply) => (None, Err(reply)),
+            }
+        })
+    };
     match outcome {
-        Ok(()) => reply::resource(&res::system(bmc), "GET, HEAD, PATCH"),
+        Ok(()) => reply::resource(
+            &res::system(bmc),
+            "GET, HEAD, PATCH",
+            reply::TagStyle::of(&quirks),
+        ),
         Err(reply) => reply,
     }
 }
 
-/// The boot override `patch` makes of `boot`, if `If-Match` (when sent)
-/// names the ETag of `current` and every property is a writable one with a valid value.
+/// How long a `racy` BMC takes between checking `If-Match` and writing.
+const RACE_WINDOW: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Check, then write a while later from what was read: a PATCH that comes
+/// in between, holding the same ETag, also passes the check, and the later
+/// write wins.
+async fn racy_patch(
+    bmc: &Bmc,
+    headers: &HeaderMap,
+    patch: &Map<String, Value>,
+) -> Result<(), Reply> {
+    let status = bmc.node.status();
+    let current = res::system_of(bmc, &status);
+    let boot = patched_boot(&current, &status, headers, patch)?;
+    tokio::time::sleep(RACE_WINDOW).await;
+    bmc.node.set_boot_override(boot);
+    Ok(())
+}
+
+/// The boot override `patch` makes of the node's, if `If-Match` (when
+/// sent) names the ETag of `current`, every property is a writable one
+/// with a valid value, and the node's boot patch quirks are satisfied.
 fn patched_boot(
     current: &Value,
-    mut boot: BootOverride,
+    status: &NodeStatus,
     headers: &HeaderMap,
     patch: &Map<String, Value>,
 ) -> Result<BootOverride, Reply> {
@@ -150,33 +189,62 @@ fn patched_boot(
             return Err(errors::precondition_failed());
         }
     }
+    let mut boot = status.boot_override;
     for (key, value) in patch {
         match key.as_str() {
-            "Boot" => apply_boot(&mut boot, value)?,
+            "Boot" => apply_boot(&mut boot, value, &status.quirks)?,
             other if current.get(other).is_some() => {
                 return Err(errors::property_not_writable(other))
             }
             other => return Err(errors::property_unknown(other)),
         }
     }
+    check_boot_patch(patch.get("Boot"), status, &boot)?;
     Ok(boot)
 }
 
-fn apply_boot(boot: &mut BootOverride, value: &Value) -> Result<(), Reply> {
+/// The boot patch quirks' demands on the `Boot` object of a PATCH.
+fn check_boot_patch(
+    fields: Option<&Value>,
+    status: &NodeStatus,
+    boot: &BootOverride,
+) -> Result<(), Reply> {
+    let quirks = &status.quirks;
+    let has = |name: &str| fields.is_some_and(|f| f.get(name).is_some());
+    let required: &[&str] = if quirks.boot_patch(BootPatchQuirk::AllRequired) {
+        &[ENABLED, TARGET, MODE]
+    } else if quirks.boot_patch(BootPatchQuirk::EnabledRequired) {
+        &[ENABLED]
+    } else {
+        &[]
+    };
+    if let Some(missing) = required.iter().find(|name| !has(name)) {
+        return Err(errors::property_missing(&format!("Boot/{missing}")));
+    }
+    let repeated = has(ENABLED) && boot.enabled == status.boot_override.enabled;
+    if repeated && quirks.boot_patch(BootPatchQuirk::NoRepeatEnabled) {
+        return Err(errors::property_value_conflict(
+            ENABLED,
+            boot.enabled.as_str(),
+        ));
+    }
+    Ok(())
+}
+
+const TARGET: &str = "BootSourceOverrideTarget";
+const ENABLED: &str = "BootSourceOverrideEnabled";
+const MODE: &str = "BootSourceOverrideMode";
+
+fn apply_boot(boot: &mut BootOverride, value: &Value, quirks: &Quirks) -> Result<(), Reply> {
     let Value::Object(fields) = value else {
         return Err(errors::property_value_type(&value.to_string(), "Boot"));
     };
+    let enabled: Vec<BootEnabled> = res::allowed_boot_enabled(quirks).collect();
     for (key, value) in fields {
         match key.as_str() {
-            "BootSourceOverrideTarget" => {
-                boot.target = pick(key, value, &BootTarget::ALL, BootTarget::as_str)?;
-            }
-            "BootSourceOverrideEnabled" => {
-                boot.enabled = pick(key, value, &BootEnabled::ALL, BootEnabled::as_str)?;
-            }
-            "BootSourceOverrideMode" => {
-                boot.mode = pick(key, value, &BootMode::ALL, BootMode::as_str)?;
-            }
+            TARGET => boot.target = pick(key, value, &BootTarget::ALL, BootTarget::as_str)?,
+            ENABLED => boot.enabled = pick(key, value, &enabled, BootEnabled::as_str)?,
+            MODE => boot.mode = pick(key, value, &BootMode::ALL, BootMode::as_str)?,
             other => return Err(errors::property_unknown(&format!("Boot/{other}"))),
         }
     }
@@ -227,7 +295,7 @@ pub(crate) fn create_session(bmc: &Bmc, body: &Bytes) -> Reply {
             limit = bmc.shared.max_sessions,
             "session limit reached"
         );
-        return errors::session_limit();
+        return errors::session_limit(bmc.node.quirks().session_limit_reply);
     };
     let body = res::session(&created.id, username);
     let mut reply = reply::json(StatusCode::CREATED, &body);

@@ -6,14 +6,21 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{reply, Reply};
-use crate::model::BUSY_RETRY_AFTER;
+use crate::model::{SessionLimitReply, BUSY_RETRY_AFTER};
 
 /// The Base registry version the message ids name.
 const BASE: &str = "Base.1.18";
 
-/// One Base registry message with its arguments.
+/// HPE iLO's message registry, for the messages only iLO sends.
+const ILO: &str = "iLO.2.15";
+
+/// Dell iDRAC's message registry.
+const IDRAC: &str = "IDRAC.2.9";
+
+/// One registry message (Base unless said otherwise) with its arguments.
 #[derive(Debug)]
 pub(crate) struct Message {
+    registry: &'static str,
     key: &'static str,
     text: String,
     args: Vec<String>,
@@ -23,6 +30,7 @@ pub(crate) struct Message {
 impl Message {
     fn new(key: &'static str, text: String, args: &[&str], resolution: &'static str) -> Message {
         Message {
+            registry: BASE,
             key,
             text,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -30,10 +38,19 @@ impl Message {
         }
     }
 
+    /// The same message from a vendor's registry.
+    fn in_registry(self, registry: &'static str) -> Message {
+        Message { registry, ..self }
+    }
+
+    fn id(&self) -> String {
+        format!("{}.{}", self.registry, self.key)
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "@odata.type": "#Message.v1_1_2.Message",
-            "MessageId": format!("{BASE}.{}", self.key),
+            "MessageId": self.id(),
             "Message": self.text,
             "MessageArgs": self.args,
             "MessageSeverity": "Critical",
@@ -47,7 +64,7 @@ impl Message {
 pub(crate) fn error(status: StatusCode, message: &Message) -> Reply {
     let body = json!({
         "error": {
-            "code": format!("{BASE}.{}", message.key),
+            "code": message.id(),
             "message": message.text,
             "@Message.ExtendedInfo": [message.to_json()],
         }
@@ -278,14 +295,70 @@ pub(crate) fn create_missing_property(property: &str) -> Reply {
     error(StatusCode::BAD_REQUEST, &m)
 }
 
-pub(crate) fn session_limit() -> Reply {
-    let m = Message::new(
-        "SessionLimitExceeded",
-        "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.".into(),
-        &[],
-        "Reduce the number of other sessions before trying to establish the session or increase the limit of simultaneous sessions, if supported.",
-    );
+/// A full session table: 503 with the Base message or, per the
+/// `session_limit_reply` quirk, iDRAC's.
+pub(crate) fn session_limit(reply: SessionLimitReply) -> Reply {
+    let m = match reply {
+        SessionLimitReply::Base => Message::new(
+            "SessionLimitExceeded",
+            "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.".into(),
+            &[],
+            "Reduce the number of other sessions before trying to establish the session or increase the limit of simultaneous sessions, if supported.",
+        ),
+        SessionLimitReply::Vendor => Message::new(
+            "RAC0218",
+            "The maximum number of user sessions is reached.".into(),
+            &[],
+            "Close one or more sessions and retry the operation.",
+        )
+        .in_registry(IDRAC),
+    };
     error(StatusCode::SERVICE_UNAVAILABLE, &m)
+}
+
+/// A boot override PATCH while the server is in POST (HPE iLO: 400).
+pub(crate) fn unable_during_post() -> Reply {
+    let m = Message::new(
+        "UnableToModifyDuringSystemPOST",
+        "The value for the property cannot be changed while the server is in POST.".into(),
+        &[],
+        "Wait for the server to complete POST, or power it off, and retry the operation.",
+    )
+    .in_registry(ILO);
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+/// A required property left out of a PATCH.
+pub(crate) fn property_missing(property: &str) -> Reply {
+    let m = Message::new(
+        "PropertyMissing",
+        format!("The property {property} is a required property and must be included in the request."),
+        &[property],
+        "Ensure that the property is in the request body and has a valid value and resubmit the request if the operation failed.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+/// A property written with the value it already has, where the BMC refuses that.
+pub(crate) fn property_value_conflict(property: &str, value: &str) -> Reply {
+    let m = Message::new(
+        "PropertyValueConflict",
+        format!("The property '{property}' could not be written because its value '{value}' is the present one."),
+        &[property, value],
+        "Leave the property out of the request, or change it, and resubmit the request.",
+    );
+    error(StatusCode::BAD_REQUEST, &m)
+}
+
+/// A PATCH without `If-Match` where the BMC requires one (428).
+pub(crate) fn precondition_required() -> Reply {
+    let m = Message::new(
+        "PreconditionRequired",
+        "A precondition header or annotation is required to change this resource.".into(),
+        &[],
+        "Try the operation again using an If-Match or If-None-Match header and appropriate ETag.",
+    );
+    error(StatusCode::PRECONDITION_REQUIRED, &m)
 }
 
 /// A request asking for an OData version other than 4.0 (DSP0266: 412).

@@ -148,7 +148,7 @@ async fn serve(bmc: &Bmc, request: Request<hyper::body::Incoming>) -> Result<Rep
         Ok(body) => body,
         Err(reply) => return Ok(*reply),
     };
-    let reply = router::route(bmc, &parts, &body);
+    let reply = router::route(bmc, &parts, &body).await;
     drop(guard);
     Ok(reply)
 }

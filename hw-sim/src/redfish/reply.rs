@@ -1,6 +1,6 @@
 //! Building Redfish replies: JSON bodies with `OData-Version` and
-//! `Cache-Control`, and for a resource a strong `ETag` computed from the
-//! body, the `Allow` header, and the `Link: <schema>; rel=describedby`
+//! `Cache-Control`, and for a resource an `ETag` computed from the body
+//! (strong, unless the node's `etag` quirks make it weak or body-only), the `Allow` header, and the `Link: <schema>; rel=describedby`
 //! header naming the JSON schema of its `@odata.type` (DSP0266 "Link header").
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -13,6 +13,7 @@ use hyper::Response;
 use serde_json::Value;
 
 use super::Reply;
+use crate::model::{EtagQuirk, Quirks};
 
 /// A reply with `status`, a JSON `body` and the usual Redfish headers.
 pub(crate) fn json(status: StatusCode, body: &Value) -> Reply {
@@ -28,12 +29,51 @@ pub(crate) fn json(status: StatusCode, body: &Value) -> Reply {
 /// Where the DMTF publishes the JSON schemas.
 const SCHEMA_BASE: &str = "http://redfish.dmtf.org/schemas/v1";
 
-/// A GET reply: JSON with a strong `ETag`, `Allow` and `Link`.
-pub(crate) fn resource(body: &Value, allow: &'static str) -> Reply {
-    let mut reply = json(StatusCode::OK, body);
+/// How a BMC gives its entity tags (its `etag` quirks).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TagStyle {
+    /// `W/"…"` instead of `"…"`.
+    pub weak: bool,
+    /// Only as `@odata.etag` in the body, no `ETag` header.
+    pub body_only: bool,
+}
+
+impl TagStyle {
+    pub(crate) fn of(quirks: &Quirks) -> TagStyle {
+        TagStyle {
+            weak: quirks.etag(EtagQuirk::Weak),
+            body_only: quirks.etag(EtagQuirk::BodyOnly),
+        }
+    }
+
+    /// The tag of `body` as this BMC writes it.
+    pub(crate) fn tag(self, body: &Value) -> String {
+        let strong = etag(body);
+        if self.weak {
+            format!("W/{strong}")
+        } else {
+            strong
+        }
+    }
+}
+
+/// A GET reply: JSON with an `ETag` (as `style` says), `Allow` and `Link`.
+pub(crate) fn resource(body: &Value, allow: &'static str, style: TagStyle) -> Reply {
+    let tag = style.tag(body);
+    let mut reply = if style.body_only {
+        let mut tagged = body.clone();
+        if let Some(fields) = tagged.as_object_mut() {
+            fields.insert("@odata.etag".into(), Value::String(tag.clone()));
+        }
+        json(StatusCode::OK, &tagged)
+    } else {
+        json(StatusCode::OK, body)
+    };
     let headers = reply.headers_mut();
-    if let Ok(tag) = HeaderValue::from_str(&etag(body)) {
-        headers.insert(ETAG, tag);
+    if !style.body_only {
+        if let Ok(tag) = HeaderValue::from_str(&tag) {
+            headers.insert(ETAG, tag);
+        }
     }
     if let Some(link) = schema_link(body).and_then(|l| HeaderValue::from_str(&l).ok()) {
         headers.insert(LINK, link);

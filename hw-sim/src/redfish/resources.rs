@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::tasks::Task;
 use super::Bmc;
 use crate::model::{
-    BootEnabled, BootMode, BootTarget, NodeStatus, PowerAction, PowerState, Quirks,
+    BootEnabled, BootMode, BootPatchQuirk, BootTarget, NodeStatus, PowerAction, PowerState, Quirks,
 };
 
 /// The Redfish protocol version claimed.
@@ -135,11 +135,22 @@ fn allowed_reset_types(quirks: &Quirks) -> Vec<&'static str> {
         .collect()
 }
 
+/// The `BootSourceOverrideEnabled` values a node offers (no `Continuous`
+/// under the `no_continuous` boot patch quirk).
+pub(crate) fn allowed_boot_enabled(quirks: &Quirks) -> impl Iterator<Item = BootEnabled> + '_ {
+    BootEnabled::ALL.into_iter().filter(|e| {
+        *e != BootEnabled::Continuous || !quirks.boot_patch(BootPatchQuirk::NoContinuous)
+    })
+}
+
 /// The `ComputerSystem` of a node whose status was taken as `status`.
 pub(crate) fn system_of(bmc: &Bmc, status: &NodeStatus) -> Value {
     let node = &bmc.node;
     let boot = status.boot_override;
     let allowed = allowed_reset_types(&status.quirks);
+    let enabled_values: Vec<&str> = allowed_boot_enabled(&status.quirks)
+        .map(BootEnabled::as_str)
+        .collect();
     json!({
         "@odata.type": "#ComputerSystem.v1_22_0.ComputerSystem",
         "@odata.id": SYSTEM,
@@ -158,8 +169,7 @@ pub(crate) fn system_of(bmc: &Bmc, status: &NodeStatus) -> Value {
         "MemorySummary": { "TotalSystemMemoryGiB": 256 },
         "Boot": {
             "BootSourceOverrideEnabled": boot.enabled.as_str(),
-            "BootSourceOverrideEnabled@Redfish.AllowableValues":
-                BootEnabled::ALL.map(BootEnabled::as_str),
+            "BootSourceOverrideEnabled@Redfish.AllowableValues": enabled_values,
             "BootSourceOverrideTarget": boot.target.as_str(),
             "BootSourceOverrideTarget@Redfish.AllowableValues":
                 BootTarget::ALL.map(BootTarget::as_str),

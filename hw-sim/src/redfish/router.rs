@@ -120,7 +120,7 @@ pub(crate) fn resolve(path: &str) -> Option<Resource<'_>> {
 }
 
 /// Serves one request whose body has been read.
-pub(crate) fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
+pub(crate) async fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
     if let Some(asked) = unsupported_odata_version(&parts.headers) {
         return errors::odata_version_unsupported(&asked);
     }
@@ -148,7 +148,7 @@ pub(crate) fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
             actions::create_session(bmc, body)
         }
         Method::POST => actions::reset(bmc, body),
-        Method::PATCH => actions::patch_system(bmc, &parts.headers, body),
+        Method::PATCH => actions::patch_system(bmc, &parts.headers, body).await,
         Method::DELETE => match resource {
             Resource::Session(id) => actions::delete_session(bmc, id),
             _ => errors::method_not_allowed(resource.allow()),
@@ -264,7 +264,11 @@ fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query) -> Reply {
         Resource::TaskMonitor(id) => return actions::task_monitor(bmc, id),
         Resource::Reset | Resource::SessionMembers => return errors::method_not_allowed(allow),
     };
-    reply::resource(&query.apply(body), allow)
+    reply::resource(
+        &query.apply(body),
+        allow,
+        reply::TagStyle::of(&bmc.node.quirks()),
+    )
 }
 
 /// A live session token (`X-Auth-Token`) or valid basic credentials. While
