@@ -232,6 +232,9 @@ pub enum ConfigProblem {
         /// Highest allowed.
         max: usize,
     },
+    /// A quirk value out of its range.
+    #[error("{0}")]
+    Quirks(String),
     /// A zero boot flag valid timeout.
     #[error("boot flag valid timeout must be more than 0 (the IPMI specification's is 60s)")]
     BootFlagValidTimeout,
@@ -378,6 +381,13 @@ impl RackConfig {
             .node_reset_types
             .iter()
             .any(|n| n.reset_types.is_empty());
+        if let Some(problem) = self
+            .quirks
+            .problem()
+            .filter(|_| !self.quirks.reset_types.is_empty())
+        {
+            out.push(ConfigProblem::Quirks(problem));
+        }
         if self.quirks.reset_types.is_empty() || empty_node_list {
             let all: Vec<_> = PowerAction::ALL.iter().map(|a| a.as_str()).collect();
             out.push(ConfigProblem::NoResetTypes(all.join(", ")));
@@ -429,10 +439,6 @@ impl RackConfig {
             ("shutdown delay", self.delays.shutdown),
             ("power cycle off time", self.power_cycle_off),
             ("boot flag valid timeout", self.boot_flag_valid_timeout),
-            (
-                "shutdown timeout",
-                self.quirks.shutdown_timeout.unwrap_or_default(),
-            ),
         ]
         .into_iter()
         .map(|(what, d)| (what.to_owned(), d))

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
-use crate::model::{FaultSetting, Faults, Node, Quirks, MAX_DURATION};
+use crate::model::{FaultSetting, Faults, Node, Quirks};
 use crate::rack::RackState;
 
 type Shared = Arc<RackState>;
@@ -222,20 +222,8 @@ async fn set_quirks(
 ) -> Answer {
     let node = find(&state, &name)?;
     let Json(quirks) = body?;
-    if quirks.reset_types.is_empty() {
-        return Err(Refusal(
-            StatusCode::BAD_REQUEST,
-            "reset_types must list at least one ResetType (e.g. [\"On\", \"ForceOff\"])".into(),
-        ));
-    }
-    if let Some(timeout) = quirks.shutdown_timeout.filter(|t| *t > MAX_DURATION) {
-        return Err(Refusal(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "shutdown_timeout {} is too long; use at most 1day",
-                humantime::format_duration(timeout)
-            ),
-        ));
+    if let Some(problem) = quirks.problem() {
+        return Err(Refusal(StatusCode::BAD_REQUEST, problem));
     }
     node.set_quirks(quirks);
     to_json(&node.status())

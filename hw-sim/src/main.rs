@@ -139,6 +139,13 @@ struct Cli {
     /// (SessionLimitExceeded) or vendor (iDRAC's RAC0218).
     #[arg(long, default_value = "base", value_parser = parse_word::<SessionLimitReply>)]
     session_limit_reply: SessionLimitReply,
+    /// Close a kept-alive Redfish connection after this many requests (the
+    /// last answer says Connection: close).
+    #[arg(long, value_name = "N")]
+    keep_alive_requests: Option<u32>,
+    /// Close a kept-alive Redfish connection idle this long, without notice.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    keep_alive_idle: Option<Duration>,
     /// Idle time after which a Redfish session expires.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     session_timeout: Duration,
@@ -269,6 +276,8 @@ impl Cli {
             boot_patch: self.boot_patch,
             etag: self.etag,
             session_limit_reply: self.session_limit_reply,
+            keep_alive_requests: self.keep_alive_requests,
+            keep_alive_idle: self.keep_alive_idle,
         };
         let fault_plans = self
             .fault

@@ -165,6 +165,49 @@ fn fault_flags_apply_to_a_seeded_fraction_and_to_named_nodes() {
     assert!(nodes.iter().all(|n| n["ipmi_port"].is_null()));
 }
 
+#[test]
+fn quirk_flags_reach_every_node() {
+    let sim = spawn(&[
+        "--nodes",
+        "2",
+        "--no-ipmi",
+        "--power-state-style",
+        "stale=2s",
+        "--shutdown-timeout",
+        "300s",
+        "--mid-transition",
+        "ignore",
+        "--boot-patch",
+        "all_required,no_continuous",
+        "--etag",
+        "weak,racy",
+        "--session-limit-reply",
+        "vendor",
+        "--keep-alive-requests",
+        "100",
+        "--keep-alive-idle",
+        "60s",
+        "--fault",
+        "min_interval=50ms",
+    ]);
+    let nodes = get(&sim.control, "/nodes");
+    let quirks = &nodes[1]["quirks"];
+    let want = serde_json::json!({
+        "power_state_style": "stale=2s",
+        "shutdown_timeout": "5m",
+        "mid_transition": "ignore",
+        "boot_patch": ["all_required", "no_continuous"],
+        "etag": ["weak", "racy"],
+        "session_limit_reply": "vendor",
+        "keep_alive_requests": 100,
+        "keep_alive_idle": "1m",
+    });
+    for (key, value) in want.as_object().into_iter().flatten() {
+        assert_eq!(&quirks[key], value, "{key}");
+    }
+    assert_eq!(nodes[1]["faults"]["min_interval"], "50ms");
+}
+
 fn refused(args: &[&str]) -> String {
     let output = Command::new(BIN)
         .args(args)
@@ -204,6 +247,10 @@ fn bad_flags_exit_2_saying_what_is_wrong() {
         "{long}"
     );
     assert!(refused(&["--fault", "slow=2days"]).contains("at most 1day"));
+    assert!(refused(&["--power-state-style", "fuzzy"]).contains("ideal, binary or stale"));
+    assert!(refused(&["--boot-patch", "picky"]).contains("refuse_in_post"));
+    assert!(refused(&["--keep-alive-requests", "0"]).contains("at least 1"));
+    assert!(refused(&["--fault", "bmc_reboot"]).contains("bmc_reboot=<duration>"));
     assert!(refused(&["--boot-flag-valid-timeout", "0s"]).contains("more than 0"));
     assert!(refused(&["--bind", "::1/64"]).contains("IPv4 only"));
     let crowded = refused(&["--nodes", "300", "--bind", "127.9.9.0/24"]);

@@ -293,6 +293,17 @@ async fn boot_and_etag_quirks_pass_the_suite() {
     suites_with_quirks(&[DriverKind::Redfish], &cases).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_quirks_pass_the_suite() {
+    let cases: [QuirkCase; 2] = [
+        ("keep_alive_requests 1", |q| q.keep_alive_requests = Some(1)),
+        ("keep_alive_idle 100ms", |q| {
+            q.keep_alive_idle = Some(Duration::from_millis(100));
+        }),
+    ];
+    suites_with_quirks(&[DriverKind::Redfish], &cases).await;
+}
+
 /// The boot override quirks the suite cannot meet by itself: a PATCH that
 /// repeats `BootSourceOverrideEnabled`, a weak tag the BMC compares
 /// strongly, and a PATCH while the server is in POST.

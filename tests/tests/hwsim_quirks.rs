@@ -271,3 +271,53 @@ async fn a_full_session_table_can_answer_with_a_vendor_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn keep_alive_connections_close_after_n_requests_or_when_idle() {
+    for (rack, http) in plain_and_tls(config(1)).await {
+        let node = &rack.nodes()[0];
+        let get = || async {
+            let (status, body) = send(redfish(&http, &rack, node, Method::GET, SYSTEM)).await;
+            assert_eq!(status, 200, "{body}");
+        };
+        let end_connection = || async {
+            let last = redfish(&http, &rack, node, Method::GET, SYSTEM)
+                .header("Connection", "close")
+                .send()
+                .await;
+            assert!(last.is_ok_and(|r| r.status() == 200));
+        };
+        get().await;
+        get().await;
+        assert_eq!(node.counters().connections, 1, "kept alive by default");
+
+        set_quirks(&rack, json!({"keep_alive_requests": 2})).await;
+        // The open connection keeps the settings it opened with: end it.
+        end_connection().await;
+        node.reset_counters();
+        for _ in 0..5 {
+            get().await;
+        }
+        assert_eq!(
+            node.counters().connections,
+            3,
+            "5 requests, closed after every 2nd"
+        );
+
+        set_quirks(
+            &rack,
+            json!({"keep_alive_requests": null, "keep_alive_idle": "200ms"}),
+        )
+        .await;
+        end_connection().await;
+        node.reset_counters();
+        get().await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        get().await;
+        assert_eq!(
+            node.counters().connections,
+            2,
+            "closed when idle, opened anew"
+        );
+    }
+}

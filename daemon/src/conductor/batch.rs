@@ -98,9 +98,15 @@ pub fn parse_batch(raw: &str) -> Result<BatchRequest, ConductorError> {
     ];
     let given: Vec<&str> = given.into_iter().flatten().collect();
     let (operation, servers) = match (body.stop, body.start, body.reboot) {
-        (Some(t), None, None) => (BatchOperation::Stop(stop_type(t.stop_type.as_deref())?), t.servers),
+        (Some(t), None, None) => (
+            BatchOperation::Stop(stop_type(t.stop_type.as_deref())?),
+            t.servers,
+        ),
         (None, Some(u), None) => (BatchOperation::Start, u.servers),
-        (None, None, Some(t)) => (BatchOperation::Reboot(stop_type(t.stop_type.as_deref())?), t.servers),
+        (None, None, Some(t)) => (
+            BatchOperation::Reboot(stop_type(t.stop_type.as_deref())?),
+            t.servers,
+        ),
         _ if given.is_empty() => {
             return Err(invalid(format!(
                 "the body names no action; give one of os-stop, os-start, reboot, e.g. {EXAMPLE}"

@@ -23,6 +23,7 @@ pub struct Counters {
     power_offs: AtomicU64,
     crash_dumps: AtomicU64,
     boot_flags_expired: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// A point-in-time copy of a node's counters, as the control API shows them.
@@ -45,6 +46,9 @@ pub struct CounterSnapshot {
     /// Times boot flags set over IPMI lost their valid bit because no
     /// Chassis Control command came within the valid-flag timeout.
     pub boot_flags_expired: u64,
+    /// TCP connections the Redfish endpoint accepted (a client that keeps
+    /// its connections alive opens few; a BMC that closes them makes more).
+    pub connections: u64,
 }
 
 impl Counters {
@@ -58,6 +62,7 @@ impl Counters {
             power_offs: self.power_offs.load(Ordering::Relaxed),
             crash_dumps: self.crash_dumps.load(Ordering::Relaxed),
             boot_flags_expired: self.boot_flags_expired.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
         }
     }
 
@@ -69,6 +74,7 @@ impl Counters {
         self.power_offs.store(0, Ordering::Relaxed);
         self.crash_dumps.store(0, Ordering::Relaxed);
         self.boot_flags_expired.store(0, Ordering::Relaxed);
+        self.connections.store(0, Ordering::Relaxed);
         let now = self.in_flight.load(Ordering::Relaxed);
         self.max_concurrent.store(now, Ordering::Relaxed);
     }
@@ -97,6 +103,10 @@ impl Counters {
 
     pub(crate) fn crash_dump(&self) {
         self.crash_dumps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn boot_flags_expired(&self) {

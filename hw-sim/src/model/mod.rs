@@ -682,6 +682,11 @@ impl Node {
         self.counters.snapshot()
     }
 
+    /// Counts a TCP connection accepted by the Redfish endpoint.
+    pub fn count_connection(&self) {
+        self.counters.connection();
+    }
+
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
         self.counters.reset();

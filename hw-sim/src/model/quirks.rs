@@ -190,6 +190,13 @@ pub struct Quirks {
     pub etag: Vec<EtagQuirk>,
     /// The message of a full session table.
     pub session_limit_reply: SessionLimitReply,
+    /// A kept-alive connection is closed after this many requests (the
+    /// last answer says `Connection: close`).
+    pub keep_alive_requests: Option<u32>,
+    /// A kept-alive connection idle this long is closed, without notice
+    /// (a client reusing it just then sees it closed under its request).
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_idle: Option<Duration>,
 }
 
 impl Default for Quirks {
@@ -205,6 +212,8 @@ impl Default for Quirks {
             boot_patch: Vec::new(),
             etag: Vec::new(),
             session_limit_reply: SessionLimitReply::default(),
+            keep_alive_requests: None,
+            keep_alive_idle: None,
         }
     }
 }
@@ -213,6 +222,34 @@ impl Quirks {
     /// Whether this BMC offers `action`.
     pub fn allows(&self, action: PowerAction) -> bool {
         self.reset_types.contains(&action)
+    }
+
+    /// What is wrong with these choices, if anything: an empty reset type
+    /// list, a duration over a day, a zero keep-alive limit.
+    pub fn problem(&self) -> Option<String> {
+        if self.reset_types.is_empty() {
+            return Some(
+                "reset_types must list at least one ResetType (e.g. [\"On\", \"ForceOff\"])".into(),
+            );
+        }
+        let durations = [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("keep_alive_idle", self.keep_alive_idle),
+        ];
+        for (name, value) in durations {
+            match value {
+                Some(d) if d > MAX_DURATION => {
+                    return Some(format!(
+                        "{name} {} is too long; use at most 1day",
+                        humantime::format_duration(d)
+                    ))
+                }
+                Some(d) if d.is_zero() => return Some(format!("{name} must be more than 0")),
+                _ => {}
+            }
+        }
+        (self.keep_alive_requests == Some(0))
+            .then(|| "keep_alive_requests must be at least 1".to_owned())
     }
 
     /// Whether the boot override PATCH has quirk `quirk`.

@@ -1,11 +1,13 @@
 //! Connection handling of a node's Redfish endpoint: the accept loop, the
-//! optional TLS handshake, HTTP/1.1 keep-alive serving with hyper, bounded
-//! body reading, and graceful stop on the rack's cancellation.
+//! optional TLS handshake, HTTP/1.1 keep-alive serving with hyper (closed
+//! after so many requests, or when idle, per the node's keep-alive quirks),
+//! bounded body reading, and graceful stop on the rack's cancellation.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -13,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use super::{errors, handle, Bmc, Reply, MAX_BODY};
 
@@ -47,8 +50,12 @@ pub(crate) async fn accept_loop(bmc: Arc<Bmc>, listener: TcpListener) {
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _peer)) if bmc.node.is_unreachable() => reset(stream),
+            Ok((stream, _peer)) if bmc.node.is_unreachable() => {
+                bmc.node.count_connection();
+                reset(stream);
+            }
             Ok((stream, _peer)) => {
+                bmc.node.count_connection();
                 // Nagle only delays small replies; failing to disable it is harmless.
                 let _ = stream.set_nodelay(true);
                 bmc.shared
@@ -95,7 +102,25 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cancel = bmc.shared.cancel.clone();
-    let service = service_fn(move |request| handle(Arc::clone(&bmc), request));
+    let quirks = bmc.node.quirks();
+    let activity = Arc::new(Activity::new(quirks.keep_alive_requests));
+    let seen = Arc::clone(&activity);
+    let service = service_fn(move |request| {
+        let (bmc, seen) = (Arc::clone(&bmc), Arc::clone(&seen));
+        async move {
+            seen.begin();
+            let reply = handle(bmc, request).await;
+            let last = seen.end();
+            reply.map(|mut reply| {
+                if last {
+                    reply
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                reply
+            })
+        }
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -108,10 +133,83 @@ where
                 tracing::trace!(%error, "Redfish connection ended");
             }
         }
+        () = activity.idle_for(quirks.keep_alive_idle) => {
+            // Dropping the connection closes it, without a word to the client.
+            tracing::trace!("Redfish connection closed when idle (keep_alive_idle quirk)");
+        }
         () = cancel.cancelled() => {
             conn.as_mut().graceful_shutdown();
             // In-flight requests finish (no_answer ones give up on cancel).
             let _ = conn.await;
+        }
+    }
+}
+
+/// What one connection is doing, for the keep-alive quirks (fixed when
+/// the connection opens: a quirk changed later applies to new connections).
+#[derive(Debug)]
+struct Activity {
+    /// Close after this many requests.
+    max_requests: Option<u32>,
+    state: Mutex<ActivityState>,
+}
+
+#[derive(Debug)]
+struct ActivityState {
+    in_flight: u32,
+    served: u32,
+    last: Instant,
+}
+
+impl Activity {
+    fn new(max_requests: Option<u32>) -> Activity {
+        Activity {
+            max_requests,
+            state: Mutex::new(ActivityState {
+                in_flight: 0,
+                served: 0,
+                last: Instant::now(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn begin(&self) {
+        self.lock().in_flight += 1;
+    }
+
+    /// A request was answered; whether it was the last this connection takes.
+    fn end(&self) -> bool {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.served = state.served.saturating_add(1);
+        state.last = Instant::now();
+        self.max_requests.is_some_and(|max| state.served >= max)
+    }
+
+    /// Resolves once the connection has been idle for `idle` (never
+    /// without a limit).
+    async fn idle_for(&self, idle: Option<Duration>) {
+        let Some(idle) = idle else {
+            return std::future::pending().await;
+        };
+        loop {
+            let (busy, last) = {
+                let state = self.lock();
+                (state.in_flight > 0, state.last)
+            };
+            if !busy && last.elapsed() >= idle {
+                return;
+            }
+            let wake = if busy {
+                Instant::now() + idle
+            } else {
+                last + idle
+            };
+            tokio::time::sleep_until(wake).await;
         }
     }
 }
