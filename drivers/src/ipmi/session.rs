@@ -9,9 +9,9 @@
 //! a [`Relay`] that resends each handshake step, byte for byte, until its
 //! answer comes: every try waits twice as long as the BMC took to answer the
 //! preflight, at least one retransmit interval ([`answer_wait`]), and the
-//! session keeps that wait as its retransmit interval. When a resent RAKP
-//! message made the BMC refuse RAKP 3 (see [`super::relay`]), the whole open
-//! starts again, at most [`OPEN_ATTEMPTS`] times.
+//! session keeps that wait as its retransmit interval. When the BMC answers
+//! a resent RAKP message with a failed RAKP 4 (see [`super::relay`]), the
+//! whole open starts again, at most [`OPEN_ATTEMPTS`] times.
 //!
 //! Requests whose [`Effect`] allows it are retransmitted every `retransmit`
 //! until an answer with the request's NetFn/command arrives or the deadline
@@ -61,7 +61,7 @@ const MAX_REQUESTS_PER_SESSION: u64 = 1 << 30;
 /// Each such refusal follows a lost RAKP 4, so the BMC activated a session
 /// this console cannot use (ipmi-rs kept its keys) or close: it holds a slot
 /// until the BMC's idle timeout. At 30 % loss each way about three opens in
-/// ten need another; eight tries fail once in 10^4 opens there.
+/// ten need another; eight tries fail about once in 15 000 opens there.
 const OPEN_ATTEMPTS: u32 = 8;
 
 /// Tries (per request) spent closing a session before leaving it to expire.
