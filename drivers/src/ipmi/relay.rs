@@ -168,7 +168,9 @@ impl Relay {
         };
         let waker = self.socket.try_clone()?;
         let (opened, relayed) = std::thread::scope(|scope| {
-            let thread = scope.spawn(|| relay.run(&stop));
+            let thread = std::thread::Builder::new()
+                .name("ipmi-relay".into())
+                .spawn_scoped(scope, || relay.run(&stop))?;
             // Stops the relay however `open` ends, a panic included, so the
             // scope does not wait for the deadline.
             let stopper = StopOnDrop {
@@ -178,8 +180,8 @@ impl Relay {
             };
             let opened = open();
             drop(stopper);
-            (opened, thread.join())
-        });
+            io::Result::Ok((opened, thread.join()))
+        })?;
         let (client, log) = match relayed {
             Ok(result) => result?,
             Err(panic) => std::panic::resume_unwind(panic),

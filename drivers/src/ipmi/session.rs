@@ -325,7 +325,7 @@ fn activate(
         .handshake(wait, deadline, || {
             rmcp.activate(true, Some(&target.username), Some(key))
         })
-        .map_err(unreachable)?;
+        .map_err(|e| Retry::Fatal(DriverError::SessionFailed(format!("IPMI relay: {e}"))))?;
     if log.resent > 0 {
         tracing::debug!(bmc = %target.address, resent = log.resent, "IPMI handshake steps resent");
     }
