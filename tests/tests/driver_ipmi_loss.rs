@@ -38,6 +38,14 @@ const OPENS: usize = LANES * (READS_PER_LANE + 1);
 /// Get Chassis Status, Get Session Info, Close Session.
 const LOSS_FREE_DATAGRAMS: u64 = 10;
 
+/// The retransmit interval of the lossy run: short, so it is quick.
+const FAST: Duration = Duration::from_millis(20);
+
+/// The retransmit interval where the test counts exact resends: far longer
+/// than hw-sim takes to answer even on a loaded machine, so that only the
+/// answers the test drops cause resends.
+const STEADY: Duration = Duration::from_millis(300);
+
 /// RMCP+ payload types of the handshake messages.
 const OPEN_SESSION_REQUEST: u8 = 0x10;
 const OPEN_SESSION_RESPONSE: u8 = 0x11;
@@ -67,11 +75,11 @@ fn copies(seen: &[Vec<u8>], payload_type_wanted: u8) -> Vec<usize> {
         .collect()
 }
 
-/// A driver through `port`, retransmitting every 20 ms, with `timeout` per
-/// call.
-fn driver(port: u16, timeout: Duration) -> Arc<dyn PowerDriver> {
+/// A driver through `port` retransmitting every `retransmit`, with
+/// `timeout` per call.
+fn driver(port: u16, retransmit: Duration, timeout: Duration) -> Arc<dyn PowerDriver> {
     let mut config = DriverConfig::new(DriverKind::Ipmi, "127.0.0.1", Some(port), USER, PASSWORD);
-    config.options.ipmi_retransmit_interval = Duration::from_millis(20);
+    config.options.ipmi_retransmit_interval = retransmit;
     config.options.call_timeout = timeout;
     build_driver(&config).unwrap_or_else(|e| panic!("driver: {e}"))
 }
@@ -116,13 +124,12 @@ fn tap_with(bmc: SocketAddr, seen: &Arc<Mutex<Vec<Vec<u8>>>>, first: &[(u8, Verd
 /// one sends an NMI. Returns whether the NMI was confirmed.
 async fn lane(lane: usize, port: u16) -> bool {
     for round in 0..READS_PER_LANE {
-        let driver = driver(port, Duration::from_secs(4));
+        let driver = driver(port, FAST, Duration::from_secs(4));
         let state = driver.power_state().await;
         assert!(state.is_ok(), "lane {lane}, open {round}: {state:?}");
         driver.close().await;
     }
-    // An NMI whose answer is lost waits out its deadline: keep it short.
-    let driver = driver(port, Duration::from_millis(2500));
+    let driver = driver(port, FAST, Duration::from_secs(4));
     let confirmed = match driver.inject_nmi().await {
         Ok(()) => true,
         Err(DriverError::OutcomeUnknown { .. }) => false,
@@ -229,7 +236,7 @@ async fn a_lost_handshake_answer_draws_one_resend_of_the_same_step() {
         (RAKP2, Verdict::Drop),
     ];
     let (_rack, tap, seen) = rack_and_tap(&lost).await;
-    let driver = driver(tap.port, Duration::from_secs(4));
+    let driver = driver(tap.port, STEADY, Duration::from_secs(5));
     let state = driver.power_state().await;
     assert!(state.is_ok(), "{state:?}");
     // One open, its first two steps each sent twice with the same bytes.
@@ -241,7 +248,7 @@ async fn a_lost_handshake_answer_draws_one_resend_of_the_same_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_resent_rakp3_opens_again_instead_of_failing_authentication() {
     let (_rack, tap, seen) = rack_and_tap(&[(RAKP4, Verdict::Drop)]).await;
-    let driver = driver(tap.port, Duration::from_secs(4));
+    let driver = driver(tap.port, STEADY, Duration::from_secs(5));
     let state = driver.power_state().await;
     assert!(
         state.is_ok(),
@@ -255,27 +262,18 @@ async fn a_refused_resent_rakp3_opens_again_instead_of_failing_authentication() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_answer_to_a_resent_step_is_not_taken_for_the_next_steps() {
-    // The first Open Session Response comes 80 ms late, after the resend
-    // (at 40 ms) was answered, while RAKP 1 waits for its second resend (at
-    // 120 ms; its first two answers are lost): ipmi-rs would read it as
-    // RAKP 2 and give up.
-    let late = Verdict::Delay(Duration::from_millis(80));
+    // The first Open Session Response comes two intervals late, after the
+    // resend (one interval in) was answered, while RAKP 1 waits for its
+    // second resend (three intervals in; its first two answers are lost):
+    // ipmi-rs would read it as RAKP 2 and give up.
+    let late = Verdict::Delay(STEADY * 2);
     let first = [
         (OPEN_SESSION_RESPONSE, late),
         (RAKP2, Verdict::Drop),
         (RAKP2, Verdict::Drop),
     ];
     let (_rack, tap, seen) = rack_and_tap(&first).await;
-    let mut config = DriverConfig::new(
-        DriverKind::Ipmi,
-        "127.0.0.1",
-        Some(tap.port),
-        USER,
-        PASSWORD,
-    );
-    config.options.ipmi_retransmit_interval = Duration::from_millis(40);
-    config.options.call_timeout = Duration::from_secs(4);
-    let driver = build_driver(&config).unwrap_or_else(|e| panic!("driver: {e}"));
+    let driver = driver(tap.port, STEADY, Duration::from_secs(5));
     let state = driver.power_state().await;
     assert!(state.is_ok(), "{state:?}");
     assert_eq!(sorted_copies(&seen, OPEN_SESSION_REQUEST), vec![2]);
