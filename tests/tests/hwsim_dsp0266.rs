@@ -281,6 +281,44 @@ async fn errors_carry_the_headers_dsp0266_asks_for() {
     }
 }
 
+/// DSP0266 "If-None-Match": a GET or HEAD naming the current ETag is 304
+/// Not Modified, without a body, with the `ETag`; once the resource
+/// changed it is 200 again. Comparison is weak (`W/"x"` matches `"x"`).
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_is_304() {
+    for (rack, http) in racks().await {
+        let first = raw(&rack, &http, Method::GET, SYSTEM).await;
+        let tag = header(&first, "etag");
+        assert!(tag.starts_with('"'), "{tag}");
+        for (method, sent) in [
+            (Method::GET, tag.clone()),
+            (Method::HEAD, format!("W/{tag}")),
+            (Method::GET, format!("\"other\", {tag}")),
+        ] {
+            let cached = redfish(&http, &rack, &rack.nodes()[0], method.clone(), SYSTEM)
+                .header("If-None-Match", &sent)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cached.status(), 304, "{method} {sent}");
+            assert_eq!(header(&cached, "etag"), tag);
+            assert_eq!(header(&cached, "odata-version"), "4.0");
+            let bytes = cached.bytes().await.unwrap_or_default();
+            assert!(bytes.is_empty(), "a 304 has no body");
+        }
+        let patch = redfish(&http, &rack, &rack.nodes()[0], Method::PATCH, SYSTEM)
+            .json(&json!({"Boot": {"BootSourceOverrideTarget": "Pxe"}}));
+        assert_eq!(send(patch).await.0, 200);
+        let changed = redfish(&http, &rack, &rack.nodes()[0], Method::GET, SYSTEM)
+            .header("If-None-Match", &tag)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(changed.status(), 200, "the resource changed");
+        rack.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn a_body_not_sent_as_json_is_refused_400_unless_the_node_is_lenient() {
     for (rack, http) in racks().await {

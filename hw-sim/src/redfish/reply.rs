@@ -82,6 +82,34 @@ pub(crate) fn resource(body: &Value, allow: &'static str, style: TagStyle) -> Re
     reply
 }
 
+/// Whether an `If-None-Match` header names the current tag of `body` (or
+/// is `*`): DSP0266 then answers a GET or HEAD 304 Not Modified. The
+/// comparison is weak, as RFC 7232 asks: `W/"x"` matches `"x"`.
+pub(crate) fn none_match(header: Option<&HeaderValue>, body: &Value) -> bool {
+    let Some(listed) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let current = etag(body);
+    listed
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current)
+}
+
+/// 304 Not Modified: no body, the headers a 200 would have had that a
+/// cache needs (`ETag`, `Cache-Control`).
+pub(crate) fn not_modified(body: &Value, style: TagStyle) -> Reply {
+    let mut reply = empty(StatusCode::NOT_MODIFIED);
+    let headers = reply.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if !style.body_only {
+        if let Ok(tag) = HeaderValue::from_str(&style.tag(body)) {
+            headers.insert(ETAG, tag);
+        }
+    }
+    reply
+}
+
 /// A reply with an XML body (`$metadata`).
 pub(crate) fn xml(body: &'static str) -> Reply {
     with_headers(

@@ -2,7 +2,8 @@
 //! `OData-Version` other than 4.0 is refused (412), the path is resolved to a
 //! [`Resource`], the method checked against what the resource allows (405 with
 //! `Allow` otherwise), the caller authenticated unless the resource is public
-//! (401), a POST or PATCH body without a JSON `Content-Type` refused (400,
+//! (401), a GET or HEAD whose `If-None-Match` names the current ETag answered
+//! 304 Not Modified, a POST or PATCH body without a JSON `Content-Type` refused (400,
 //! unless the node's `lenient_content_type` quirk), the query checked (a `$` parameter the service does not support is
 //! 501, a bad `$top`/`$skip` value 400), and the request handed to the
 //! resource's renderer or action.
@@ -143,7 +144,7 @@ pub(crate) async fn route(bmc: &Bmc, parts: &Parts, body: &Bytes) -> Reply {
         Err(error) => return error.reply(),
     };
     match parts.method {
-        Method::GET | Method::HEAD => get(bmc, resource, &query),
+        Method::GET | Method::HEAD => get(bmc, resource, &query, &parts.headers),
         Method::POST if matches!(resource, Resource::Sessions | Resource::SessionMembers) => {
             actions::create_session(bmc, body)
         }
@@ -175,7 +176,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query) -> Reply {
+fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query, headers: &HeaderMap) -> Reply {
     let allow = resource.allow();
     let body = match resource {
         Resource::Versions => res::versions(),
@@ -264,11 +265,12 @@ fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query) -> Reply {
         Resource::TaskMonitor(id) => return actions::task_monitor(bmc, id),
         Resource::Reset | Resource::SessionMembers => return errors::method_not_allowed(allow),
     };
-    reply::resource(
-        &query.apply(body),
-        allow,
-        reply::TagStyle::of(&bmc.node.quirks()),
-    )
+    let body = query.apply(body);
+    let style = reply::TagStyle::of(&bmc.node.quirks());
+    if reply::none_match(headers.get(http::header::IF_NONE_MATCH), &body) {
+        return reply::not_modified(&body, style);
+    }
+    reply::resource(&body, allow, style)
 }
 
 /// A live session token (`X-Auth-Token`) or valid basic credentials. While
