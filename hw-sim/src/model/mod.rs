@@ -6,16 +6,23 @@
 //!
 //! 1. `let guard = node.begin_request();` as soon as the request arrives —
 //!    counts it and marks it in flight (for `max_concurrent`) until dropped.
-//! 2. `match guard.admit().await` — pays the configured latency plus the `slow`
-//!    fault, then applies the request-level faults: [`Admission::NoAnswer`]
-//!    (hold the request and never reply), [`Admission::InternalError`] (HTTP
-//!    500 / IPMI 0xFF), [`Admission::Busy`] (HTTP 503 + `Retry-After` / IPMI
-//!    0xC0), or [`Admission::Serve`].
+//! 2. `match guard.admit().await` — first the faults that act on arrival:
+//!    [`Admission::Unreachable`] (`bmc_reboot`, `link_flap_on_power`: reset
+//!    the connection / drop the datagram) and [`Admission::TooSoon`]
+//!    (`min_interval`: HTTP 503 / drop); then pays the configured latency
+//!    plus the `slow` fault and applies the request-level faults:
+//!    [`Admission::NoAnswer`] (hold the request and never reply),
+//!    [`Admission::InternalError`] (HTTP 500 / IPMI 0xFF),
+//!    [`Admission::Busy`] (HTTP 503 + `Retry-After` / IPMI 0xC0), or
+//!    [`Admission::Serve`]. Front ends also drop the sessions made before
+//!    the node's [`Node::session_epoch`] moved (`drop_sessions`, `bmc_reboot`).
 //! 3. Authenticate with [`Node::check_credentials`] (HTTP) or derive session
 //!    keys from [`Node::password_for`] (RMCP+ RAKP); both honour the
 //!    `wrong_credentials` fault. IPMI also asks [`Node::drop_packet`] per
 //!    datagram for the `packet_loss` fault.
-//! 4. Read with [`Node::power_state`], [`Node::boot_override`]; act with
+//! 4. Read with [`Node::reported_power_state`] (the power as this BMC's
+//!    `power_state_style` quirk reports it; [`Node::power_state`] is the
+//!    truth), [`Node::boot_override`]; act with
 //!    [`Node::power_command`] (counts the command, applies `stuck`) and
 //!    [`Node::set_boot_override`]. IPMI uses [`Node::chassis_control`] and
 //!    [`Node::set_boot_flags`] instead, which also run the boot flags'
