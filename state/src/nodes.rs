@@ -22,6 +22,9 @@ const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, 
      op_verb, op_request_id, op_boot_first, op_timeout_ms, op_phase, op_requested_at, \
      sync_failures, power_on_ms, power_off_ms, power_state_unsure, op_sub_job";
 
+/// How many names `COLUMNS` lists.
+const COLUMN_COUNT: usize = 36;
+
 fn corrupt(what: &str, value: &str) -> StoreError {
     let shown: String = value.chars().take(64).collect();
     let cut = if shown.len() < value.len() { "…" } else { "" };
@@ -538,19 +541,51 @@ pub(crate) fn pending(conn: &Connection) -> Result<Vec<Node>, StoreError> {
     raws.into_iter().map(RawNode::decode).collect()
 }
 
-/// Nodes for a power-sync sweep: idle ones (`faulted = false`: not in
-/// maintenance, no target), nodes that failed last time first; or the
-/// nodes the sync itself put in maintenance (`faulted = true`).
-pub(crate) fn sync_candidates(conn: &Connection, faulted: bool) -> Result<Vec<Node>, StoreError> {
-    let filter = if faulted {
+fn sync_filter(faulted: bool) -> &'static str {
+    if faulted {
         "maintenance = 1 AND fault IS NOT NULL"
     } else {
         "maintenance = 0 AND target_power_state IS NULL"
-    };
-    let sql = format!("SELECT {COLUMNS} FROM nodes WHERE {filter} ORDER BY sync_failures DESC, id");
-    let raws = conn
+    }
+}
+
+/// The row ids of the nodes for a power-sync sweep: idle ones (`faulted =
+/// false`: not in maintenance, no target), nodes that failed last time
+/// first; or the nodes the sync itself put in maintenance (`faulted =
+/// true`). Ids only, so a sweep of a large fleet holds a few bytes per node
+/// rather than every node's record.
+pub(crate) fn sync_candidate_ids(conn: &Connection, faulted: bool) -> Result<Vec<i64>, StoreError> {
+    let filter = sync_filter(faulted);
+    let sql = format!("SELECT id FROM nodes WHERE {filter} ORDER BY sync_failures DESC, id");
+    let ids = conn
         .prepare_cached(&sql)?
-        .query_map([], RawNode::from_row)?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+/// The nodes of `ids` that are still sync candidates (the filter is applied
+/// again: a node may have gained a target since its id was listed), in the
+/// order of `ids`.
+pub(crate) fn sync_candidates_among(
+    conn: &Connection,
+    ids: &[i64],
+    faulted: bool,
+) -> Result<Vec<Node>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filter = sync_filter(faulted);
+    let marks = vec!["?"; ids.len()].join(", ");
+    // The id follows the usual columns, so the row mapping is the usual one.
+    let sql = format!("SELECT {COLUMNS}, id FROM nodes WHERE id IN ({marks}) AND {filter}");
+    let mut rows = conn
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(ids), |row| {
+            Ok((row.get::<_, i64>(COLUMN_COUNT)?, RawNode::from_row(row)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
-    raws.into_iter().map(RawNode::decode).collect()
+    let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    rows.sort_by_key(|(id, _)| position.get(id).copied().unwrap_or(usize::MAX));
+    rows.into_iter().map(|(_, raw)| raw.decode()).collect()
 }

@@ -309,10 +309,22 @@ impl Store {
         self.read(nodes::pending).await
     }
 
-    /// Nodes for a power-sync sweep, failing ones first: idle nodes, or
-    /// (`faulted`) the nodes the sync put in maintenance.
-    pub async fn sync_candidates(&self, faulted: bool) -> Result<Vec<Node>, StoreError> {
-        self.read(move |conn| nodes::sync_candidates(conn, faulted))
+    /// The nodes for a power-sync sweep, failing ones first, as opaque row
+    /// ids to load a few at a time with [`Store::sync_candidates_among`]:
+    /// idle nodes, or (`faulted`) the nodes the sync put in maintenance.
+    pub async fn sync_candidate_ids(&self, faulted: bool) -> Result<Vec<i64>, StoreError> {
+        self.read(move |conn| nodes::sync_candidate_ids(conn, faulted))
+            .await
+    }
+
+    /// The nodes of `ids` (from [`Store::sync_candidate_ids`]) that are
+    /// still candidates, in the order of `ids`.
+    pub async fn sync_candidates_among(
+        &self,
+        ids: Vec<i64>,
+        faulted: bool,
+    ) -> Result<Vec<Node>, StoreError> {
+        self.read(move |conn| nodes::sync_candidates_among(conn, &ids, faulted))
             .await
     }
 

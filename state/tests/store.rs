@@ -486,3 +486,83 @@ async fn action_windows_fill_whole_pages() {
     let ids: Vec<_> = page.iter().map(|a| a.request_id.as_str()).collect();
     assert_eq!(ids, ["req-5", "req-4"]);
 }
+
+async fn change(store: &Store, name: &str, update: NodeUpdate) {
+    store
+        .change_node(NodeIdent::Name(name.into()), move |_| {
+            Ok::<_, ()>(NodeChange::from(update))
+        })
+        .await
+        .unwrap();
+}
+
+fn names(nodes: &[Node]) -> Vec<&str> {
+    nodes
+        .iter()
+        .filter_map(|n| n.spec.name.as_deref())
+        .collect()
+}
+
+/// A sweep lists ids (failing nodes first) and loads them a few at a time:
+/// each load keeps the listing's order and drops a node that stopped being
+/// a candidate in between.
+#[tokio::test]
+async fn sync_candidates_load_in_chunks_failing_first() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    for name in ["a", "b", "c", "d", "e"] {
+        store.create_node(spec(name)).await.unwrap();
+    }
+    let failing = NodeUpdate {
+        sync_failures: Some(2),
+        ..NodeUpdate::default()
+    };
+    change(&store, "d", failing).await;
+    let faulted = NodeUpdate {
+        maintenance: Some(Maintenance {
+            on: true,
+            reason: Some("no answer".into()),
+            fault: Some("power failure".into()),
+        }),
+        ..NodeUpdate::default()
+    };
+    change(&store, "b", faulted).await;
+
+    let ids = store.sync_candidate_ids(false).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    let first = store
+        .sync_candidates_among(ids[..2].to_vec(), false)
+        .await
+        .unwrap();
+    assert_eq!(names(&first), ["d", "a"], "failing first, then in order");
+
+    let target = NodeUpdate {
+        operation: Some(Some(Operation {
+            verb: PowerVerb::Off,
+            request_id: "req-c".into(),
+            boot_first: None,
+            timeout: None,
+            phase: OpPhase::Queued,
+            requested_at: time::OffsetDateTime::now_utc(),
+        })),
+        ..NodeUpdate::default()
+    };
+    change(&store, "c", target).await;
+    let rest = store
+        .sync_candidates_among(ids[2..].to_vec(), false)
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["e"], "c gained a target after the listing");
+
+    let faulted_ids = store.sync_candidate_ids(true).await.unwrap();
+    let faulted = store
+        .sync_candidates_among(faulted_ids, true)
+        .await
+        .unwrap();
+    assert_eq!(names(&faulted), ["b"]);
+    assert!(store
+        .sync_candidates_among(Vec::new(), false)
+        .await
+        .unwrap()
+        .is_empty());
+}

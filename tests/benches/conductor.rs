@@ -17,7 +17,7 @@
 //! hw-sim and batond run as separate release-built processes (built here
 //! with `cargo build --release`); the bench talks to batond over its socket
 //! with many concurrent clients, as callers would. Run with `cargo bench -p
-//! baton-tests --bench conductor`.
+//! baton-tests --bench conductor`; add `-- fleet` or `-- sync` for one part.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -150,7 +150,12 @@ fn start_hwsim(binary: &Path, dir: &Path, nodes: usize, extra: &[&str]) -> Bench
 /// What hw-sim's BMCs saw: `(requests, power commands, most concurrent on
 /// one BMC)`.
 async fn sim_stats(sim: &HwSim, reset: bool) -> BenchResult<(u64, u64, u64)> {
-    let http = reqwest::Client::new();
+    // Bounded: a simulator out of file descriptors accepts no connection,
+    // and the bench must not wait on it forever.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("hw-sim stats: {e}"))?;
     let request = if reset {
         http.post(format!("{}/stats/reset", sim.control))
     } else {
@@ -577,8 +582,16 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let fleet_ok = runtime.block_on(fleet_bench(&hwsim))?;
-    let sync_ok = runtime.block_on(sync_bench(&hwsim))?;
+    // `cargo bench … -- sync` runs only the parts whose name contains an
+    // argument (cargo itself passes `--bench`).
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |part: &str| filters.is_empty() || filters.iter().any(|f| part.contains(f.as_str()));
+    let fleet_ok = !wanted("fleet") || runtime.block_on(fleet_bench(&hwsim))?;
+    let sync_ok = !wanted("sync") || runtime.block_on(sync_bench(&hwsim))?;
     println!(
         "conductor bench: {}",
         if fleet_ok && sync_ok {

@@ -3,7 +3,7 @@
 //! when the node's `driver` or `bmc` fields change, dropped when it is
 //! deleted. Also caches what each BMC said it can do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,6 +30,21 @@ pub struct Drivers {
     factory: Arc<DriverFactory>,
     options: DriverOptions,
     entries: Mutex<HashMap<Uuid, Entry>>,
+    /// TLS settings the factory already built an HTTP client for: a driver
+    /// with these is built without touching the disk.
+    built_tls: Mutex<HashSet<TlsSettings>>,
+}
+
+/// What a Redfish driver's HTTP client depends on besides the options
+/// every driver shares: `(verify_tls, ca_file)`.
+type TlsSettings = (bool, Option<String>);
+
+/// The node's TLS settings, `None` for a driver that has none (IPMI).
+fn tls_settings(node: &Node) -> Option<TlsSettings> {
+    match node.spec.driver {
+        Driver::Redfish => Some((node.spec.bmc.verify_tls, node.spec.bmc.ca_file.clone())),
+        Driver::Ipmi => None,
+    }
 }
 
 impl Drivers {
@@ -41,7 +56,14 @@ impl Drivers {
                 ..DriverOptions::default()
             },
             entries: Mutex::new(HashMap::new()),
+            built_tls: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn built_tls(&self) -> std::sync::MutexGuard<'_, HashSet<TlsSettings>> {
+        self.built_tls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
@@ -58,10 +80,23 @@ impl Drivers {
             }
         }
         let config = driver_config(node, &self.options);
-        let factory = Arc::clone(&self.factory);
-        let driver = tokio::task::spawn_blocking(move || factory.build(&config))
-            .await
-            .map_err(|e| DriverError::Config(format!("building the driver failed: {e}")))??;
+        let tls = tls_settings(node);
+        let driver = if tls.as_ref().is_none_or(|t| self.built_tls().contains(t)) {
+            // Nothing to read from disk: the factory hands out the HTTP
+            // client it built for these settings before (or IPMI, which
+            // needs none). A thread hop per node would cost more than this,
+            // and a sweep meeting 10 000 nodes would fill the blocking pool.
+            self.factory.build(&config)?
+        } else {
+            let factory = Arc::clone(&self.factory);
+            let driver = tokio::task::spawn_blocking(move || factory.build(&config))
+                .await
+                .map_err(|e| DriverError::Config(format!("building the driver failed: {e}")))??;
+            if let Some(tls) = tls {
+                self.built_tls().insert(tls);
+            }
+            driver
+        };
         let replaced = self.entries().insert(
             node.uuid,
             Entry {
@@ -134,4 +169,62 @@ fn driver_config(node: &Node, options: &DriverOptions) -> DriverConfig {
 /// The key of a node's BMC for the one-request-at-a-time rule.
 pub fn bmc_key(node: &Node) -> String {
     format!("{}:{}", node.spec.bmc.address, node.spec.bmc_port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_state::NodeSpec;
+
+    fn node(bmc: serde_json::Value) -> Node {
+        let spec: NodeSpec = serde_json::from_value(serde_json::json!({
+            "driver": "redfish", "bmc": bmc,
+        }))
+        .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        Node {
+            uuid: Uuid::new_v4(),
+            spec,
+            power_state: None,
+            target_power_state: None,
+            boot_device: None,
+            fault: None,
+            locked: false,
+            lock_reason: None,
+            locked_by: None,
+            last_error: None,
+            reservation: None,
+            reservation_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            conductor: baton_state::ConductorState::default(),
+        }
+    }
+
+    /// TLS settings count as built only once their HTTP client was: a
+    /// `ca_file` that cannot be read fails every time (it is read off the
+    /// runtime, every time), and working settings are remembered so the
+    /// next node's driver is built without a thread hop.
+    #[tokio::test]
+    async fn tls_settings_are_remembered_once_built() {
+        let drivers = Drivers::new(Duration::from_secs(1));
+        let missing = node(serde_json::json!({
+            "address": "127.0.0.1", "username": "u", "password": "p",
+            "ca_file": "/nonexistent/ca.pem",
+        }));
+        for _ in 0..2 {
+            let error = drivers.get(&missing).await.unwrap_err();
+            assert!(matches!(error, DriverError::Config(_)), "{error}");
+        }
+        assert!(drivers.built_tls().is_empty());
+
+        let plain = serde_json::json!({"address": "127.0.0.1", "username": "u", "password": "p"});
+        drivers.get(&node(plain.clone())).await.unwrap();
+        assert_eq!(
+            *drivers.built_tls(),
+            HashSet::from([(true, None::<String>)])
+        );
+        drivers.get(&node(plain)).await.unwrap();
+        assert_eq!(drivers.entries().len(), 2, "one driver per node");
+    }
 }

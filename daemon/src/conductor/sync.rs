@@ -39,6 +39,9 @@ use crate::config::SyncPolicy;
 /// The fault the sync sets, and the only one it lifts.
 pub const POWER_FAILURE: &str = "power failure";
 
+/// Nodes loaded from the database at a time during a sweep.
+const CHUNK: usize = 256;
+
 /// What one node's sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
@@ -103,15 +106,15 @@ pub async fn sweep(reconciler: &Reconciler, faulted: bool) -> SweepReport {
             .unwrap_or_default(),
         ..SweepReport::default()
     };
-    let nodes = match shared.store.sync_candidates(faulted).await {
-        Ok(nodes) => nodes,
+    let ids = match shared.store.sync_candidate_ids(faulted).await {
+        Ok(ids) => ids,
         Err(error) => {
             tracing::warn!(%error, "power sync cannot list the nodes");
             return report;
         }
     };
     let workers = usize::try_from(shared.config.sync.workers).unwrap_or(1);
-    let seen: Vec<Seen> = futures::stream::iter(nodes)
+    let seen: Vec<Seen> = candidates(shared, ids, faulted)
         .map(|node| sync_node(reconciler, node, faulted))
         .buffer_unordered(workers)
         .collect()
@@ -129,6 +132,30 @@ pub async fn sweep(reconciler: &Reconciler, faulted: bool) -> SweepReport {
     }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
+}
+
+/// The sweep's nodes, loaded [`CHUNK`] at a time as the workers need them:
+/// only the ids of the whole fleet are held, and each node is read from the
+/// database shortly before its BMC is, so the sweep acts on a fresh record.
+/// A chunk that cannot be loaded is skipped (logged); the next sweep reads
+/// its nodes.
+fn candidates(
+    shared: &Shared,
+    ids: Vec<i64>,
+    faulted: bool,
+) -> impl futures::Stream<Item = Node> + '_ {
+    let chunks: Vec<Vec<i64>> = ids.chunks(CHUNK).map(<[i64]>::to_vec).collect();
+    futures::stream::iter(chunks)
+        .then(move |chunk| async move {
+            match shared.store.sync_candidates_among(chunk, faulted).await {
+                Ok(nodes) => nodes,
+                Err(error) => {
+                    tracing::warn!(%error, "power sync cannot load some nodes; the next sweep reads them");
+                    Vec::new()
+                }
+            }
+        })
+        .flat_map(futures::stream::iter)
 }
 
 async fn sync_node(reconciler: &Reconciler, node: Node, faulted: bool) -> Seen {
