@@ -22,9 +22,6 @@ const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, 
      op_verb, op_request_id, op_boot_first, op_timeout_ms, op_phase, op_requested_at, \
      sync_failures, power_on_ms, power_off_ms, power_state_unsure, op_sub_job";
 
-/// How many names `COLUMNS` lists.
-const COLUMN_COUNT: usize = 36;
-
 fn corrupt(what: &str, value: &str) -> StoreError {
     let shown: String = value.chars().take(64).collect();
     let cut = if shown.len() < value.len() { "…" } else { "" };
@@ -579,10 +576,11 @@ pub(crate) fn sync_candidates_among(
     let marks = vec!["?"; ids.len()].join(", ");
     // The id follows the usual columns, so the row mapping is the usual one.
     let sql = format!("SELECT {COLUMNS}, id FROM nodes WHERE id IN ({marks}) AND {filter}");
+    let id_column = COLUMNS.split(',').count();
     let mut rows = conn
         .prepare_cached(&sql)?
         .query_map(rusqlite::params_from_iter(ids), |row| {
-            Ok((row.get::<_, i64>(COLUMN_COUNT)?, RawNode::from_row(row)?))
+            Ok((row.get::<_, i64>(id_column)?, RawNode::from_row(row)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();

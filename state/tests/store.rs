@@ -540,6 +540,7 @@ async fn sync_candidates_load_in_chunks_failing_first() {
         operation: Some(Some(Operation {
             verb: PowerVerb::Off,
             request_id: "req-c".into(),
+            sub_job: None,
             boot_first: None,
             timeout: None,
             phase: OpPhase::Queued,

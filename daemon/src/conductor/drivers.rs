@@ -176,7 +176,7 @@ mod tests {
     use super::*;
     use baton_state::NodeSpec;
 
-    fn node(bmc: serde_json::Value) -> Node {
+    fn node(bmc: &serde_json::Value) -> Node {
         let spec: NodeSpec = serde_json::from_value(serde_json::json!({
             "driver": "redfish", "bmc": bmc,
         }))
@@ -208,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn tls_settings_are_remembered_once_built() {
         let drivers = Drivers::new(Duration::from_secs(1));
-        let missing = node(serde_json::json!({
+        let missing = node(&serde_json::json!({
             "address": "127.0.0.1", "username": "u", "password": "p",
             "ca_file": "/nonexistent/ca.pem",
         }));
@@ -219,12 +219,12 @@ mod tests {
         assert!(drivers.built_tls().is_empty());
 
         let plain = serde_json::json!({"address": "127.0.0.1", "username": "u", "password": "p"});
-        drivers.get(&node(plain.clone())).await.unwrap();
+        drivers.get(&node(&plain)).await.unwrap();
         assert_eq!(
             *drivers.built_tls(),
             HashSet::from([(true, None::<String>)])
         );
-        drivers.get(&node(plain)).await.unwrap();
+        drivers.get(&node(&plain)).await.unwrap();
         assert_eq!(drivers.entries().len(), 2, "one driver per node");
     }
 }

@@ -114,7 +114,7 @@ pub async fn sweep(reconciler: &Reconciler, faulted: bool) -> SweepReport {
         }
     };
     let workers = usize::try_from(shared.config.sync.workers).unwrap_or(1);
-    let seen: Vec<Seen> = candidates(shared, ids, faulted)
+    let seen: Vec<Seen> = candidates(shared, &ids, faulted)
         .map(|node| sync_node(reconciler, node, faulted))
         .buffer_unordered(workers)
         .collect()
@@ -139,11 +139,11 @@ pub async fn sweep(reconciler: &Reconciler, faulted: bool) -> SweepReport {
 /// database shortly before its BMC is, so the sweep acts on a fresh record.
 /// A chunk that cannot be loaded is skipped (logged); the next sweep reads
 /// its nodes.
-fn candidates(
-    shared: &Shared,
-    ids: Vec<i64>,
+fn candidates<'a>(
+    shared: &'a Shared,
+    ids: &[i64],
     faulted: bool,
-) -> impl futures::Stream<Item = Node> + '_ {
+) -> impl futures::Stream<Item = Node> + 'a {
     let chunks: Vec<Vec<i64>> = ids.chunks(CHUNK).map(<[i64]>::to_vec).collect();
     futures::stream::iter(chunks)
         .then(move |chunk| async move {
