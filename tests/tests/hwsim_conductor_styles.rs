@@ -1,0 +1,54 @@
+//! The conductor end to end against BMCs that report power the way
+//! OpenBMC does (`power_state_style = binary`: `On` until the power drops,
+//! `Off` until it is good, no transitional states), beside the `ideal`
+//! style of the other conductor tests: off, on, a hard reboot and a power
+//! cycle each reach the BMC once, and hw-sim agrees with what batond records.
+#![allow(clippy::unwrap_used)]
+
+use baton_hwsim::{PowerStateStyle, RackConfig};
+use baton_tests::fleet::Fleet;
+use serde_json::json;
+
+fn binary_rack(nodes: usize) -> RackConfig {
+    let mut config = baton_tests::hwsim::config(nodes);
+    config.quirks.power_state_style = PowerStateStyle::Binary;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_changes_reach_binary_reporting_bmcs_once() {
+    let fleet = Fleet::start_rack(binary_rack(2), |_| {}).await;
+    for index in 0..2 {
+        let name = fleet.name(index);
+        let before = fleet.counters(&name);
+
+        fleet.power(&name, "power off").await;
+        let states = fleet.settled(&name).await;
+        assert_eq!(states.last_error, None, "{name}");
+        assert_eq!(states.power_state, Some(baton_state::PowerState::Off));
+        assert!(!fleet.sim_power_on(&name), "hw-sim says {name} is off");
+
+        fleet.power(&name, "power on").await;
+        let states = fleet.settled(&name).await;
+        assert_eq!(states.last_error, None, "{name}");
+        assert_eq!(states.power_state, Some(baton_state::PowerState::On));
+
+        let r = fleet
+            .action(&name, json!({"reboot": {"type": "HARD"}}))
+            .await;
+        assert_eq!(r.status.as_u16(), 202, "{:?}", r.body);
+        let states = fleet.settled(&name).await;
+        assert_eq!(states.last_error, None, "{name}");
+
+        fleet.power(&name, "power cycle").await;
+        let states = fleet.settled(&name).await;
+        assert_eq!(states.last_error, None, "{name}");
+        assert_eq!(states.power_state, Some(baton_state::PowerState::On));
+
+        let after = fleet.counters(&name);
+        assert_eq!(after.power_commands - before.power_commands, 4, "{name}");
+        assert_eq!(after.boots - before.boots, 3, "{name}: on, reset, cycle");
+    }
+    assert!(fleet.rack.stats().max_concurrent_per_bmc <= 1);
+    fleet.stop().await;
+}
