@@ -1,9 +1,10 @@
 //! Starting and stopping batond: open the store, bind the socket, serve the
 //! API until the shutdown future resolves, then drain and clean up.
 //!
-//! Shutdown is an input: [`run`] takes any future (the binary passes the
-//! signal handler, tests pass a oneshot), and [`Daemon`] lets tests start the
-//! daemon in-process and stop it.
+//! Shutdown and reload are inputs: [`run`] takes a channel of [`Control`]
+//! messages (the binary feeds it from signals), and [`Daemon`] lets tests
+//! start the daemon in-process and stop it. [`Startup`] carries what systemd
+//! handed the process: a listening socket and the notify channel.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,7 +25,9 @@ use crate::api::{self, metrics::Metrics, power::PeerUid, AppState};
 use crate::conductor::{Background, Conductor};
 use crate::config::Config;
 use crate::connections::{self, Admission, BusyBody, ConnectionState, DeadlineIo};
+use crate::reload;
 use crate::socket::{self, SocketError};
+use crate::systemd::{self, Notifier};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -41,6 +44,29 @@ pub enum DaemonError {
     Join(#[from] tokio::task::JoinError),
     #[error("cannot resume pending operations: {0}")]
     Conductor(#[from] crate::conductor::ConductorError),
+    #[error("the API server stopped before it served")]
+    NotServing,
+}
+
+/// What the process was handed beyond its config.
+#[derive(Debug, Default)]
+pub struct Startup {
+    /// The listening socket systemd passed (`batond.socket`); batond binds
+    /// `api.socket` itself when there is none.
+    pub listener: Option<std::os::unix::net::UnixListener>,
+    pub notifier: Notifier,
+    /// The file a reload re-reads; none when batond runs on built-in
+    /// defaults.
+    pub config_path: Option<PathBuf>,
+}
+
+/// What [`run`] can be told while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop (SIGTERM, SIGINT).
+    Stop,
+    /// Re-read the config (SIGHUP).
+    Reload,
 }
 
 /// A running daemon.
@@ -51,6 +77,11 @@ pub struct Daemon {
     background: Option<Background>,
     stop: CancellationToken,
     server: JoinHandle<Result<(), DaemonError>>,
+    notifier: Arc<Notifier>,
+    supervisor: JoinHandle<()>,
+    config_path: Option<PathBuf>,
+    /// The config in effect (the start config plus what reloads applied).
+    current: Config,
 }
 
 impl Daemon {
@@ -58,13 +89,24 @@ impl Daemon {
     /// config fails here, before the first request), then serves in the
     /// background.
     pub async fn start(config: Config) -> Result<Self, DaemonError> {
+        Self::start_with(config, Startup::default()).await
+    }
+
+    /// Like [`Daemon::start`], on systemd's socket when it passed one, and
+    /// telling systemd (`READY=1`) once the socket serves.
+    pub async fn start_with(config: Config, startup: Startup) -> Result<Self, DaemonError> {
         // The socket lock comes first: a second batond started by mistake
         // stops before it touches (or migrates) the running one's database.
-        let bound = socket::bind(&config.api.socket)?;
+        let bound = match startup.listener {
+            Some(listener) => socket::adopt(listener)?,
+            None => socket::bind(&config.api.socket)?,
+        };
         let store_options = StoreOptions::default();
         let max_connections = admitted_connections(&config, store_options.max_readers);
         let store = Store::open(&config.state.database, store_options).await?;
         let socket_path = bound.guard.path().to_owned();
+        let bound_by_systemd = !bound.guard.owned();
+        let current = config.clone();
         let (conductor, background) = Conductor::start(store, Arc::new(config)).await?;
         let state = AppState {
             conductor: conductor.clone(),
@@ -72,12 +114,29 @@ impl Daemon {
         };
         let stop = CancellationToken::new();
         let admission = Admission::new(max_connections, connections::EVICTABLE_AFTER);
-        let server = tokio::spawn(serve(bound, state, admission, stop.clone()));
+        let (serving, served) = tokio::sync::oneshot::channel();
+        let mut server = tokio::spawn(serve(bound, state, admission, stop.clone(), serving));
+        if served.await.is_err() {
+            // The server ended before its loop: its result says why.
+            return Err(match (&mut server).await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => DaemonError::NotServing,
+                Err(e) => DaemonError::Join(e),
+            });
+        }
+        let notifier = Arc::new(startup.notifier);
+        notifier.ready(&systemd::status_line(&conductor).await);
+        let supervisor = tokio::spawn(supervise(
+            Arc::clone(&notifier),
+            conductor.clone(),
+            stop.clone(),
+        ));
         tracing::info!(
             socket = %socket_path.display(),
             database = %conductor.store().path().display(),
             version = env!("CARGO_PKG_VERSION"),
             max_connections,
+            systemd_socket = bound_by_systemd,
             "batond ready"
         );
         Ok(Self {
@@ -86,6 +145,10 @@ impl Daemon {
             background: Some(background),
             stop,
             server,
+            notifier,
+            supervisor,
+            config_path: startup.config_path,
+            current,
         })
     }
 
@@ -102,7 +165,9 @@ impl Daemon {
     /// removes the socket. Unfinished operations stay in the database and
     /// resume at the next start.
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
+        self.notifier.stopping();
         self.stop.cancel();
+        let _ = (&mut self.supervisor).await;
         let grace = self.conductor.config().conductor.shutdown_timeout;
         let background = self.background.take();
         let conductor = async move {
@@ -112,6 +177,75 @@ impl Daemon {
         };
         let (served, ()) = tokio::join!(self.server, conductor);
         served?
+    }
+
+    /// Re-reads the config file and applies its reloadable keys (see
+    /// [`crate::reload`]); an invalid file changes nothing. Tells systemd
+    /// `RELOADING=1` first and `READY=1` with the outcome in `STATUS=` after.
+    pub async fn reload(&mut self) {
+        self.notifier.reloading();
+        let outcome = match &self.config_path {
+            Some(path) => self.reload_from(&path.clone()),
+            None => "no config file to re-read (batond runs on built-in defaults)".to_owned(),
+        };
+        let status = systemd::status_line(&self.conductor).await;
+        self.notifier.ready(&format!("{outcome}; {status}"));
+    }
+
+    /// Loads `path` and applies it; returns the outcome for `STATUS=`.
+    fn reload_from(&mut self, path: &std::path::Path) -> String {
+        let new = match Config::load(path) {
+            Ok(new) => new,
+            Err(error) => {
+                let problems = match &error {
+                    crate::config::ConfigError::Invalid { problems, .. } => problems.len(),
+                    crate::config::ConfigError::Read { .. } => 1,
+                };
+                tracing::error!(%error, "reload failed; keeping the previous config");
+                return format!(
+                    "reload failed, previous config kept: {problems} problem(s) in {} (see the log)",
+                    path.display()
+                );
+            }
+        };
+        let changed = reload::changed_keys(&self.current, &new);
+        let restart = reload::needing_restart(&changed);
+        for key in &changed {
+            self.apply(key, &new);
+        }
+        if !restart.is_empty() {
+            tracing::warn!(
+                keys = %restart.join(", "),
+                "changed keys take effect only after a restart (systemctl restart batond)"
+            );
+        }
+        self.current = reload::effective(&self.current, &new);
+        tracing::info!(path = %path.display(), changed = %changed.join(", "), "config reloaded");
+        match (changed.len() - restart.len(), restart.is_empty()) {
+            (0, true) => "config reloaded, nothing changed".to_owned(),
+            (applied, true) => format!("config reloaded, {applied} key(s) applied"),
+            (applied, false) => format!(
+                "config reloaded, {applied} key(s) applied, {} need a restart: {}",
+                restart.len(),
+                restart.join(", ")
+            ),
+        }
+    }
+
+    /// Applies one changed reloadable key.
+    fn apply(&self, key: &str, new: &Config) {
+        match key {
+            "log.level" => {
+                if let Err(error) = crate::logging::set_level(&new.log.level) {
+                    tracing::error!(%error, level = %new.log.level, "cannot change the log level");
+                }
+            }
+            "conductor.workers" => {
+                let workers = usize::try_from(new.conductor.workers).unwrap_or(usize::MAX);
+                self.conductor.pool().resize(workers);
+            }
+            _ => {}
+        }
     }
 
     /// Waits until the server stops by itself (it only does on error).
@@ -156,6 +290,7 @@ async fn serve(
     state: AppState,
     admission: Arc<Admission>,
     stop: CancellationToken,
+    serving: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), DaemonError> {
     let socket::BoundSocket { listener, guard } = bound;
     let config = state.conductor.config();
@@ -163,6 +298,7 @@ async fn serve(
     let (header_timeout, write_timeout) = (config.api.header_timeout, config.api.write_timeout);
     let app = api::router(state);
     let connections = GracefulShutdown::new();
+    let _ = serving.send(());
     loop {
         // Accept first, then wait for a slot: the waiting connection is
         // what tells the limit to close an idle one.
@@ -249,14 +385,37 @@ fn track_requests(
     })
 }
 
-/// Runs batond until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let mut daemon = Daemon::start(config).await?;
-    tokio::select! {
-        result = daemon.wait() => result,
-        () = shutdown => {
-            tracing::info!("shutting down");
-            daemon.shutdown().await
+/// The systemd watchdog and `STATUS=` task: pings only while the
+/// conductor's reconcile loop answers.
+async fn supervise(notifier: Arc<Notifier>, conductor: Conductor, stop: CancellationToken) {
+    systemd::supervise(
+        &notifier,
+        || conductor.alive(),
+        || systemd::status_line(&conductor),
+        stop,
+    )
+    .await;
+}
+
+/// Runs batond until told to stop (or the server fails), reloading the
+/// config when told to.
+pub async fn run(
+    config: Config,
+    startup: Startup,
+    mut control: tokio::sync::mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
+    let mut daemon = Daemon::start_with(config, startup).await?;
+    loop {
+        let message = tokio::select! {
+            result = daemon.wait() => return result,
+            message = control.recv() => message,
+        };
+        match message {
+            Some(Control::Reload) => daemon.reload().await,
+            Some(Control::Stop) | None => {
+                tracing::info!("shutting down");
+                return daemon.shutdown().await;
+            }
         }
     }
 }

@@ -16,4 +16,6 @@ pub mod connections;
 pub mod daemon;
 pub mod logging;
 pub mod messages;
+pub mod reload;
 pub mod socket;
+pub mod systemd;

@@ -1,5 +1,9 @@
-//! Log output: text or JSON lines on stderr (journald adds timestamps and
-//! priority itself), filtered by `[log] level`.
+//! Log output: text or JSON lines on stderr, filtered by `[log] level`,
+//! which SIGHUP can change ([`set_level`]).
+//!
+//! Under systemd (`$JOURNAL_STREAM` names our stderr) lines carry no
+//! timestamp of their own — journald stamps them — and start with the
+//! `<N>` syslog priority prefix, so `journalctl -p warning` works.
 //!
 //! Whatever the level, records of the protocol libraries in
 //! [`CAPPED_TARGETS`] pass only at WARN and above: ipmi-rs logs Open Session
@@ -9,23 +13,31 @@
 //! tracing through the tracing-log bridge, so one filter covers both.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing::{Level, Metadata};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
 /// Log targets (crates) whose records below WARN carry password equivalents.
 pub const CAPPED_TARGETS: [&str; 2] = ["ipmi_rs", "ipmi_rs_core"];
 
+/// Changes the level filter of the installed subscriber.
+static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
 /// Installs the global subscriber. The config was validated, so the filter
 /// parses; a second call (tests) is a no-op.
 pub fn init(config: &LogConfig) {
-    let _ = install(config, std::io::stderr, std::io::stderr().is_terminal());
+    let journald = stderr_is_journal();
+    let ansi = !journald && std::io::stderr().is_terminal();
+    let _ = install_for(config, std::io::stderr, ansi, journald);
 }
 
 /// Installs batond's subscriber writing to `writer` (tests capture the logs
@@ -34,23 +46,145 @@ pub fn install<W>(config: &LogConfig, writer: W, ansi: bool) -> Result<(), TryIn
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    install_for(config, writer, ansi, false)
+}
+
+/// Applies a new `[log] level` (validated) to the installed subscriber.
+pub fn set_level(level: &str) -> Result<(), String> {
+    let filter = EnvFilter::builder()
+        .parse(level)
+        .map_err(|e| e.to_string())?;
+    match LEVEL.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        None => Err("batond's logging is not installed".into()),
+    }
+}
+
+fn install_for<W>(
+    config: &LogConfig,
+    writer: W,
+    ansi: bool,
+    journald: bool,
+) -> Result<(), TryInitError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::builder()
         .parse(&config.level)
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let text = format().with_target(true);
+    match (config.format, journald) {
+        (LogFormat::Text, false) => finish(
+            filter,
+            writer,
+            ansi,
+            format::DefaultFields::new(),
+            text,
+            false,
+        ),
+        (LogFormat::Text, true) => finish(
+            filter,
+            writer,
+            ansi,
+            format::DefaultFields::new(),
+            text.without_time(),
+            true,
+        ),
+        (LogFormat::Json, false) => finish(filter, writer, ansi, JsonFields::new(), json(), false),
+        (LogFormat::Json, true) => finish(
+            filter,
+            writer,
+            ansi,
+            JsonFields::new(),
+            json().without_time(),
+            true,
+        ),
+    }
+}
+
+fn format() -> format::Format {
+    format::Format::default()
+}
+
+fn json() -> format::Format<format::Json> {
+    format().json().flatten_event(true)
+}
+
+type Filtered = tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+fn finish<W, N, E>(
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+    fields: N,
+    lines: E,
+    journald: bool,
+) -> Result<(), TryInitError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    E: FormatEvent<Filtered, N> + Send + Sync + 'static,
+{
+    let (filter, handle) = reload::Layer::new(filter);
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi)
-        .with_target(true);
-    let cap = filter_fn(allowed);
-    match config.format {
-        LogFormat::Text => builder.finish().with(cap).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .finish()
-            .with(cap)
-            .try_init(),
+        .fmt_fields(fields)
+        .event_format(Priority { lines, journald });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(filter_fn(allowed))
+        .try_init()?;
+    let _ = LEVEL.set(handle);
+    Ok(())
+}
+
+/// True when stderr is the journal stream systemd connected
+/// (`$JOURNAL_STREAM` is `device:inode` of it).
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_string_lossy() == format!("{}:{}", stat.st_dev, stat.st_ino)
+}
+
+/// Puts journald's `<N>` priority in front of each line when writing to
+/// the journal.
+struct Priority<E> {
+    lines: E,
+    journald: bool,
+}
+
+impl<S, N, E> FormatEvent<S, N> for Priority<E>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    E: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        if self.journald {
+            write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        }
+        self.lines.format_event(ctx, writer, event)
+    }
+}
+
+/// sd-daemon(3) priorities: err, warning, info, debug.
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
     }
 }
 

@@ -9,6 +9,10 @@
 //! 4. Bind, then set the socket's mode to 0660.
 //!
 //! The socket file is removed when the [`SocketGuard`] is dropped.
+//!
+//! A socket systemd passed ([`adopt`]) is systemd's: no lock, and it is
+//! never removed. Either way batond refuses a socket directory that others
+//! may write to (they could replace the socket with their own).
 
 use std::fs::DirBuilder;
 use std::io::ErrorKind;
@@ -31,6 +35,8 @@ pub enum SocketError {
     InUse { path: PathBuf },
     #[error("{path} exists and is not a socket; refusing to replace it — remove it or choose another [api] socket")]
     NotASocket { path: PathBuf },
+    #[error("the socket's directory {dir} is writable by others (mode {mode:04o}); anyone could replace the socket — make it 0750 (chmod 0750 {dir})")]
+    OpenDirectory { dir: PathBuf, mode: u32 },
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -47,22 +53,30 @@ pub struct BoundSocket {
     pub guard: SocketGuard,
 }
 
-/// Holds the lock; removes the socket file when dropped.
+/// Holds the lock; removes the socket file when dropped — unless systemd
+/// passed the socket, which then has neither lock nor removal.
 #[derive(Debug)]
 pub struct SocketGuard {
     path: PathBuf,
-    _lock: Lock,
+    lock: Option<Lock>,
 }
 
 impl SocketGuard {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// False for a socket systemd passed (not batond's to lock or remove).
+    pub fn owned(&self) -> bool {
+        self.lock.is_some()
+    }
 }
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.lock.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -83,6 +97,7 @@ pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
             .mode(0o750)
             .create(dir)
             .map_err(io("create directory", dir))?;
+        check_directory(dir)?;
     }
     let lock = take_lock(path)?;
     remove_stale(path)?;
@@ -93,9 +108,46 @@ pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
         listener,
         guard: SocketGuard {
             path: path.to_owned(),
-            _lock: lock,
+            lock: Some(lock),
         },
     })
+}
+
+/// Serves on the listening socket systemd passed (`batond.socket`). Must
+/// be called inside a tokio runtime.
+pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<BoundSocket, SocketError> {
+    let unnamed = PathBuf::from("(socket passed by systemd)");
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_owned))
+        .unwrap_or(unnamed);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        check_directory(dir)?;
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(io("configure", &path))?;
+    let listener = UnixListener::from_std(listener).map_err(io("serve on", &path))?;
+    Ok(BoundSocket {
+        listener,
+        guard: SocketGuard { path, lock: None },
+    })
+}
+
+/// Refuses a directory others may write to.
+fn check_directory(dir: &Path) -> Result<(), SocketError> {
+    let mode = std::fs::metadata(dir)
+        .map_err(io("inspect", dir))?
+        .permissions()
+        .mode();
+    if mode & 0o002 != 0 {
+        return Err(SocketError::OpenDirectory {
+            dir: dir.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
 }
 
 fn take_lock(path: &Path) -> Result<Lock, SocketError> {

@@ -1,7 +1,9 @@
 //! `batond`: the baton conductor daemon.
 //!
 //! Reads the config (every key validated before anything is opened or
-//! bound), sets up logging, and runs until SIGTERM or SIGINT.
+//! bound), takes the socket systemd passed (if any, before any thread
+//! starts), sets up logging, and runs until SIGTERM or SIGINT; SIGHUP
+//! reloads the config.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure (socket, database), 2 usage
 //! error, 78 (EX_CONFIG) invalid or unreadable config.
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use batond::config::Config;
+use batond::daemon::{Control, Startup};
 use clap::Parser;
 
 const DEFAULT_CONFIG: &str = "/etc/baton/batond.toml";
@@ -44,14 +47,35 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match load(args.config) {
+    let config_path = args.config.or_else(|| {
+        let default = PathBuf::from(DEFAULT_CONFIG);
+        default.exists().then_some(default)
+    });
+    let config = match config_path
+        .as_deref()
+        .map_or_else(|| Ok(Config::default()), Config::load)
+    {
         Ok(config) => config,
         Err(e) => {
             eprintln!("batond: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Before the runtime's threads: this clears LISTEN_* from the
+    // environment.
+    let listener = match batond::systemd::inherited_listener() {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("batond: {e}");
+            return ExitCode::from(1);
+        }
+    };
     batond::logging::init(&config.log);
+    let startup = Startup {
+        listener,
+        notifier: batond::systemd::Notifier::from_env(),
+        config_path,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -59,7 +83,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(batond::daemon::run(config, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        // Handlers are in place before READY=1, so a reload or stop sent
+        // right after it is never lost (or fatal).
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(error) => {
+                tracing::error!(%error, "cannot install signal handlers; stop batond with SIGKILL");
+                Signals::none()
+            }
+        };
+        let (control, controls) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(signals.forward(control));
+        batond::daemon::run(config, startup, controls).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "batond stopped");
@@ -69,29 +107,36 @@ fn main() -> ExitCode {
     }
 }
 
-/// The explicit config file, or the default one, or built-in defaults when
-/// the default file does not exist.
-fn load(explicit: Option<PathBuf>) -> Result<Config, batond::config::ConfigError> {
-    match explicit {
-        Some(path) => Config::load(&path),
-        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
-            Config::load(DEFAULT_CONFIG.as_ref())
-        }
-        None => Ok(Config::default()),
-    }
-}
+/// SIGTERM and SIGINT become [`Control::Stop`], SIGHUP [`Control::Reload`].
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop batond with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self(Some([
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ])))
+    }
+
+    fn none() -> Self {
+        Self(None)
+    }
+
+    async fn forward(self, control: tokio::sync::mpsc::Sender<Control>) {
+        let Some([mut term, mut int, mut hup]) = self.0 else {
+            return std::future::pending().await;
+        };
+        loop {
+            let message = tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); Control::Stop }
+                _ = int.recv() => { tracing::info!("SIGINT received"); Control::Stop }
+                _ = hup.recv() => { tracing::info!("SIGHUP received: reloading the config"); Control::Reload }
+            };
+            if control.send(message).await.is_err() {
+                return;
+            }
+        }
     }
 }

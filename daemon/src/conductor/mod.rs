@@ -168,6 +168,11 @@ impl Conductor {
         ))
     }
 
+    /// True when the reconcile loop answers (the systemd watchdog's probe).
+    pub async fn alive(&self) -> bool {
+        self.reconciler.alive().await
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.reconciler.shared().stats
     }
@@ -365,7 +370,7 @@ impl Conductor {
         let (succeeded, failed) = stats.operations();
         Activity {
             workers: crate::api::types::WorkerStatus {
-                max: self.config.conductor.workers,
+                max: u32::try_from(pool.max()).unwrap_or(u32::MAX),
                 busy: as_u64(pool.busy()),
                 waiting: as_u64(pool.waiting()),
             },

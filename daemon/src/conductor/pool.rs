@@ -13,6 +13,10 @@
 //! sub-jobs, the power sync), so a single request issued during a
 //! thousand-node batch starts within a few request times instead of
 //! queueing behind the batch.
+//!
+//! The bound can change while requests run ([`Pool::resize`], on reload):
+//! growing hands out the new permits at once; shrinking takes free permits
+//! away at once and the rest as the requests holding them finish.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -36,7 +40,7 @@ pub enum Lane {
 #[derive(Debug)]
 pub struct Pool {
     permits: Arc<Permits>,
-    max: usize,
+    max: AtomicUsize,
     busy: AtomicUsize,
     waiting: AtomicUsize,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
@@ -56,7 +60,7 @@ impl Pool {
     pub fn new(max: usize) -> Self {
         Self {
             permits: Arc::new(Permits::new(max)),
-            max,
+            max: AtomicUsize::new(max),
             busy: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             gates: Mutex::new(HashMap::new()),
@@ -64,7 +68,32 @@ impl Pool {
     }
 
     pub fn max(&self) -> usize {
-        self.max
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Changes the most requests in flight (at least 1). Requests already
+    /// running finish; new ones wait until fewer than `max` run.
+    pub fn resize(&self, max: usize) {
+        let max = max.max(1);
+        let old = self.max.swap(max, Ordering::SeqCst);
+        if max > old {
+            let grow = {
+                let mut state = self.permits.lock();
+                // Permits still owed from an earlier shrink are cancelled first.
+                let cancelled = state.owed.min(max - old);
+                state.owed -= cancelled;
+                max - old - cancelled
+            };
+            for _ in 0..grow {
+                Permits::release(&self.permits);
+            }
+        } else {
+            let mut state = self.permits.lock();
+            let shrink = old - max;
+            let taken = state.free.min(shrink);
+            state.free -= taken;
+            state.owed += shrink - taken;
+        }
     }
 
     /// Requests on the wire now.
@@ -142,6 +171,8 @@ struct Permits {
 #[derive(Debug)]
 struct PermitState {
     free: usize,
+    /// Permits to take away as they come back, after a shrink.
+    owed: usize,
     interactive: VecDeque<oneshot::Sender<Permit>>,
     bulk: VecDeque<oneshot::Sender<Permit>>,
 }
@@ -163,6 +194,7 @@ impl Permits {
         Self {
             state: Mutex::new(PermitState {
                 free: max,
+                owed: 0,
                 interactive: VecDeque::new(),
                 bulk: VecDeque::new(),
             }),
@@ -208,6 +240,10 @@ impl Permits {
     /// here for the next one.
     fn release(this: &Arc<Self>) {
         let mut state = this.lock();
+        if state.owed > 0 {
+            state.owed -= 1;
+            return;
+        }
         loop {
             let next = match state.interactive.pop_front() {
                 Some(tx) => Some(tx),
@@ -289,5 +325,52 @@ mod tests {
             }
         }
         assert_eq!((pool.busy(), pool.waiting()), (0, 0));
+    }
+
+    /// Runs `n` requests on distinct BMCs at once and returns how many
+    /// were running at the peak.
+    async fn peak_of(pool: &Arc<Pool>, n: usize) -> usize {
+        let peak = Arc::new(AtomicUsize::new(0));
+        let now = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let (pool, now, peak) = (Arc::clone(pool), Arc::clone(&now), Arc::clone(&peak));
+                tokio::spawn(async move {
+                    pool.run(&format!("bmc-{i}"), Duration::ZERO, async {
+                        peak.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await;
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        peak.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resize_grows_and_shrinks_the_bound() {
+        let pool = Arc::new(Pool::new(2));
+        assert_eq!(peak_of(&pool, 10).await, 2);
+        pool.resize(5);
+        assert_eq!((pool.max(), peak_of(&pool, 10).await), (5, 5));
+        pool.resize(3);
+        assert_eq!((pool.max(), peak_of(&pool, 10).await), (3, 3));
+        // Shrinking while permits are out takes them back as they return.
+        let busy = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { peak_of(&pool, 3).await }
+        });
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        pool.resize(1);
+        busy.await.unwrap();
+        assert_eq!(peak_of(&pool, 10).await, 1);
+        pool.resize(4);
+        assert_eq!(peak_of(&pool, 10).await, 4);
     }
 }

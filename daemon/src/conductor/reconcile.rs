@@ -178,9 +178,14 @@ impl Shared {
 }
 
 enum Msg {
-    Start { uuid: Uuid, resumed: bool },
+    Start {
+        uuid: Uuid,
+        resumed: bool,
+    },
     Cancel(Uuid),
     Done(Box<OpState>, Next),
+    /// A liveness probe (the systemd watchdog): answered from the loop.
+    Alive(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Handle to the scheduler task.
@@ -197,6 +202,7 @@ impl std::fmt::Debug for Msg {
             Msg::Start { uuid, .. } => write!(f, "Start({uuid})"),
             Msg::Cancel(uuid) => write!(f, "Cancel({uuid})"),
             Msg::Done(op, _) => write!(f, "Done({})", op.uuid),
+            Msg::Alive(_) => f.write_str("Alive"),
         }
     }
 }
@@ -242,6 +248,13 @@ impl Reconciler {
     /// Forgets a node's operation (its target was cleared by an admin).
     pub fn cancel(&self, uuid: Uuid) {
         let _ = self.tx.send(Msg::Cancel(uuid));
+    }
+
+    /// True once the scheduler loop has answered a probe; false when it
+    /// has stopped. The caller bounds the wait (a hung loop never answers).
+    pub async fn alive(&self) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Msg::Alive(tx)).is_ok() && rx.await.is_ok()
     }
 
     /// Operations being driven now.
@@ -347,6 +360,9 @@ impl Scheduler {
                 }
                 None => {}
             },
+            Msg::Alive(answer) => {
+                let _ = answer.send(());
+            }
             Msg::Done(op, next) => {
                 let cancelled = matches!(
                     self.ops.get(&op.uuid),
