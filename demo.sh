@@ -12,14 +12,14 @@
 # Ctrl-C stops everything. Each run starts from an empty demo/ directory,
 # since the simulated BMCs take new ports every run.
 #
-# Environment: DEMO_NODES (default 20), DEMO_CONTROL_PORT (hw-sim control API,
+# Environment: DEMO_NODES (default 1000), DEMO_CONTROL_PORT (hw-sim control API,
 # default 8700), DEMO_DRIVER (redfish|ipmi|mixed, default mixed), DEMO_BIN (a
 # directory holding batond, baton and baton-hwsim already built: no build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 
-nodes=${DEMO_NODES:-20}
+nodes=${DEMO_NODES:-1000}
 control_port=${DEMO_CONTROL_PORT:-8700}
 driver=${DEMO_DRIVER:-mixed}
 socket=demo/baton.sock
@@ -86,7 +86,10 @@ baton is running on a simulated rack of $nodes servers.
 Try, in another terminal (the README's CLI section has more):
   cd $root
   export PATH=$bin_path:\$PATH BATON_SOCKET=\$PWD/$socket
-  baton node list
+  baton batch stop --all --wait
+  baton batch start --all --wait
+  baton job list
+  baton node list --power-domain rack-1
   baton node show node-0000
   baton node power node-0000 off --wait
   baton node power node-0000 on --wait
@@ -96,6 +99,8 @@ Try, in another terminal (the README's CLI section has more):
   curl --unix-socket \$BATON_SOCKET -X PUT http://localhost/v1/nodes/node-0000/states/power -d '{"target": "power off"}'
   curl --unix-socket \$BATON_SOCKET http://localhost/v1/nodes/node-0000/os-instance-actions
   curl --unix-socket \$BATON_SOCKET -X POST http://localhost/v1/nodes/node-0001/action -d '{"reboot": {"type": "HARD"}}'
+  curl --unix-socket \$BATON_SOCKET -X POST http://localhost/v1/baremetalservers/action -d '{"os-stop": {"type": "HARD", "servers": [{"id": "node-0002"}, {"id": "node-0003"}]}}'
+  curl --unix-socket \$BATON_SOCKET http://localhost/v1/jobs?limit=1
 
 Press Ctrl-C to stop.
 MSG

@@ -1,17 +1,19 @@
 //! The `baton` admin CLI: argument parsing (clap), the commands (`node`:
 //! enrollment and listing; `power`: power, boot, actions, lock, maintenance;
-//! `log`: the action log), and the mapping of failures to exit codes:
+//! `log`: the action log; `batch`: batches; `job`: their jobs), and the mapping of failures to exit codes:
 //!
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the API answered with an error (its message and request id go to stderr), an operation waited for (`--wait`) failed, or some nodes of a multi-node command failed |
+//! | 1 | the API answered with an error (its message and request id go to stderr), an operation waited for (`--wait`) failed, some nodes of a multi-node command failed, or a batch followed with `--wait` had failed servers |
 //! | 2 | usage error (bad arguments, unreadable input file) |
 //! | 3 | batond cannot be reached (socket missing, not a socket, permission denied, nothing listening) |
 //!
 //! The CLI shares the daemon's request and response types (`crate::api::types`).
 
+mod batch;
 mod fields;
+mod job;
 mod log;
 mod node;
 mod output;
@@ -61,6 +63,12 @@ pub enum Command {
     /// device, lock and maintenance; read their action log.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Stop, start or reboot many servers as one job (up to 1000 per job).
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
+    /// Show, list and cancel batch jobs.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// The conductor's health.
     #[command(subcommand)]
     Conductor(ConductorCommand),
@@ -107,6 +115,9 @@ enum CliError {
     /// A multi-node command that reported each failure as it went.
     #[error("{failed} of {total} nodes failed")]
     SomeFailed { failed: usize, total: usize },
+    /// A batch followed with `--wait` ended with failed sub-jobs.
+    #[error("{failed} of {total} servers failed (the table above says why)")]
+    JobFailed { failed: u64, total: u64 },
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {
@@ -125,7 +136,8 @@ impl CliError {
             CliError::Client(_)
             | CliError::NodeNotFound { .. }
             | CliError::OperationFailed { .. }
-            | CliError::SomeFailed { .. } => 1,
+            | CliError::SomeFailed { .. }
+            | CliError::JobFailed { .. } => 1,
         }
     }
 
@@ -142,7 +154,7 @@ impl CliError {
                 ("operationFailed", Some(request_id.as_str()))
             }
             CliError::Client(e) if e.is_unreachable() => ("unreachable", None),
-            CliError::SomeFailed { .. } => ("partialFailure", None),
+            CliError::SomeFailed { .. } | CliError::JobFailed { .. } => ("partialFailure", None),
             CliError::Client(_) | CliError::Usage(_) => ("cliError", None),
         };
         let message = match self {
@@ -193,6 +205,8 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
     let client = Client::new(&cli.socket);
     match &cli.command {
         Command::Node(cmd) => node::run(&client, cmd, cli.json).await,
+        Command::Batch(cmd) => batch::run(&client, cmd, cli.json).await,
+        Command::Job(cmd) => job::run(&client, cmd, cli.json).await,
         Command::Conductor(ConductorCommand::Status) => {
             let status: ConductorStatus = client.get("/v1/conductor").await?;
             emit(cli.json, &status, output::conductor_status)

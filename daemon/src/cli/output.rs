@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 
 use crate::api::types::{
-    power_state_key, ActionAccepted, ConductorStatus, InstanceAction, NodeStates, NodeSummary,
-    NodeView,
+    power_state_key, ActionAccepted, ConductorStatus, InstanceAction, JobDocument, NodeStates,
+    NodeSummary, NodeView, SubJobDocument,
 };
+use crate::cli::progress::{rate_and_eta, Progress};
 
 /// Renders rows under a header, each column as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -368,6 +369,137 @@ pub fn action_detail(a: &InstanceAction) -> String {
         ));
     }
     out
+}
+
+/// The operation as the CLI names it: `os-stop HARD`.
+fn job_operation(j: &JobDocument) -> String {
+    match &j.stop_type {
+        Some(t) => format!("{} {t}", j.operation),
+        None => j.operation.clone(),
+    }
+}
+
+fn counts(j: &JobDocument) -> String {
+    let c = &j.entities.sub_jobs_status;
+    format!(
+        "{} total: {} succeeded, {} failed, {} running, {} waiting",
+        j.entities.sub_jobs_total, c.success, c.fail, c.running, c.init
+    )
+}
+
+/// One job in a few lines: id, operation, status, counts, reason.
+pub fn job_summary(j: &JobDocument) -> String {
+    let mut pairs = vec![
+        ("job", j.job_id.clone()),
+        ("operation", job_operation(j)),
+        ("status", j.status.clone()),
+        ("sub-jobs", counts(j)),
+    ];
+    if let Some(reason) = &j.fail_reason {
+        pairs.push(("fail reason", reason.clone()));
+    }
+    fields(&pairs)
+}
+
+pub fn job_detail(j: &JobDocument) -> String {
+    let mut out = fields(&[
+        ("job", j.job_id.clone()),
+        ("operation", job_operation(j)),
+        ("status", j.status.clone()),
+        ("sub-jobs", counts(j)),
+        ("error code", or_dash(j.error_code.as_deref())),
+        ("fail reason", or_dash(j.fail_reason.as_deref())),
+        ("created at", j.created_at.clone()),
+        ("begin time", or_dash(j.begin_time.as_deref())),
+        ("end time", or_dash(j.end_time.as_deref())),
+        ("request", j.request_id.clone()),
+        ("project", or_dash(j.project_id.as_deref())),
+        ("user", or_dash(j.user_id.as_deref())),
+        ("schedule", or_dash(j.schedule_id.as_deref())),
+    ]);
+    let subs = j.entities.sub_jobs.as_deref().unwrap_or_default();
+    if !subs.is_empty() {
+        let rows: Vec<Vec<String>> = subs.iter().map(sub_job_row).collect();
+        out.push('\n');
+        out.push_str(&table(&["SERVER", "STATUS", "CODE", "DETAIL"], &rows));
+    }
+    out
+}
+
+fn server(s: &SubJobDocument) -> String {
+    s.entities
+        .server_name
+        .clone()
+        .unwrap_or_else(|| s.entities.server_id.to_string())
+}
+
+fn sub_job_row(s: &SubJobDocument) -> Vec<String> {
+    let detail = s
+        .fail_reason
+        .as_deref()
+        .or(s.message.as_deref())
+        .unwrap_or("-");
+    vec![
+        server(s),
+        s.status.clone(),
+        or_dash(s.error_code.as_deref()),
+        detail.to_owned(),
+    ]
+}
+
+pub fn job_table(jobs: &[JobDocument]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let c = &j.entities.sub_jobs_status;
+            vec![
+                j.job_id.clone(),
+                job_operation(j),
+                j.status.clone(),
+                format!("{}/{}", c.success + c.fail, j.entities.sub_jobs_total),
+                c.fail.to_string(),
+                j.created_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["JOB", "OPERATION", "STATUS", "ENDED", "FAILED", "CREATED"],
+        &rows,
+    )
+}
+
+/// Every failed sub-job of these jobs, in one table (empty when none).
+pub fn failure_table(jobs: &[JobDocument]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .flat_map(|j| j.entities.sub_jobs.as_deref().unwrap_or_default())
+        .filter(|s| s.status == "FAIL")
+        .map(|s| {
+            vec![
+                server(s),
+                or_dash(s.error_code.as_deref()),
+                or_dash(s.fail_reason.as_deref()),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    table(&["FAILED SERVER", "CODE", "REASON"], &rows)
+}
+
+/// Where a set of jobs stands, summed.
+pub fn job_progress(jobs: &[JobDocument]) -> Progress {
+    jobs.iter().fold(Progress::default(), |p, j| Progress {
+        succeeded: p.succeeded + j.entities.sub_jobs_status.success,
+        failed: p.failed + j.entities.sub_jobs_status.fail,
+        total: p.total + j.entities.sub_jobs_total,
+    })
+}
+
+/// A progress line for logs (stderr not a terminal).
+pub fn progress_line(p: &Progress, elapsed: std::time::Duration) -> String {
+    format!("progress: {}", rate_and_eta(p, elapsed))
 }
 
 #[cfg(test)]
