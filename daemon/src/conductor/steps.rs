@@ -7,15 +7,17 @@
 //!    when the recorded state already is the target ("already power off",
 //!    no command sent);
 //! 3. **set boot device** first, for rescue and unrescue;
-//! 4. **mark sent** — for a command that must not run twice (reboot,
-//!    power cycle), the database records that it may be on its way before
-//!    it is sent, so a restart re-reads instead of resending;
-//! 5. **command** the BMC; a transient failure goes back to *verify* after
+//! 4. **command** the BMC; a transient failure goes back to *verify* after
 //!    a pause (a retransmitted IPMI command may have run), an unconfirmed
-//!    outcome (`OutcomeUnknown`) is never resent blindly;
-//! 6. **confirm**: read until the target state shows or the timeout passes
+//!    outcome (`OutcomeUnknown`) is never resent blindly. A command that
+//!    must not run twice (reboot, power cycle) is first recorded as maybe
+//!    sent, so a restart re-reads instead of resending — written once the
+//!    command holds its BMC and a worker, right before it goes out, so that
+//!    a command still queued (behind a batch, or for its power domain) when
+//!    batond dies is sent after the restart rather than taken as sent;
+//! 5. **confirm**: read until the target state shows or the timeout passes
 //!    (soft verbs then fall back to hard ones when configured);
-//! 7. **finish**: one write clears the target and the lease, stores the
+//! 6. **finish**: one write clears the target and the lease, stores the
 //!    state read, the learned transition time, the events and the message
 //!    — batched with other nodes' writes by the store's group commit.
 
@@ -81,7 +83,6 @@ enum Stage {
     Load,
     Verify,
     SetBoot,
-    MarkSent,
     Command(PowerAction),
     Confirm,
     /// The final write, retried until the database takes it.
@@ -175,7 +176,6 @@ pub(super) async fn step(shared: &Shared, op: &mut OpState) -> Next {
         Stage::Load => load(shared, op).await,
         Stage::Verify => verify(shared, op).await,
         Stage::SetBoot => set_boot(shared, op).await,
-        Stage::MarkSent => mark_sent(shared, op).await,
         Stage::Command(action) => command(shared, op, action).await,
         Stage::Confirm => confirm(shared, op).await,
         Stage::Finish(outcome) => finish(shared, op, outcome).await,
@@ -241,7 +241,7 @@ fn after_boot(node: &Node, verb: PowerVerb) -> Stage {
             _ => Stage::Verify,
         }
     } else if recorded == Some(PowerState::On) {
-        Stage::MarkSent
+        Stage::Command(power_action(verb))
     } else {
         Stage::Verify
     }
@@ -303,7 +303,7 @@ fn after_verify(shared: &Shared, op: &mut OpState, state: baton_drivers::PowerSt
             return now_step(op, Stage::Finish(Ok(note)));
         }
         // A restart of a node that is on, not sent yet.
-        return now_step(op, Stage::MarkSent);
+        return now_step(op, Stage::Command(power_action(op.verb)));
     }
     if !op.verb.is_repeatable() && op.sent != Sent::No {
         // The restart may be under way (a power cycle passes through off).
@@ -348,24 +348,6 @@ async fn set_boot(shared: &Shared, op: &mut OpState) -> Next {
                 &shared.host,
             );
             on_error(shared, op, &error, Stage::SetBoot)
-        }
-    }
-}
-
-async fn mark_sent(shared: &Shared, op: &mut OpState) -> Next {
-    let update = NodeUpdate {
-        phase: Some(OpPhase::Sent),
-        ..NodeUpdate::default()
-    };
-    match write_if_ours(shared, op, update, None, None).await {
-        Ok(_) => {
-            op.events.clear();
-            now_step(op, Stage::Command(power_action(op.verb)))
-        }
-        Err(baton_state::UpdateError::Rejected(())) => Next::Finished,
-        Err(baton_state::UpdateError::Store(error)) => {
-            tracing::warn!(node = %op.uuid, %error, "cannot record a command about to be sent; retrying");
-            Next::At(Instant::now() + STORE_RETRY)
         }
     }
 }
@@ -455,6 +437,11 @@ fn begin(shared: &Shared, op: &mut OpState) {
     });
 }
 
+/// Whether `action` is the operation's own command and must not run twice.
+fn must_mark(op: &OpState, action: PowerAction) -> bool {
+    !op.verb.is_repeatable() && action == power_action(op.verb)
+}
+
 /// Commands that power a node on wait for their power domain's slot.
 fn powers_on(action: PowerAction) -> bool {
     matches!(
@@ -482,14 +469,42 @@ async fn command(shared: &Shared, op: &mut OpState, action: PowerAction) -> Next
         gate.as_ref()
             .is_none_or(|(node, sub_job)| shared.gates.pass(*node, sub_job))
     };
+    // A restart is recorded as maybe sent with the worker in hand (see the
+    // module doc); the events pending so far go with that write.
+    let mark = must_mark(op, action);
+    let marking = mark.then(|| {
+        let update = NodeUpdate {
+            phase: Some(OpPhase::Sent),
+            ..NodeUpdate::default()
+        };
+        write_if_ours(shared, op, update, None, None)
+    });
     let Some(result) = shared
         .bmc_request_admitted(&node, op.lane(), admit, |d| async move {
-            d.set_power(action).await
+            if let Some(marking) = marking {
+                if let Err(not_marked) = marking.await {
+                    return Ok(Err(not_marked));
+                }
+            }
+            d.set_power(action).await.map(Ok)
         })
         .await
     else {
         return Next::Finished;
     };
+    let result = match result {
+        Ok(Err(baton_state::UpdateError::Rejected(()))) => return Next::Finished,
+        Ok(Err(baton_state::UpdateError::Store(error))) => {
+            tracing::warn!(node = %op.uuid, %error, "cannot record a command about to be sent; retrying");
+            return Next::At(Instant::now() + STORE_RETRY);
+        }
+        Ok(Ok(())) => Ok(()),
+        Err(error) => Err(error),
+    };
+    if mark {
+        // Written with the mark.
+        op.events.clear();
+    }
     let name = event_name(action);
     match result {
         Ok(()) => {
