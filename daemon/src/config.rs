@@ -24,6 +24,32 @@ pub struct Config {
     pub sync: SyncConfig,
     pub power_on: PowerOnConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: which groups hold which role on the socket (uid 0 and
+/// batond's own uid are always admins). Group names are resolved at start
+/// and on reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Everything: node enrollment, edits, deletion, `os-reset_status`.
+    pub admin_groups: Vec<String>,
+    /// Power actions, boot device, maintenance, lock/unlock, batches, job
+    /// cancel, schedules, and reads.
+    pub operator_groups: Vec<String>,
+    /// Reads only (GET and HEAD, `/metrics` too).
+    pub reader_groups: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            admin_groups: vec!["baton-admins".into()],
+            operator_groups: vec!["baton-operators".into()],
+            reader_groups: vec!["baton-readers".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +70,9 @@ pub struct ApiConfig {
     /// progress before the connection is closed (and its memory freed).
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// Group of the socket batond binds (mode 0660); empty: batond's own
+    /// group. A socket systemd passes keeps `SocketGroup=`.
+    pub socket_group: String,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +82,7 @@ impl Default for ApiConfig {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            socket_group: String::new(),
         }
     }
 }

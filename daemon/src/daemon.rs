@@ -21,6 +21,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::roles::{Access, Peer, SharedAccess};
 use crate::api::{self, metrics::Metrics, power::PeerUid, AppState};
 use crate::conductor::{Background, Conductor};
 use crate::config::Config;
@@ -46,6 +47,8 @@ pub enum DaemonError {
     Conductor(#[from] crate::conductor::ConductorError),
     #[error("the API server stopped before it served")]
     NotServing,
+    #[error("invalid access settings:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Access(Vec<crate::config::ConfigProblem>),
 }
 
 /// What the process was handed beyond its config.
@@ -82,6 +85,7 @@ pub struct Daemon {
     config_path: Option<PathBuf>,
     /// The config in effect (the start config plus what reloads applied).
     current: Config,
+    access: SharedAccess,
 }
 
 impl Daemon {
@@ -97,9 +101,13 @@ impl Daemon {
     pub async fn start_with(config: Config, startup: Startup) -> Result<Self, DaemonError> {
         // The socket lock comes first: a second batond started by mistake
         // stops before it touches (or migrates) the running one's database.
+        let access = SharedAccess::new(Access::resolve(&config.auth).map_err(DaemonError::Access)?);
         let bound = match startup.listener {
             Some(listener) => socket::adopt(listener)?,
-            None => socket::bind(&config.api.socket)?,
+            None => {
+                let group = socket_group(&config.api.socket_group)?;
+                socket::bind(&config.api.socket, group)?
+            }
         };
         let store_options = StoreOptions::default();
         let max_connections = admitted_connections(&config, store_options.max_readers);
@@ -115,7 +123,14 @@ impl Daemon {
         let stop = CancellationToken::new();
         let admission = Admission::new(max_connections, connections::EVICTABLE_AFTER);
         let (serving, served) = tokio::sync::oneshot::channel();
-        let mut server = tokio::spawn(serve(bound, state, admission, stop.clone(), serving));
+        let mut server = tokio::spawn(serve(
+            bound,
+            state,
+            admission,
+            access.clone(),
+            stop.clone(),
+            serving,
+        ));
         if served.await.is_err() {
             // The server ended before its loop: its result says why.
             return Err(match (&mut server).await {
@@ -149,6 +164,7 @@ impl Daemon {
             supervisor,
             config_path: startup.config_path,
             current,
+            access,
         })
     }
 
@@ -208,10 +224,26 @@ impl Daemon {
                 );
             }
         };
+        let access = match Access::resolve(&new.auth) {
+            Ok(access) => access,
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::error!(path = %path.display(), %problem, "reload failed; keeping the previous config");
+                }
+                return format!(
+                    "reload failed, previous config kept: {} problem(s) in {} (see the log)",
+                    problems.len(),
+                    path.display()
+                );
+            }
+        };
         let changed = reload::changed_keys(&self.current, &new);
         let restart = reload::needing_restart(&changed);
         for key in &changed {
             self.apply(key, &new);
+        }
+        if changed.iter().any(|key| key.starts_with("auth.")) {
+            self.access.replace(access);
         }
         if !restart.is_empty() {
             tracing::warn!(
@@ -289,6 +321,7 @@ async fn serve(
     bound: socket::BoundSocket,
     state: AppState,
     admission: Arc<Admission>,
+    access: SharedAccess,
     stop: CancellationToken,
     serving: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), DaemonError> {
@@ -310,12 +343,17 @@ async fn serve(
             Ok((stream, _)) => {
                 // Who is calling, for the action log (and roles): the
                 // kernel's word, not anything the client sends.
-                let peer = stream.peer_cred().ok().map(|c| PeerUid(c.uid()));
+                let cred = stream.peer_cred().ok().map(|c| (c.uid(), c.gid()));
                 let admitted = tokio::select! {
                     admitted = admission.admit(stream) => admitted,
                     () = stop.cancelled() => break,
                 };
-                let service = track_requests(app.clone(), Arc::clone(&admitted.state), peer);
+                let service = track_requests(
+                    app.clone(),
+                    Arc::clone(&admitted.state),
+                    cred,
+                    access.clone(),
+                );
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
@@ -360,29 +398,68 @@ async fn serve(
     Ok(())
 }
 
-/// The router, with the caller's uid on each request, marking the
-/// connection busy from a request's arrival until its response has been sent.
+/// The router, with the caller (uid, groups) and the role groups in effect
+/// on each request, marking the connection busy from a request's arrival
+/// until its response has been sent. The caller's groups are looked up once
+/// per connection, at its first request.
 fn track_requests(
     app: axum::Router,
     state: Arc<ConnectionState>,
-    peer: Option<PeerUid>,
+    cred: Option<(u32, u32)>,
+    access: SharedAccess,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = Response<BusyBody>,
     Error = Infallible,
     Future = impl Future<Output = Result<Response<BusyBody>, Infallible>> + Send,
 > + Clone {
+    let caller: Arc<tokio::sync::OnceCell<Option<Peer>>> = Arc::default();
     tower::service_fn(move |mut request: Request<Incoming>| {
         let busy = state.enter();
-        if let Some(peer) = peer {
-            request.extensions_mut().insert(peer);
-        }
-        let app = app.clone();
+        let (app, access, caller) = (app.clone(), access.current(), Arc::clone(&caller));
         async move {
+            let peer = caller.get_or_init(|| lookup_peer(cred, &access)).await;
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(PeerUid(peer.uid));
+                request.extensions_mut().insert(peer.clone());
+            }
+            request.extensions_mut().insert(access);
             let response = app.oneshot(request).await?;
             Ok(response.map(|body| BusyBody::new(body, busy)))
         }
     })
+}
+
+/// The caller behind socket credentials: root and batond's own uid need no
+/// lookup (they are admins whatever their groups); others' names and groups
+/// come from the user and group databases, off the runtime.
+async fn lookup_peer(cred: Option<(u32, u32)>, access: &Access) -> Option<Peer> {
+    let (uid, gid) = cred?;
+    if access.always_admin(uid) {
+        return Some(Peer {
+            uid,
+            gid,
+            name: None,
+            groups: std::collections::BTreeSet::from([gid]),
+        });
+    }
+    tokio::task::spawn_blocking(move || Peer::lookup(uid, gid))
+        .await
+        .ok()
+}
+
+/// The gid of `api.socket_group`; none when empty (batond's own group).
+fn socket_group(name: &str) -> Result<Option<u32>, DaemonError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(Some(group.gid.as_raw())),
+        _ => Err(DaemonError::Access(vec![crate::config::ConfigProblem {
+            key: "api.socket_group".into(),
+            reason: format!("group {name:?} does not exist; create it or leave the key empty"),
+        }])),
+    }
 }
 
 /// The systemd watchdog and `STATUS=` task: pings only while the

@@ -7,7 +7,13 @@
 use crate::config::Config;
 
 /// Keys a reload applies; every other key needs a restart.
-pub const RELOADABLE: [&str; 2] = ["log.level", "conductor.workers"];
+pub const RELOADABLE: [&str; 5] = [
+    "log.level",
+    "conductor.workers",
+    "auth.admin_groups",
+    "auth.operator_groups",
+    "auth.reader_groups",
+];
 
 /// The config in effect after a reload from `current` to `new`: the
 /// reloadable keys from `new`, the rest from `current`.
@@ -15,6 +21,7 @@ pub fn effective(current: &Config, new: &Config) -> Config {
     let mut next = current.clone();
     next.log.level.clone_from(&new.log.level);
     next.conductor.workers = new.conductor.workers;
+    next.auth.clone_from(&new.auth);
     next
 }
 

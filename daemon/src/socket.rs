@@ -6,7 +6,8 @@
 //! 3. If a socket file is already there, see whether anything answers on it:
 //!    a live listener (not ours) is left alone, a dead one's file is removed.
 //!    Anything that is not a socket is never removed.
-//! 4. Bind, then set the socket's mode to 0660.
+//! 4. Bind, then set the socket's mode to 0660 (and its group, when
+//!    `api.socket_group` names one).
 //!
 //! The socket file is removed when the [`SocketGuard`] is dropped.
 //!
@@ -90,7 +91,7 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 
 /// Binds the API socket at `path`, following the steps in the module docs.
 /// Must be called inside a tokio runtime.
-pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
+pub fn bind(path: &Path, group: Option<u32>) -> Result<BoundSocket, SocketError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         DirBuilder::new()
             .recursive(true)
@@ -104,6 +105,10 @@ pub fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
     let listener = UnixListener::bind(path).map_err(io("bind", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(io("set permissions on", path))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| io("set the group of", path)(e.into()))?;
+    }
     Ok(BoundSocket {
         listener,
         guard: SocketGuard {

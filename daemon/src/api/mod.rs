@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod nodes;
 pub mod power;
 pub mod request;
+pub mod roles;
 pub mod types;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
     // has completed them (e.g. the `Allow` header of a 405).
     Router::new()
         .fallback_service(routes)
+        .layer(axum::middleware::from_fn(roles::authorize))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             middleware::around_request,

@@ -357,12 +357,14 @@ pub async fn action(
     State(app): State<AppState>,
     Path(ident): Path<String>,
     RequestCaller(caller): RequestCaller,
+    granted: super::roles::Granted,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let value: Value = parse_json(&bytes, "action")?;
     let action = parse_action(&value)?;
+    granted.require(super::roles::action_role(&action), action.name())?;
     act(&app, &ident, action, caller).await
 }
 
