@@ -679,6 +679,13 @@ impl Node {
         self.lock().quirks.clone()
     }
 
+    /// Reads the behaviour choices without copying them (for the hot paths
+    /// that need one or two of them per request). `read` runs under the
+    /// node's lock: it must be short and must not call back into the node.
+    pub fn with_quirks<R>(&self, read: impl FnOnce(&Quirks) -> R) -> R {
+        read(&self.lock().quirks)
+    }
+
     /// Replaces the behaviour choices.
     pub fn set_quirks(&self, quirks: Quirks) {
         self.lock().quirks = quirks;

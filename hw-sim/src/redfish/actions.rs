@@ -295,7 +295,7 @@ pub(crate) fn create_session(bmc: &Bmc, body: &Bytes) -> Reply {
             limit = bmc.shared.max_sessions,
             "session limit reached"
         );
-        return errors::session_limit(bmc.node.quirks().session_limit_reply);
+        return errors::session_limit(bmc.node.with_quirks(|q| q.session_limit_reply));
     };
     let body = res::session(&created.id, username);
     let mut reply = reply::json(StatusCode::CREATED, &body);

@@ -266,7 +266,7 @@ fn get(bmc: &Bmc, resource: Resource<'_>, query: &Query, headers: &HeaderMap) ->
         Resource::Reset | Resource::SessionMembers => return errors::method_not_allowed(allow),
     };
     let body = query.apply(body);
-    let style = reply::TagStyle::of(&bmc.node.quirks());
+    let style = bmc.node.with_quirks(reply::TagStyle::of);
     if reply::none_match(headers.get(http::header::IF_NONE_MATCH), &body) {
         return reply::not_modified(&body, style);
     }

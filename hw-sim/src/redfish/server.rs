@@ -102,8 +102,10 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cancel = bmc.shared.cancel.clone();
-    let quirks = bmc.node.quirks();
-    let activity = Arc::new(Activity::new(quirks.keep_alive_requests));
+    let (max_requests, idle) = bmc
+        .node
+        .with_quirks(|q| (q.keep_alive_requests, q.keep_alive_idle));
+    let activity = Arc::new(Activity::new(max_requests));
     let seen = Arc::clone(&activity);
     let service = service_fn(move |request| {
         let (bmc, seen) = (Arc::clone(&bmc), Arc::clone(&seen));
@@ -133,7 +135,7 @@ where
                 tracing::trace!(%error, "Redfish connection ended");
             }
         }
-        () = activity.idle_for(quirks.keep_alive_idle) => {
+        () = activity.idle_for(idle) => {
             // Dropping the connection closes it, without a word to the client.
             tracing::trace!("Redfish connection closed when idle (keep_alive_idle quirk)");
         }
