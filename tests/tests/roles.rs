@@ -222,3 +222,78 @@ async fn the_socket_is_0660_in_its_group_and_others_cannot_connect() {
     assert_eq!(created.status.as_u16(), 400);
     d.stop().await;
 }
+
+/// The groups of `[auth]` in a config file for `dir`.
+fn write_auth(file: &Path, dir: &Path, operator_groups: &str) {
+    let text = format!(
+        "[api]\nsocket = {:?}\nsocket_group = \"staff\"\n[state]\ndatabase = {:?}\n\
+         [auth]\nadmin_groups = [\"adm\"]\noperator_groups = {operator_groups}\nreader_groups = [\"users\"]\n",
+        dir.join("baton.sock").display().to_string(),
+        dir.join("baton.db").display().to_string(),
+    );
+    std::fs::write(file, text).unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_roles_and_an_unknown_group_changes_nothing() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.path().join("batond.toml");
+    write_auth(&file, dir.path(), r#"["operator"]"#);
+    let config = batond::config::Config::load(&file).unwrap();
+    let startup = batond::daemon::Startup {
+        config_path: Some(file.clone()),
+        ..Default::default()
+    };
+    let mut daemon = batond::daemon::Daemon::start_with(config, startup)
+        .await
+        .unwrap();
+    let socket = daemon.socket_path().to_owned();
+    let maintenance = move || {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || {
+            let body = Some(r#"{"reason": "r"}"#);
+            call_as(
+                &socket,
+                "users",
+                true,
+                "PUT",
+                "/v1/nodes/nope/maintenance",
+                body,
+            )
+            .unwrap()
+            .status
+        })
+    };
+    assert_eq!(maintenance().await.unwrap(), 403);
+
+    // `users` becomes an operator group too.
+    write_auth(&file, dir.path(), r#"["operator", "users"]"#);
+    daemon.reload().await;
+    assert_eq!(maintenance().await.unwrap(), 404);
+
+    // An unknown group: the reload fails and the roles stay.
+    write_auth(&file, dir.path(), r#"["no-such-group-baton-test"]"#);
+    daemon.reload().await;
+    assert_eq!(maintenance().await.unwrap(), 404);
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_socket_directory_others_may_write_to_is_refused() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut config = baton_tests::daemon::temp_config(dir.path());
+    config.api.socket = open.join("baton.sock");
+    let error = batond::daemon::Daemon::start(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("is writable by others (mode 0777)") && error.contains("chmod 0750"),
+        "{error}"
+    );
+    assert!(!open.join("baton.sock").exists());
+}
