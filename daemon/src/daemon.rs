@@ -45,6 +45,8 @@ pub enum DaemonError {
     Join(#[from] tokio::task::JoinError),
     #[error("cannot resume pending operations: {0}")]
     Conductor(#[from] crate::conductor::ConductorError),
+    #[error("the database {path} can be read by users other than batond's (mode {mode:04o}); it holds BMC passwords — chmod 0600 {path}")]
+    DatabaseExposed { path: PathBuf, mode: u32 },
     #[error("the API server stopped before it served")]
     NotServing,
     #[error("invalid access settings:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -111,6 +113,7 @@ impl Daemon {
         };
         let store_options = StoreOptions::default();
         let max_connections = admitted_connections(&config, store_options.max_readers);
+        check_database(&config.state.database)?;
         let store = Store::open(&config.state.database, store_options).await?;
         let socket_path = bound.guard.path().to_owned();
         let bound_by_systemd = !bound.guard.owned();
@@ -446,6 +449,24 @@ async fn lookup_peer(cred: Option<(u32, u32)>, access: &Access) -> Option<Peer> 
     tokio::task::spawn_blocking(move || Peer::lookup(uid, gid))
         .await
         .ok()
+}
+
+/// Refuses a database file (and its WAL) others may read: it holds BMC
+/// passwords. batond creates them 0600; a looser mode came from outside.
+fn check_database(path: &std::path::Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    for file in [path.to_owned(), PathBuf::from(wal)] {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o004 != 0 {
+            return Err(DaemonError::DatabaseExposed { path: file, mode });
+        }
+    }
+    Ok(())
 }
 
 /// The gid of `api.socket_group`; none when empty (batond's own group).

@@ -297,3 +297,24 @@ async fn a_socket_directory_others_may_write_to_is_refused() {
     );
     assert!(!open.join("baton.sock").exists());
 }
+
+#[tokio::test]
+async fn a_database_others_can_read_is_refused_with_the_fix() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = baton_tests::daemon::temp_config(dir.path());
+    let daemon = batond::daemon::Daemon::start(config.clone()).await.unwrap();
+    daemon.shutdown().await.unwrap();
+    let database = config.state.database.clone();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&database), 0o600);
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = batond::daemon::Daemon::start(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("can be read by users other than batond's (mode 0644)")
+            && error.contains(&format!("chmod 0600 {}", database.display())),
+        "{error}"
+    );
+}
