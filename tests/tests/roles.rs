@@ -41,6 +41,10 @@ fn call_as(
     path: &str,
     body: Option<&str>,
 ) -> Option<Answer> {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the role tests run curl as other uids through setpriv, which needs root (CI runs the suite as root)"
+    );
     let mut command = Command::new("setpriv");
     command
         .arg(format!("--reuid={CALLER_UID}"))
