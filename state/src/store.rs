@@ -416,6 +416,13 @@ impl Store {
         .await
     }
 
+    /// Checks that every server id names an enrolled node, once (what a
+    /// batch would refuse), without starting anything.
+    pub async fn check_servers(&self, servers: Vec<String>) -> Result<(), StoreError> {
+        self.read(move |conn| resolve_servers(conn, &servers).map(|_| ()))
+            .await
+    }
+
     /// Records that a sub-job's first BMC request is going out.
     pub async fn mark_sub_job_running(
         &self,
@@ -572,16 +579,13 @@ fn apply_change(
 
 /// Resolves a batch's server ids to nodes: every unknown id, and every
 /// node named twice (by name and by uuid, say), refuse the whole batch.
-fn resolve_servers(
-    tx: &rusqlite::Transaction<'_>,
-    servers: &[String],
-) -> Result<Vec<Node>, StoreError> {
+fn resolve_servers(conn: &Connection, servers: &[String]) -> Result<Vec<Node>, StoreError> {
     let mut found = Vec::with_capacity(servers.len());
     let mut unknown = Vec::new();
     let mut seen: HashMap<Uuid, &str> = HashMap::with_capacity(servers.len());
     let mut twice = Vec::new();
     for id in servers {
-        match nodes::get(tx, &NodeIdent::parse(id)) {
+        match nodes::get(conn, &NodeIdent::parse(id)) {
             Ok(node) => {
                 if let Some(first) = seen.insert(node.uuid, id) {
                     twice.push(format!("{id} (same node as {first})"));

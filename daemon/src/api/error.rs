@@ -173,6 +173,7 @@ impl From<ConductorError> for ApiError {
             | ConductorError::ImportTooLarge(_)
             | ConductorError::ImportEmpty
             | ConductorError::InvalidBatch(_)
+            | ConductorError::InvalidSchedule(_)
             | ConductorError::Patch(_) => ApiError::bad_request(err.to_string()),
             ConductorError::Refused(Refusal::Conflict(message)) => {
                 ApiError::new(ErrorKind::Conflict, message)

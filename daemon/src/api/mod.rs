@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod power;
 pub mod request;
 pub mod roles;
+pub mod schedules;
 pub mod types;
 
 use std::sync::Arc;
@@ -77,6 +78,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{job_id}", get(jobs::show))
         .route("/v1/jobs/{job_id}/cancel", post(jobs::cancel))
+        .route("/v1/schedules", get(schedules::list).post(schedules::add))
+        .route(
+            "/v1/schedules/{schedule_id}",
+            get(schedules::show).delete(schedules::delete),
+        )
         .route_layer(axum::middleware::from_fn(middleware::tag_route))
         .fallback(not_found)
         .with_state(state);
@@ -106,7 +112,12 @@ async fn version() -> Json<VersionDocument> {
         status: "CURRENT".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         links: Link::self_link(format!("/{API_VERSION}")),
-        resources: vec![resource("nodes"), resource("jobs"), resource("conductor")],
+        resources: vec![
+            resource("nodes"),
+            resource("jobs"),
+            resource("schedules"),
+            resource("conductor"),
+        ],
     })
 }
 

@@ -574,3 +574,46 @@ impl From<baton_state::SubJob> for SubJobDocument {
         }
     }
 }
+
+/// `POST /v1/schedules` (201), `GET /v1/schedules[/{id}]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleDocument {
+    pub schedule_id: String,
+    /// 5 fields (minute hour day month weekday), or 6 with seconds first.
+    pub cron: String,
+    /// The IANA zone the expression is read in.
+    pub time_zone: String,
+    /// The batch body each firing posts.
+    pub batch: serde_json::Value,
+    pub project_id: Option<String>,
+    pub user_id: Option<String>,
+    pub created_at: String,
+    pub last_fired: Option<String>,
+    /// The job the last firing created.
+    pub last_job_id: Option<String>,
+    /// When it fires next (UTC).
+    pub next_fire: Option<String>,
+}
+
+/// `GET /v1/schedules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleDocument>,
+}
+
+impl ScheduleDocument {
+    pub fn new(s: baton_state::Schedule, next_fire: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        Self {
+            batch: serde_json::from_str(&s.body).unwrap_or(serde_json::Value::Null),
+            schedule_id: s.schedule_id,
+            cron: s.cron,
+            time_zone: s.time_zone,
+            project_id: s.project_id,
+            user_id: s.user_id,
+            created_at: timestamp(s.created_at),
+            last_fired: s.last_fired.map(timestamp),
+            last_job_id: s.last_job_id,
+            next_fire: next_fire.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        }
+    }
+}

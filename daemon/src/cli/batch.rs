@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use http::Method;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::paging;
 use super::progress::Bar;
@@ -49,11 +49,24 @@ pub enum BatchCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["servers", "file", "filter", "all"])))]
 pub struct BatchArgs {
     /// How stop and reboot go about it (default SOFT; start has no type).
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: Option<StopType>,
+    #[command(flatten)]
+    pub which: Selection,
+    /// Record this project id on the jobs and actions (the BMS API's /v1/{project_id}/…).
+    #[arg(long, value_name = "ID")]
+    pub project: Option<String>,
+    /// Follow the jobs to the end with a progress bar; exit 1 if any failed.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// Which servers: exactly one way of naming them.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["servers", "file", "filter", "all"])))]
+pub struct Selection {
     /// Servers by name or uuid, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
     pub servers: Vec<String>,
@@ -67,12 +80,6 @@ pub struct BatchArgs {
     /// Every enrolled node.
     #[arg(long)]
     pub all: bool,
-    /// Record this project id on the jobs and actions (the BMS API's /v1/{project_id}/…).
-    #[arg(long, value_name = "ID")]
-    pub project: Option<String>,
-    /// Follow the jobs to the end with a progress bar; exit 1 if any failed.
-    #[arg(long)]
-    pub wait: bool,
 }
 
 /// What the command prints with `--json`.
@@ -88,15 +95,8 @@ pub(super) async fn run(client: &Client, cmd: &BatchCommand, json: bool) -> Resu
         BatchCommand::Start(a) => ("os-start", a),
         BatchCommand::Reboot(a) => ("reboot", a),
     };
-    if operation == "os-start" && args.kind.is_some() {
-        return Err(CliError::Usage(
-            "--type applies to stop and reboot only; start has no type".into(),
-        ));
-    }
-    let servers = servers(client, args).await?;
-    if servers.is_empty() {
-        return Err(CliError::Usage("no server matches; nothing to do".into()));
-    }
+    check_type(operation, args.kind)?;
+    let servers = servers(client, &args.which).await?;
     let path = match &args.project {
         Some(project) => format!(
             "/v1/{}/baremetalservers/action",
@@ -106,12 +106,7 @@ pub(super) async fn run(client: &Client, cmd: &BatchCommand, json: bool) -> Resu
     };
     let mut jobs = Vec::new();
     for chunk in servers.chunks(JOB_SIZE) {
-        let ids: Vec<_> = chunk.iter().map(|id| json!({"id": id})).collect();
-        let mut action = json!({"servers": ids});
-        if let Some(kind) = args.kind {
-            action["type"] = json!(kind.api_name());
-        }
-        let body = json!({ operation: action });
+        let body = batch_body(operation, args.kind, chunk);
         let created: JobCreated = client.send_json(Method::POST, &path, &body).await?;
         if !json {
             eprintln!(
@@ -140,8 +135,29 @@ pub(super) async fn run(client: &Client, cmd: &BatchCommand, json: bool) -> Resu
     super::job::report_finished(&finished, json)
 }
 
-/// The servers the arguments name, each once, in the order given.
-async fn servers(client: &Client, args: &BatchArgs) -> Result<Vec<String>, CliError> {
+/// Start has no type.
+pub(super) fn check_type(operation: &str, kind: Option<StopType>) -> Result<(), CliError> {
+    if operation == "os-start" && kind.is_some() {
+        return Err(CliError::Usage(
+            "--type applies to stop and reboot only; start has no type".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The body of `POST /v1/baremetalservers/action` for these servers.
+pub(super) fn batch_body(operation: &str, kind: Option<StopType>, ids: &[String]) -> Value {
+    let ids: Vec<_> = ids.iter().map(|id| json!({"id": id})).collect();
+    let mut action = json!({"servers": ids});
+    if let Some(kind) = kind {
+        action["type"] = json!(kind.api_name());
+    }
+    json!({ operation: action })
+}
+
+/// The servers the arguments name, each once, in the order given; at
+/// least one.
+pub(super) async fn servers(client: &Client, args: &Selection) -> Result<Vec<String>, CliError> {
     let mut ids: Vec<String> = args.servers.iter().map(|s| s.trim().to_owned()).collect();
     if let Some(file) = &args.file {
         ids.extend(read_ids(file)?);
@@ -152,6 +168,9 @@ async fn servers(client: &Client, args: &BatchArgs) -> Result<Vec<String>, CliEr
     ids.retain(|id| !id.is_empty());
     let mut seen = HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
+    if ids.is_empty() {
+        return Err(CliError::Usage("no server matches; nothing to do".into()));
+    }
     Ok(ids)
 }
 

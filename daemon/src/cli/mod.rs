@@ -20,6 +20,7 @@ mod output;
 mod paging;
 mod power;
 mod progress;
+mod schedule;
 mod suggest;
 mod values;
 
@@ -69,6 +70,9 @@ pub enum Command {
     /// Show, list and cancel batch jobs.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Batches started by cron schedules.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// The conductor's health.
     #[command(subcommand)]
     Conductor(ConductorCommand),
@@ -207,6 +211,7 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Node(cmd) => node::run(&client, cmd, cli.json).await,
         Command::Batch(cmd) => batch::run(&client, cmd, cli.json).await,
         Command::Job(cmd) => job::run(&client, cmd, cli.json).await,
+        Command::Schedule(cmd) => schedule::run(&client, cmd, cli.json).await,
         Command::Conductor(ConductorCommand::Status) => {
             let status: ConductorStatus = client.get("/v1/conductor").await?;
             emit(cli.json, &status, output::conductor_status)

@@ -502,6 +502,46 @@ pub fn progress_line(p: &Progress, elapsed: std::time::Duration) -> String {
     format!("progress: {}", rate_and_eta(p, elapsed))
 }
 
+pub fn schedule_table(schedules: &[crate::api::types::ScheduleDocument]) -> String {
+    let rows: Vec<Vec<String>> = schedules
+        .iter()
+        .map(|s| {
+            let (operation, count) = s.batch.as_object().and_then(|o| o.iter().next()).map_or(
+                ("-".to_owned(), 0),
+                |(op, body)| {
+                    let kind = body.get("type").and_then(|t| t.as_str());
+                    let n = body
+                        .get("servers")
+                        .and_then(|v| v.as_array())
+                        .map_or(0, Vec::len);
+                    (kind.map_or(op.clone(), |k| format!("{op} {k}")), n)
+                },
+            );
+            vec![
+                s.schedule_id.clone(),
+                s.cron.clone(),
+                s.time_zone.clone(),
+                operation,
+                count.to_string(),
+                or_dash(s.next_fire.as_deref()),
+                or_dash(s.last_job_id.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SCHEDULE",
+            "CRON",
+            "ZONE",
+            "OPERATION",
+            "SERVERS",
+            "NEXT",
+            "LAST JOB",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

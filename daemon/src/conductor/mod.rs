@@ -19,6 +19,7 @@ pub mod patch;
 pub mod pool;
 pub mod power_on;
 pub mod reconcile;
+pub mod schedules;
 pub mod stats;
 mod steps;
 pub mod sync;
@@ -69,6 +70,8 @@ pub enum ConductorError {
     ImportEmpty,
     #[error("invalid batch, nothing was started: {0}")]
     InvalidBatch(String),
+    #[error("invalid schedule, nothing was stored: {0}")]
+    InvalidSchedule(String),
     #[error(transparent)]
     Patch(#[from] PatchError),
     #[error(transparent)]
@@ -99,15 +102,17 @@ pub struct Conductor {
     config: Arc<Config>,
     health: Arc<Health>,
     reconciler: Reconciler,
+    schedules: Arc<schedules::Schedules>,
 }
 
-/// The conductor's background tasks (reconcile loop, power sync), to be
-/// stopped and awaited at shutdown.
+/// The conductor's background tasks (reconcile loop, power sync, schedule
+/// timer), to be stopped and awaited at shutdown.
 #[derive(Debug)]
 pub struct Background {
     stop: CancellationToken,
     reconcile: tokio::task::JoinHandle<()>,
     sync: tokio::task::JoinHandle<()>,
+    schedules: tokio::task::JoinHandle<()>,
 }
 
 impl Background {
@@ -116,6 +121,7 @@ impl Background {
     pub async fn shutdown(self, grace: std::time::Duration) {
         self.stop.cancel();
         let finished = async {
+            let _ = self.schedules.await;
             let _ = self.sync.await;
             let _ = self.reconcile.await;
         };
@@ -157,13 +163,20 @@ impl Conductor {
             config,
             health,
             reconciler,
+            schedules: Arc::default(),
         };
+        let armed = conductor.arm_schedules().await?;
+        if armed > 0 {
+            tracing::info!(armed, "batch schedules armed");
+        }
+        let schedules = tokio::spawn(schedules::run(conductor.clone(), stop.clone()));
         Ok((
             conductor,
             Background {
                 stop,
                 reconcile,
                 sync,
+                schedules,
             },
         ))
     }
