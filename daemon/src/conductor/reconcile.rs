@@ -140,7 +140,22 @@ impl Shared {
         F: FnOnce(Arc<dyn PowerDriver>) -> Fut,
         Fut: std::future::Future<Output = Result<T, DriverError>>,
     {
-        self.bmc_request_admitted(node, Lane::Interactive, || true, request)
+        self.bmc_request_in(node, Lane::Interactive, request).await
+    }
+
+    /// Runs one request against the node's BMC in `lane`.
+    pub async fn bmc_request_in<T, F, Fut>(
+        &self,
+        node: &Node,
+        lane: Lane,
+        request: F,
+    ) -> Result<T, DriverError>
+    where
+        F: FnOnce(Arc<dyn PowerDriver>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DriverError>>,
+    {
+        // Always admitted: `None` cannot come back.
+        self.bmc_request_admitted(node, lane, || true, request)
             .await
             .unwrap_or_else(|| Err(DriverError::SessionFailed("request not admitted".into())))
     }
@@ -170,10 +185,17 @@ impl Shared {
         Some(result)
     }
 
-    /// Reads the node's power state.
+    /// Reads the node's power state for a sweep: in the bulk lane, so a
+    /// sweep of thousands of nodes never holds up a single-node request.
     pub async fn read_power(&self, node: &Node) -> Result<baton_drivers::PowerState, DriverError> {
-        self.bmc_request(node, |d| async move { d.power_state().await })
-            .await
+        self.bmc_request_admitted(
+            node,
+            Lane::Bulk,
+            || true,
+            |d| async move { d.power_state().await },
+        )
+        .await
+        .unwrap_or_else(|| Err(DriverError::SessionFailed("request not admitted".into())))
     }
 }
 

@@ -414,10 +414,7 @@ where
     Fut: std::future::Future<Output = Result<T, DriverError>>,
 {
     begin(shared, op);
-    shared
-        .bmc_request_admitted(node, op.lane(), || true, call)
-        .await
-        .unwrap_or_else(|| Err(DriverError::SessionFailed("request not admitted".into())))
+    shared.bmc_request_in(node, op.lane(), call).await
 }
 
 /// Marks a sub-job running at its first BMC request. The write is not
