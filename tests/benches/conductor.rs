@@ -19,8 +19,9 @@
 //! with many concurrent clients, as callers would. Run with `cargo bench -p
 //! baton-tests --bench conductor`; add `-- fleet` or `-- sync` for one part.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +30,11 @@ use baton_tests::daemon::DaemonProcess;
 use batond::api::types::{ConductorStatus, NodeList, NodeSummary, SweepReport};
 use batond::client::{Client, Connection};
 use bytes::Bytes;
+use common::{
+    build, sim_stats, start_batond, start_hwsim, verdict, BenchResult, HwSim, RackTiming,
+};
 use http::Method;
 
-const PASSWORD: &str = "bench-password";
 const LATENCY: Duration = Duration::from_millis(20);
 const TRANSITION: Duration = Duration::from_secs(1);
 const FLEET: usize = 1000;
@@ -51,148 +54,13 @@ const RATIO_TARGET: f64 = 1.2;
 const GET_P99_TARGET: Duration = Duration::from_millis(10);
 const RSS_TARGET_MB: f64 = 40.0;
 
-type BenchResult<T> = Result<T, String>;
-
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// Builds the release `baton-hwsim` and `batond` binaries the bench runs
-/// (the bench itself lives in `target/release/deps`, so the harness finds
-/// `batond` beside it).
-fn build() -> BenchResult<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "baton-hwsim",
-            "-p",
-            "batond",
-            "--bins",
-        ])
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build --release failed: {status}"));
+/// A rack of `nodes` with the bench's latency and transitions.
+fn rack(nodes: usize) -> RackTiming {
+    RackTiming {
+        nodes,
+        latency: LATENCY,
+        transition: TRANSITION,
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    Ok(target.join("release/baton-hwsim"))
-}
-
-/// A hw-sim process, killed on drop.
-struct HwSim {
-    child: Child,
-    control: String,
-    inventory: PathBuf,
-}
-
-impl Drop for HwSim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> BenchResult<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-/// Starts hw-sim with `nodes` nodes and `extra` arguments; waits for its
-/// inventory.
-fn start_hwsim(binary: &Path, dir: &Path, nodes: usize, extra: &[&str]) -> BenchResult<HwSim> {
-    let inventory = dir.join("inventory.json");
-    let control_port = free_port()?;
-    let child = Command::new(binary)
-        .args(["--nodes", &nodes.to_string()])
-        .args(["--latency", &format!("{}ms", LATENCY.as_millis())])
-        .args(["--power-on-delay", &format!("{}ms", TRANSITION.as_millis())])
-        .args([
-            "--power-off-delay",
-            &format!("{}ms", TRANSITION.as_millis()),
-        ])
-        .args(["--control-port", &control_port.to_string()])
-        .args(["--initial-power", "on"])
-        .arg("--export-inventory")
-        .arg(&inventory)
-        .args(extra)
-        .env("BATON_HWSIM_PASSWORD", PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", binary.display()))?;
-    let mut sim = HwSim {
-        child,
-        control: format!("http://127.0.0.1:{control_port}"),
-        inventory,
-    };
-    let start = Instant::now();
-    while !sim.inventory.exists() {
-        if let Ok(Some(status)) = sim.child.try_wait() {
-            return Err(format!("hw-sim exited: {status}"));
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err("hw-sim did not start within 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The file is written whole once every endpoint is bound; give the
-    // writer a moment to finish it.
-    std::thread::sleep(Duration::from_millis(200));
-    Ok(sim)
-}
-
-/// What hw-sim's BMCs saw: `(requests, power commands, most concurrent on
-/// one BMC)`.
-async fn sim_stats(sim: &HwSim, reset: bool) -> BenchResult<(u64, u64, u64)> {
-    // Bounded: a simulator out of file descriptors accepts no connection,
-    // and the bench must not wait on it forever.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("hw-sim stats: {e}"))?;
-    let request = if reset {
-        http.post(format!("{}/stats/reset", sim.control))
-    } else {
-        http.get(format!("{}/stats", sim.control))
-    };
-    let stats: serde_json::Value = request
-        .send()
-        .await
-        .map_err(|e| format!("hw-sim stats: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("hw-sim stats: {e}"))?;
-    let field = |k: &str| stats[k].as_u64().unwrap_or(0);
-    Ok((
-        field("total_requests"),
-        field("power_commands"),
-        field("max_concurrent_per_bmc"),
-    ))
-}
-
-/// Starts batond on a temp config with `toml` added, and imports the rack.
-async fn start_batond(dir: &Path, sim: &HwSim, toml: &str) -> BenchResult<DaemonProcess> {
-    let batond = DaemonProcess::start(dir, toml).await;
-    let body = std::fs::read_to_string(&sim.inventory).map_err(|e| e.to_string())?;
-    let r = batond
-        .client()
-        .request(Method::POST, "/v1/nodes/import", Some(Bytes::from(body)))
-        .await
-        .map_err(|e| format!("import: {e}"))?;
-    if r.status.as_u16() != 200 {
-        return Err(format!(
-            "import: {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        ));
-    }
-    Ok(batond)
 }
 
 async fn status(client: &Client) -> BenchResult<ConductorStatus> {
@@ -221,14 +89,6 @@ fn rss_mb(pid: u32) -> f64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb * 1024.0 / 1e6)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "ok"
-    } else {
-        "MISSED"
-    }
 }
 
 /// Prints one figure beside its bound and target ratio.
@@ -453,7 +313,12 @@ async fn fleet_phase(
 
 async fn fleet_bench(hwsim: &Path) -> BenchResult<bool> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let sim = start_hwsim(hwsim, dir.path(), FLEET, &["--export-driver", "mixed"])?;
+    let sim = start_hwsim(
+        hwsim,
+        dir.path(),
+        rack(FLEET),
+        &["--export-driver", "mixed"],
+    )?;
     let toml = format!(
         "[conductor]\nworkers = {WORKERS}\n[sync]\ninterval = \"1h\"\nrecovery_interval = \"1h\"\n"
     );
@@ -510,7 +375,7 @@ async fn next_sweep(
 
 async fn sync_bench(hwsim: &Path) -> BenchResult<bool> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let sim = start_hwsim(hwsim, dir.path(), SYNC_NODES, &["--no-ipmi"])?;
+    let sim = start_hwsim(hwsim, dir.path(), rack(SYNC_NODES), &["--no-ipmi"])?;
     let toml = format!(
         "[conductor]\nworkers = {WORKERS}\n[sync]\nworkers = {SYNC_WORKERS}\ninterval = \"5s\"\n\
          recovery_interval = \"1h\"\n"
