@@ -1,11 +1,15 @@
 //! Builds drivers from [`DriverConfig`]s. Redfish drivers with the same TLS
 //! settings share one HTTP client, so 1000 BMCs share one connection pool
-//! and one TLS configuration. A connection is kept only for the requests of
-//! one burst (a first contact's service root, login and system; a call's
-//! steps), not between bursts: a kept connection costs ~23 KiB and a file
-//! descriptor on both ends, so 10 000 BMCs kept open between power-sync
-//! sweeps would hold 230 MB and 10 000 descriptors for reads a minute
-//! apart — and a BMC closes idle connections long before that anyway.
+//! and one TLS configuration. A connection is kept while a BMC is being
+//! worked with — a first contact's service root, login and system; an
+//! operation's command and the reads over its transition, about a second
+//! apart; calls in quick succession — and closed two seconds after its last
+//! request, not kept between power-sync sweeps: a kept connection costs
+//! ~23 KiB and a file descriptor on both ends, so 10 000 BMCs kept open
+//! between sweeps would hold 230 MB and 10 000 descriptors for reads a
+//! minute apart, and a BMC closes idle connections long before that anyway.
+//! (At 100 ms instead, every read of a node in transition paid a new TLS
+//! handshake, halving the calls a driver could make per second.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,10 +21,10 @@ use crate::{DriverConfig, DriverError, DriverKind, IpmiDriver, PowerDriver, Redf
 /// Idle keep-alive connections kept per BMC: batond never has two requests
 /// at once on one BMC.
 const IDLE_PER_BMC: usize = 1;
-/// How long an idle connection is kept: long enough for the next request of
-/// the same burst, short enough that a sweep leaves no trail of open
-/// connections behind it.
-const IDLE_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long an idle connection is kept: long enough for the next read of a
+/// node in transition, short enough that a sweep leaves only its last two
+/// seconds' connections open behind it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What makes two Redfish HTTP clients different.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -170,9 +174,17 @@ mod tests {
         let http = new_http_client(&key).expect("client");
         let url = format!("http://127.0.0.1:{port}/");
         http.get(&url).send().await.expect("first request");
-        // Four times the idle timeout (plus the pool's 90 ms reaper).
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Within the idle timeout, as a read during a transition: kept.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         http.get(&url).send().await.expect("second request");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "kept between close requests"
+        );
+        // Past it (plus the pool's reaper): closed, so the next one connects.
+        tokio::time::sleep(IDLE_TIMEOUT + Duration::from_millis(500)).await;
+        http.get(&url).send().await.expect("third request");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
