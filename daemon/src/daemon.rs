@@ -279,6 +279,7 @@ impl Daemon {
                 let workers = usize::try_from(new.conductor.workers).unwrap_or(usize::MAX);
                 self.conductor.pool().resize(workers);
             }
+            key if key.starts_with("sync.") => self.conductor.set_sync(new.sync.clone()),
             _ => {}
         }
     }

@@ -7,9 +7,14 @@
 use crate::config::Config;
 
 /// Keys a reload applies; every other key needs a restart.
-pub const RELOADABLE: [&str; 5] = [
+pub const RELOADABLE: [&str; 10] = [
     "log.level",
     "conductor.workers",
+    "sync.interval",
+    "sync.policy",
+    "sync.workers",
+    "sync.max_failures",
+    "sync.recovery_interval",
     "auth.admin_groups",
     "auth.operator_groups",
     "auth.reader_groups",
@@ -21,6 +26,7 @@ pub fn effective(current: &Config, new: &Config) -> Config {
     let mut next = current.clone();
     next.log.level.clone_from(&new.log.level);
     next.conductor.workers = new.conductor.workers;
+    next.sync.clone_from(&new.sync);
     next.auth.clone_from(&new.auth);
     next
 }

@@ -262,6 +262,41 @@ async fn sighup_applies_a_valid_change_and_keeps_the_config_on_an_invalid_file()
     service.stop().await;
 }
 
+/// The sync's period is reloadable: a sweep an hour away happens within
+/// seconds once a reload shortens it.
+#[tokio::test]
+async fn sighup_applies_a_new_sync_interval() {
+    let service = Service::start(
+        "[sync]\ninterval = \"1h\"\nrecovery_interval = \"1h\"\n",
+        &[],
+        &[],
+    );
+    assert!(service.next().await.contains("READY=1"));
+    let client = service.client();
+    let sweeps = |client: Client| async move {
+        let status: serde_json::Value = client.get("/v1/conductor").await.unwrap();
+        status["last_sweeps"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(sweeps(service.client()).await, 0);
+    write_config(
+        service.dir.path(),
+        "[sync]\ninterval = \"1s\"\nrecovery_interval = \"1h\"\n",
+    );
+    service.signal(Signal::SIGHUP);
+    let ready = service.until("READY=1").await.pop().unwrap();
+    assert!(
+        status_of(&ready).starts_with("config reloaded, 1 key(s) applied"),
+        "{ready:?}"
+    );
+    wait_until(
+        "a sync sweep after the reload",
+        Duration::from_secs(10),
+        || async { (sweeps(client.clone()).await > 0).then_some(()) },
+    )
+    .await;
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn serves_on_the_socket_systemd_passes_and_leaves_it_in_place() {
     let dir = tempfile::TempDir::new().unwrap();

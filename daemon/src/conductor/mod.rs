@@ -181,6 +181,13 @@ impl Conductor {
         ))
     }
 
+    /// Applies reloaded power-sync settings: the sweeps' periods restart
+    /// from now when they changed; policy, workers and max_failures apply
+    /// from the next sweep.
+    pub fn set_sync(&self, settings: crate::config::SyncConfig) {
+        self.reconciler.shared().sync.send_replace(settings);
+    }
+
     /// True when the reconcile loop answers (the systemd watchdog's probe).
     pub async fn alive(&self) -> bool {
         self.reconciler.alive().await

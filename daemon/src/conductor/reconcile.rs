@@ -52,6 +52,8 @@ pub struct Shared {
     /// Whether each batch sub-job's command went out (see `batch`).
     pub gates: SubJobGates,
     pub power_on: PowerOnLimits,
+    /// The power sync's settings, which a reload (SIGHUP) may change.
+    pub sync: tokio::sync::watch::Sender<crate::config::SyncConfig>,
     fleet: Mutex<FleetEstimates>,
 }
 
@@ -72,6 +74,7 @@ impl Shared {
         stats: Arc<Stats>,
     ) -> Self {
         let power_on = PowerOnLimits::new(&config.power_on);
+        let sync = tokio::sync::watch::Sender::new(config.sync.clone());
         Self {
             store,
             drivers,
@@ -81,6 +84,7 @@ impl Shared {
             stats,
             gates: SubJobGates::default(),
             power_on,
+            sync,
             fleet: Mutex::default(),
         }
     }

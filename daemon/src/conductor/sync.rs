@@ -21,7 +21,6 @@
 //! what the command does. Sweeps run on a plain interval timer rather than
 //! a cron scheduler: their period is a duration, not a calendar rule.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_state::{
@@ -34,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reconcile::{Reconciler, Shared};
 use super::stats::SweepReport;
-use crate::config::SyncPolicy;
+use crate::config::{SyncConfig, SyncPolicy};
 
 /// The fault the sync sets, and the only one it lifts.
 pub const POWER_FAILURE: &str = "power failure";
@@ -53,28 +52,42 @@ enum Seen {
 
 /// Runs both sweeps until `stop`.
 pub async fn run(reconciler: Reconciler, stop: CancellationToken) {
-    let config = Arc::clone(&reconciler.shared().config);
-    let sync = sweep_every(
-        reconciler.clone(),
-        config.sync.interval,
-        false,
-        stop.clone(),
-    );
-    let recovery = sweep_every(reconciler, config.sync.recovery_interval, true, stop);
+    let sync = sweep_every(reconciler.clone(), false, stop.clone());
+    let recovery = sweep_every(reconciler, true, stop);
     tokio::join!(sync, recovery);
 }
 
-async fn sweep_every(
-    reconciler: Reconciler,
-    period: Duration,
-    faulted: bool,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+/// The period of the sync sweep, or (`faulted`) of the recovery sweep.
+fn period(settings: &SyncConfig, faulted: bool) -> Duration {
+    if faulted {
+        settings.recovery_interval
+    } else {
+        settings.interval
+    }
+}
+
+/// Sweeps every period until `stop`; a reload that changes the period
+/// starts the count again from the change.
+async fn sweep_every(reconciler: Reconciler, faulted: bool, stop: CancellationToken) {
+    let mut settings = reconciler.shared().sync.subscribe();
+    let mut every = period(&settings.borrow_and_update(), faulted);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = period(&settings.borrow_and_update(), faulted);
+                if now != every {
+                    every = now;
+                    ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                continue;
+            }
             _ = ticks.tick() => {}
         }
         let report = tokio::select! {
@@ -113,7 +126,7 @@ pub async fn sweep(reconciler: &Reconciler, faulted: bool) -> SweepReport {
             return report;
         }
     };
-    let workers = usize::try_from(shared.config.sync.workers).unwrap_or(1);
+    let workers = usize::try_from(shared.sync.borrow().workers).unwrap_or(1);
     let seen: Vec<Seen> = candidates(shared, &ids, faulted)
         .map(|node| sync_node(reconciler, node, faulted))
         .buffer_unordered(workers)
@@ -219,7 +232,7 @@ async fn record_read(reconciler: &Reconciler, node: &Node, state: PowerState) ->
         // fleet costs BMC reads only, not one transaction per node.
         return Seen::Unchanged;
     }
-    let policy = shared.config.sync.policy;
+    let policy = shared.sync.borrow().policy;
     let lease = shared.lease(PowerVerb::On, None);
     let changed = shared
         .store
@@ -298,7 +311,7 @@ async fn record_read(reconciler: &Reconciler, node: &Node, state: PowerState) ->
 }
 
 async fn record_failure(shared: &Shared, node: &Node, error: &str) -> Seen {
-    let max = shared.config.sync.max_failures;
+    let max = shared.sync.borrow().max_failures;
     let error = error.to_owned();
     let written = shared
         .store
