@@ -326,11 +326,15 @@ async fn serves_on_the_socket_systemd_passes_and_leaves_it_in_place() {
         !service.path("baton.sock").exists(),
         "batond bound api.socket instead of serving on the passed socket"
     );
-    assert!(
-        service.log().contains("systemd_socket=true"),
-        "{}",
-        service.log()
-    );
+    // The log line is written by batond's own thread; wait for it rather
+    // than race it.
+    let logged = tokio::time::timeout(PATIENCE, async {
+        while !service.log().contains("systemd_socket=true") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(logged.is_ok(), "{}", service.log());
     service.stop().await;
     // The socket is systemd's: batond never removes it.
     assert!(activated.exists());
