@@ -5,9 +5,10 @@
 //! [`Role`]:
 //!
 //! - **admin**: uid 0, batond's own uid, or a member of `auth.admin_groups`
-//!   — everything;
+//!   — everything, schedules included (a schedule acts on its own, long
+//!   after its author);
 //! - **operator**: `auth.operator_groups` — power actions, boot device,
-//!   maintenance, lock/unlock, batches, job cancel, schedules, and reads;
+//!   maintenance, lock/unlock, batches, job cancel, and reads;
 //! - **reader**: `auth.reader_groups` — reads (GET/HEAD, `/metrics` too);
 //! - anyone else: 403 `forbidden`, naming the role needed.
 //!
@@ -49,7 +50,7 @@ impl Role {
 
 /// Requests an operator may make besides reads: `(method, path pattern)`,
 /// where `*` is one path segment.
-const OPERATOR_ROUTES: [(Method, &str); 10] = [
+const OPERATOR_ROUTES: [(Method, &str); 8] = [
     (Method::PUT, "/v1/nodes/*/states/power"),
     (Method::PUT, "/v1/nodes/*/states/boot_device"),
     (Method::PUT, "/v1/nodes/*/maintenance"),
@@ -58,8 +59,6 @@ const OPERATOR_ROUTES: [(Method, &str); 10] = [
     (Method::POST, "/v1/baremetalservers/action"),
     (Method::POST, "/v1/*/baremetalservers/action"),
     (Method::POST, "/v1/jobs/*/cancel"),
-    (Method::POST, "/v1/schedules"),
-    (Method::DELETE, "/v1/schedules/*"),
 ];
 
 /// The role a request needs, by method and path: reads need a reader, the
@@ -386,8 +385,8 @@ mod tests {
                 Role::Operator,
             ),
             (Method::POST, "/v1/jobs/j1/cancel", Role::Operator),
-            (Method::POST, "/v1/schedules", Role::Operator),
-            (Method::DELETE, "/v1/schedules/s1", Role::Operator),
+            (Method::POST, "/v1/schedules", Role::Admin),
+            (Method::DELETE, "/v1/schedules/s1", Role::Admin),
             (Method::POST, "/v1/nodes", Role::Admin),
             (Method::POST, "/v1/nodes/import", Role::Admin),
             (Method::PATCH, "/v1/nodes/n1", Role::Admin),
