@@ -40,6 +40,21 @@ pub fn humanize(message: &str) -> String {
     text
 }
 
+/// A body that did not deserialize, as a person should read it: where
+/// (`servers[2].id: `, left out at the top level) and what, without
+/// serde_json's " at line 1 column 57".
+pub fn json_error(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let reason = humanize(&error.inner().to_string());
+    let reason = reason
+        .rfind(" at line ")
+        .map_or(reason.as_str(), |i| &reason[..i])
+        .to_owned();
+    match error.path().to_string().as_str() {
+        "." => reason,
+        at => format!("{at}: {reason}"),
+    }
+}
+
 /// At most `max` characters of `input`, marked when cut.
 pub fn clip(input: &str, max: usize) -> String {
     match input.char_indices().nth(max) {

@@ -24,7 +24,6 @@ use baton_state::{
     OpPhase, Operation, StopType, MAX_BATCH,
 };
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -79,17 +78,10 @@ pub fn parse_batch(raw: &str) -> Result<BatchRequest, ConductorError> {
     let invalid = |m: String| ConductorError::InvalidBatch(m);
     let mut de = serde_json::Deserializer::from_str(raw);
     let body: Body = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let at = e.path().to_string();
-        let reason = messages::humanize(&e.inner().to_string());
-        let reason = reason
-            .rfind(" at line ")
-            .map_or(reason.clone(), |i| reason[..i].to_owned());
-        let at = if at == "." {
-            String::new()
-        } else {
-            format!("{at}: ")
-        };
-        invalid(format!("{at}{reason}; expected e.g. {EXAMPLE}"))
+        invalid(format!(
+            "{}; expected e.g. {EXAMPLE}",
+            messages::json_error(&e)
+        ))
     })?;
     let given = [
         body.stop.as_ref().map(|_| "os-stop"),
@@ -327,20 +319,6 @@ impl Conductor {
             self.reconciler.cancel(uuid);
         }
         self.job(job_id).await
-    }
-
-    /// Checks a batch body and starts it (the raw-body entry, for
-    /// schedules and the API alike).
-    pub async fn start_batch_body(
-        &self,
-        raw: &RawValue,
-        caller: &Caller,
-        project_id: Option<String>,
-        schedule_id: Option<String>,
-    ) -> Result<String, ConductorError> {
-        let request = parse_batch(raw.get())?;
-        self.start_batch(request, caller, project_id, schedule_id)
-            .await
     }
 }
 

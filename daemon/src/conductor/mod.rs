@@ -446,19 +446,8 @@ pub fn parse_node(raw: &str) -> Result<NodeSpec, (Option<String>, Vec<String>)> 
         ));
     }
     let mut de = serde_json::Deserializer::from_str(raw);
-    let spec: NodeSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let at = e.path().to_string();
-        let reason = messages::humanize(&e.inner().to_string());
-        let reason = reason
-            .rfind(" at line ")
-            .map_or(reason.clone(), |i| reason[..i].to_owned());
-        let reason = if at == "." {
-            reason
-        } else {
-            format!("{at}: {reason}")
-        };
-        (name.clone(), vec![reason])
-    })?;
+    let spec: NodeSpec = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| (name.clone(), vec![messages::json_error(&e)]))?;
     let problems = spec.validate();
     if problems.is_empty() {
         Ok(spec)

@@ -204,12 +204,9 @@ impl Conductor {
         let invalid = |m: String| ConductorError::InvalidSchedule(m);
         let mut de = serde_json::Deserializer::from_str(raw);
         let body: Body = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let reason = messages::humanize(&e.inner().to_string());
-            let reason = reason
-                .rfind(" at line ")
-                .map_or(reason.clone(), |i| reason[..i].to_owned());
             invalid(format!(
-                "{reason}; send {{\"cron\": \"0 2 * * *\", \"time_zone\": \"UTC\", \"batch\": {{\"os-stop\": {{\"servers\": [...]}}}}}}"
+                "{}; send {{\"cron\": \"0 2 * * *\", \"time_zone\": \"UTC\", \"batch\": {{\"os-stop\": {{\"servers\": [...]}}}}}}",
+                messages::json_error(&e)
             ))
         })?;
         CronSpec::parse(&body.cron, &body.time_zone)?;
