@@ -214,6 +214,26 @@ impl Store {
         self.write(move |tx| nodes::insert_all(tx, &specs)).await
     }
 
+    /// Enrolls nodes as [`Store::import_nodes`] does and logs `action` for
+    /// each (its `node_uuid` set to the new node's) in the same transaction,
+    /// so that no crash can leave nodes enrolled without their record.
+    pub async fn import_nodes_logged(
+        &self,
+        specs: Vec<NodeSpec>,
+        action: NewAction,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(move |tx| {
+            let uuids = nodes::insert_all(tx, &specs)?;
+            let mut entry = action;
+            for uuid in &uuids {
+                entry.node_uuid = *uuid;
+                actions::append(tx, &entry)?;
+            }
+            Ok(uuids)
+        })
+        .await
+    }
+
     /// Which of these names (with their positions in a request) are taken
     /// or repeated; lets a caller report name clashes beside other problems.
     pub async fn duplicate_names(

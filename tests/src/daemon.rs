@@ -215,6 +215,19 @@ impl DaemonProcess {
         child.wait().expect("wait for batond")
     }
 
+    /// Sends `signal` without waiting for the process to exit.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("pid fits"));
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Waits for the process to exit by itself (e.g. refused to start).
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("batond was started");

@@ -1,6 +1,7 @@
 //! Shared harness for baton's end-to-end tests.
 
 pub mod conformance;
+pub mod crash;
 pub mod daemon;
 pub mod fleet;
 pub mod hwsim;

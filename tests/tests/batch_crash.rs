@@ -14,15 +14,11 @@
 //! `PRAGMA integrity_check` as the crash left it and at the end.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use baton_hwsim::{Delays, ExportDriver, Rack, RackConfig};
-use baton_tests::daemon::{wait_until, DaemonProcess};
-use batond::api::types::{JobCreated, JobDocument};
-use batond::client::Client;
-use bytes::Bytes;
-use http::Method;
+use baton_hwsim::{Delays, Rack, RackConfig};
+use baton_tests::crash::{finished_job, import, integrity, post_batch, run_batch};
+use baton_tests::daemon::DaemonProcess;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -66,62 +62,6 @@ async fn rack() -> Rack {
     .await
 }
 
-async fn request(client: &Client, method: Method, path: &str, body: Option<String>) -> Bytes {
-    let r = client
-        .request(method, path, body.map(Bytes::from))
-        .await
-        .unwrap();
-    assert_eq!(r.status.as_u16(), 200, "{path}: {:?}", r.body);
-    r.body
-}
-
-async fn import(rack: &Rack, daemon: &DaemonProcess) {
-    let path = daemon.dir.join("inventory.json");
-    rack.write_inventory(&path, ExportDriver::Mixed).unwrap();
-    let body = std::fs::read_to_string(&path).unwrap();
-    request(
-        &daemon.client(),
-        Method::POST,
-        "/v1/nodes/import",
-        Some(body),
-    )
-    .await;
-}
-
-async fn job(client: &Client, job_id: &str) -> JobDocument {
-    let body = request(client, Method::GET, &format!("/v1/jobs/{job_id}"), None).await;
-    serde_json::from_slice(&body).unwrap()
-}
-
-/// Starts a batch; returns its job id.
-async fn post_batch(client: &Client, body: &serde_json::Value) -> String {
-    let created = request(
-        client,
-        Method::POST,
-        "/v1/baremetalservers/action",
-        Some(body.to_string()),
-    )
-    .await;
-    serde_json::from_slice::<JobCreated>(&created)
-        .unwrap()
-        .job_id
-}
-
-async fn finished_job(client: &Client, job_id: &str) -> JobDocument {
-    wait_until(&format!("job {job_id} to finish"), PATIENCE, || async {
-        let j = job(client, job_id).await;
-        matches!(j.status.as_str(), "SUCCESS" | "FAIL").then_some(j)
-    })
-    .await
-}
-
-/// Runs a batch to its end.
-async fn run_batch(daemon: &DaemonProcess, body: &serde_json::Value) -> JobDocument {
-    let client = daemon.client();
-    let job_id = post_batch(&client, body).await;
-    finished_job(&client, &job_id).await
-}
-
 /// Whether hw-sim shows node `i` as having carried out this batch's
 /// command: off for a stop, a boot started for a reboot (a hard reset
 /// keeps the power on).
@@ -151,13 +91,6 @@ async fn reach(rack: &Rack, batch: Batch, at: KillAt) {
     }
 }
 
-/// `PRAGMA integrity_check` of the database batond left.
-fn integrity(db: &Path) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
-
 /// What one node's BMC had seen once the killed batond's last requests
 /// had landed.
 #[derive(Debug, Clone, Copy)]
@@ -177,7 +110,12 @@ async fn crash_and_resume(batch: Batch, at: KillAt) {
     // a running conductor's sync would have: the batch then commands each
     // node without a read first, so only the restart's reads keep a node
     // from a command it should not get.
-    let warm_up = run_batch(&daemon, &json!({"os-start": {"servers": servers}})).await;
+    let warm_up = run_batch(
+        &daemon,
+        &json!({"os-start": {"servers": servers}}),
+        PATIENCE,
+    )
+    .await;
     assert_eq!(warm_up.status, "SUCCESS", "{:?}", warm_up.fail_reason);
     assert_eq!(rack.stats().power_commands, 0);
     let body = match batch {
@@ -205,7 +143,7 @@ async fn crash_and_resume(batch: Batch, at: KillAt) {
     assert_eq!(integrity(&db), "ok", "the database as the crash left it");
 
     let mut daemon = DaemonProcess::start(dir.path(), CONFIG).await;
-    let finished = finished_job(&daemon.client(), &job_id).await;
+    let finished = finished_job(&daemon.client(), &job_id, PATIENCE).await;
     assert_eq!(
         finished.status, "SUCCESS",
         "killed at {at:?}: {:?}",

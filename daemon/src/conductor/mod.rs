@@ -212,26 +212,21 @@ impl Conductor {
     /// Enrolls one node given as JSON text.
     pub async fn create_node(&self, raw: &str, caller: &Caller) -> Result<Node, ConductorError> {
         let spec = parse_node(raw).map_err(|(_, reasons)| ConductorError::InvalidNode(reasons))?;
-        let node = self.store.create_node(spec).await?;
-        self.record(vec![node.uuid], "create", caller).await;
-        Ok(node)
+        let uuids = self
+            .store
+            .import_nodes_logged(vec![spec], entry(Uuid::nil(), "create", caller))
+            .await?;
+        let uuid = uuids.first().copied().ok_or(StoreError::WorkerGone)?;
+        Ok(self.store.get_node(NodeIdent::Uuid(uuid)).await?)
     }
 
-    /// Logs an enrollment, edit or deletion in the nodes' action logs. The
-    /// change itself is already committed; a log entry that cannot be
-    /// written is reported, not turned into a failure of the change.
+    /// Logs an edit or deletion in the nodes' action logs. The change itself
+    /// is already committed; a log entry that cannot be written is
+    /// reported, not turned into a failure of the change.
     async fn record(&self, uuids: Vec<Uuid>, action: &str, caller: &Caller) {
         let entries = uuids
             .into_iter()
-            .map(|node_uuid| baton_state::NewAction {
-                request_id: caller.request_id.clone(),
-                node_uuid,
-                action: action.to_owned(),
-                user_id: caller.user_id.clone(),
-                message: None,
-                project_id: None,
-                sub_job_id: None,
-            })
+            .map(|node_uuid| entry(node_uuid, action, caller))
             .collect();
         if let Err(error) = self.store.record_actions(entries).await {
             tracing::warn!(%error, action, request_id = %caller.request_id, "cannot record the action");
@@ -269,9 +264,12 @@ impl Conductor {
             return Err(ConductorError::InvalidImport { total, problems });
         }
         let specs = specs.into_iter().map(|(_, spec)| spec).collect();
-        let uuids = self.store.import_nodes(specs).await?;
-        self.record(uuids.clone(), "create", caller).await;
-        Ok(uuids)
+        // The nodes and their enrollment records in one transaction: a
+        // crash leaves all of the import, or none of it.
+        Ok(self
+            .store
+            .import_nodes_logged(specs, entry(Uuid::nil(), "create", caller))
+            .await?)
     }
 
     /// Adds name clashes among the valid entries to the problems of an
@@ -464,5 +462,18 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A caller's action record for one node.
+fn entry(node_uuid: Uuid, action: &str, caller: &Caller) -> baton_state::NewAction {
+    baton_state::NewAction {
+        request_id: caller.request_id.clone(),
+        node_uuid,
+        action: action.to_owned(),
+        user_id: caller.user_id.clone(),
+        message: None,
+        project_id: None,
+        sub_job_id: None,
     }
 }
