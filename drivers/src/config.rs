@@ -150,6 +150,9 @@ pub struct DriverOptions {
     /// IPMI: re-open a session that has been idle this long (BMCs drop idle
     /// sessions after about 60 s).
     pub ipmi_session_idle: Duration,
+    /// IPMI: least time between two datagrams to the BMC (zero: none), for
+    /// BMCs that drop or choke on requests that come too quickly.
+    pub ipmi_min_interval: Duration,
     /// IPMI: set the EFI bit when setting a boot device.
     pub ipmi_boot_efi: bool,
     /// Redfish: send `If-Match` with the system's ETag on boot-override PATCH.
@@ -164,6 +167,7 @@ impl Default for DriverOptions {
             connect_timeout: Duration::from_secs(5),
             ipmi_retransmit_interval: Duration::from_secs(1),
             ipmi_session_idle: Duration::from_secs(30),
+            ipmi_min_interval: Duration::ZERO,
             ipmi_boot_efi: false,
             redfish_use_etag: true,
         }

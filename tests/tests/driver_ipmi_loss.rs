@@ -247,7 +247,7 @@ async fn a_lost_handshake_answer_draws_one_resend_of_the_same_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_resent_rakp3_opens_again_instead_of_failing_authentication() {
-    let (_rack, tap, seen) = rack_and_tap(&[(RAKP4, Verdict::Drop)]).await;
+    let (rack, tap, seen) = rack_and_tap(&[(RAKP4, Verdict::Drop)]).await;
     let driver = driver(tap.port, STEADY, Duration::from_secs(5));
     let state = driver.power_state().await;
     assert!(
@@ -258,6 +258,12 @@ async fn a_refused_resent_rakp3_opens_again_instead_of_failing_authentication() 
     // first had activated the session), then a second open succeeded.
     assert_eq!(sorted_copies(&seen, OPEN_SESSION_REQUEST), vec![1, 1]);
     assert_eq!(sorted_copies(&seen, RAKP3), vec![1, 2]);
+    // The session the first open activated was closed from the second: the
+    // BMC holds the driver's one session, then none.
+    let node = &rack.nodes()[0];
+    assert_eq!(node.counters().ipmi_sessions, 1, "the orphan is closed");
+    driver.close().await;
+    assert_eq!(node.counters().ipmi_sessions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,12 +83,46 @@ pub(crate) fn privilege_error(code: u8) -> DriverError {
 /// Get Session Info (App 0x3D) for the session it arrives on (index 0):
 /// the answer starts with the session handle.
 pub(crate) fn get_session_info() -> Raw {
+    get_session_info_at(0)
+}
+
+/// Get Session Info (App 0x3D) of the `index`-th active session (0: the
+/// session this request comes on; IPMI v2.0 §22.20).
+pub(crate) fn get_session_info_at(index: u8) -> Raw {
     Raw {
         netfn: NETFN_APP,
         cmd: 0x3D,
-        data: vec![0x00],
+        data: vec![index],
         effect: Effect::Read,
     }
+}
+
+/// What Get Session Info says of one active session on a LAN channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionInfo {
+    pub handle: u8,
+    /// Sessions active on the BMC now.
+    pub active: u8,
+    /// The remote console's address as the BMC sees it.
+    pub ip: [u8; 4],
+    pub port: u16,
+}
+
+/// Parses Get Session Info's answer (after the completion code): handle,
+/// possible and active counts, user, privilege, channel, then for an
+/// 802.3 LAN channel the console's IP, MAC and port (LS byte first).
+/// `None` for a slot without an active session or a non-LAN session.
+pub(crate) fn parse_session_info(data: &[u8]) -> Option<SessionInfo> {
+    let [handle, _, active, _, _, _, a, b, c, d, _, _, _, _, _, _, port_lo, port_hi, ..] = *data
+    else {
+        return None;
+    };
+    (handle != 0).then_some(SessionInfo {
+        handle,
+        active: active & 0x3F,
+        ip: [a, b, c, d],
+        port: u16::from_le_bytes([port_lo, port_hi]),
+    })
 }
 
 /// Close Session (App 0x3C) by handle: session id 0 says "use the handle

@@ -24,6 +24,7 @@
 //! re-reads the power state before deciding to send it again.
 
 mod commands;
+mod pace;
 mod preflight;
 mod relay;
 mod session;
@@ -81,6 +82,7 @@ impl IpmiDriver {
                 password: config.password.clone(),
                 retransmit: config.options.ipmi_retransmit_interval,
                 call_timeout: config.options.call_timeout,
+                pace: Arc::new(pace::Pacer::new(config.options.ipmi_min_interval)),
             },
             options: config.options.clone(),
             session: Mutex::new(None),
@@ -176,12 +178,14 @@ fn run_blocking(
 ) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
     let session = match session {
         Some(s) if s.reusable(idle) && s.fit_for(request) => Some(s),
-        // A late answer may come on it: free its slot before opening another.
-        Some(s) if s.reusable(idle) => {
+        // Idle too long, or a late answer may come on it: free its slot in
+        // the BMC's small session table before opening another (the BMC
+        // would hold it until its own, longer, idle timeout).
+        Some(s) => {
             s.close(deadline);
             None
         }
-        _ => None,
+        None => None,
     };
     if let Some(mut session) = session {
         match reuse(&mut session, request, deadline, sent) {
@@ -353,6 +357,28 @@ impl PowerDriver for IpmiDriver {
             Ok(Ok(Err(panic))) => drop(panic_error("close", panic.as_ref())),
             Ok(Err(join)) => tracing::debug!(error = %join, "IPMI session close failed"),
             Err(_) => tracing::debug!(bmc = %self.target.address, "IPMI session close timed out"),
+        }
+    }
+}
+
+/// A driver dropped without [`PowerDriver::close`] still frees its BMC
+/// session slot: the close runs on a thread of its own, since a drop may
+/// happen on an async worker and the close blocks on the network.
+impl Drop for IpmiDriver {
+    fn drop(&mut self) {
+        let Some(session) = self.session.get_mut().take() else {
+            return;
+        };
+        let deadline = deadline_after(self.options.call_timeout);
+        let closing = std::thread::Builder::new()
+            .name("ipmi-close".into())
+            .spawn(move || {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| session.close(deadline))) {
+                    drop(panic_error("close", panic.as_ref()));
+                }
+            });
+        if let Err(e) = closing {
+            tracing::debug!(error = %e, "IPMI session left to expire: no thread to close it");
         }
     }
 }

@@ -134,6 +134,7 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
     let mut sent_at = [first_try; SEQUENCES];
     let mut tries = 0;
     while Instant::now() < deadline {
+        target.pace.before_send();
         socket
             .send(&numbered_request(tries))
             .map_err(|e| unreachable(e.to_string()))?;

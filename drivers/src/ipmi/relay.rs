@@ -42,8 +42,10 @@
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::pace::Pacer;
 use super::session::is_timeout;
 
 /// Largest datagram relayed (ipmi-rs reads into 1024 bytes).
@@ -122,11 +124,12 @@ pub(crate) struct Relay {
     client: Option<SocketAddr>,
     /// BMC datagrams handed to ipmi-rs that it has not read yet.
     queued: usize,
+    pace: Arc<Pacer>,
 }
 
 impl Relay {
-    /// A relay for `bmc` on a fresh port.
-    pub fn bind(bmc: SocketAddr) -> io::Result<Self> {
+    /// A relay for `bmc` on a fresh port, spacing its sends by `pace`.
+    pub fn bind(bmc: SocketAddr, pace: Arc<Pacer>) -> io::Result<Self> {
         let (any, loopback): (IpAddr, IpAddr) = match bmc {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.into()),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED.into(), Ipv6Addr::LOCALHOST.into()),
@@ -139,6 +142,7 @@ impl Relay {
             local,
             client: None,
             queued: 0,
+            pace,
         })
     }
 
@@ -165,6 +169,7 @@ impl Relay {
             wait,
             deadline,
             log: HandshakeLog::default(),
+            pace: self.pace.clone(),
         };
         let waker = self.socket.try_clone()?;
         let (opened, relayed) = std::thread::scope(|scope| {
@@ -200,6 +205,7 @@ impl Relay {
             match self.recv(&mut buffer, until)? {
                 Some((n, from)) if from == self.bmc => self.hand_to_client(&buffer[..n])?,
                 Some((n, from)) if self.is_client(from) => {
+                    self.pace.before_send();
                     self.socket.send_to(&buffer[..n], self.bmc)?;
                     return Ok(());
                 }
@@ -231,6 +237,7 @@ impl Relay {
                 }
                 // ipmi-rs sends only when asked to; pass it on all the same.
                 Some((n, from)) if self.is_client(from) => {
+                    self.pace.before_send();
                     self.socket.send_to(&buffer[..n], self.bmc)?;
                 }
                 Some(_) => {}
@@ -304,6 +311,7 @@ struct Handshake {
     wait: Duration,
     deadline: Instant,
     log: HandshakeLog,
+    pace: Arc<Pacer>,
 }
 
 impl Handshake {
@@ -355,13 +363,13 @@ impl Handshake {
         if !self.claims_client(from) {
             return Ok(());
         }
+        self.send_to_bmc(datagram);
         *step = Some(Step {
             datagram: datagram.to_vec(),
             answer: Kind::of(datagram).map(Kind::answer),
             sent_at: Instant::now(),
             answered: false,
         });
-        self.send_to_bmc(datagram);
         Ok(())
     }
 
@@ -387,19 +395,19 @@ impl Handshake {
         if current.sent_at + self.wait > Instant::now() {
             return;
         }
-        current.sent_at = Instant::now();
         self.log.resent += 1;
         self.log.resent_rakp |= matches!(
             Kind::of(&current.datagram),
             Some(Kind::RmcpPlus(RAKP1 | RAKP3))
         );
         tracing::trace!(kind = ?Kind::of(&current.datagram), "resending an IPMI handshake step");
-        let datagram = current.datagram.clone();
-        self.send_to_bmc(&datagram);
+        self.send_to_bmc(&current.datagram);
+        current.sent_at = Instant::now();
     }
 
     /// Sends to the BMC; a failed send is a lost datagram (resent later).
     fn send_to_bmc(&self, datagram: &[u8]) {
+        self.pace.before_send();
         if let Err(e) = self.socket.send_to(datagram, self.bmc) {
             tracing::debug!(error = %e, "IPMI handshake step not sent; will resend");
         }
@@ -459,7 +467,7 @@ mod tests {
     #[test]
     fn a_step_is_resent_until_answered_and_answered_once() {
         let (bmc, seen) = lossy_echo(3);
-        let mut relay = Relay::bind(bmc).expect("relay");
+        let mut relay = Relay::bind(bmc, Arc::default()).expect("relay");
         let console = UdpSocket::bind("127.0.0.1:0").expect("console");
         console.connect(relay.local_addr()).expect("connect");
         console

@@ -11,7 +11,8 @@
 //! preflight, at least one retransmit interval ([`answer_wait`]), and the
 //! session keeps that wait as its retransmit interval. When the BMC answers
 //! a resent RAKP message with a failed RAKP 4 (see [`super::relay`]), the
-//! whole open starts again, at most [`OPEN_ATTEMPTS`] times.
+//! whole open starts again, at most [`OPEN_ATTEMPTS`] times, and the session
+//! that opens closes the one the BMC activated for the failed try.
 //!
 //! Requests whose [`Effect`] allows it are retransmitted every `retransmit`
 //! until an answer with the request's NetFn/command arrives or the deadline
@@ -38,6 +39,7 @@
 
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipmi_rs::connection::{IpmiConnection, LogicalUnit, Message, Request, RequestTargetAddress};
@@ -49,6 +51,7 @@ use ipmi_rs::rmcp::{
 use ipmi_rs::IpmiError;
 
 use super::commands::{self, Raw};
+use super::pace::Pacer;
 use super::preflight;
 use super::relay::{HandshakeLog, Relay};
 use crate::{DriverError, Secret};
@@ -59,8 +62,8 @@ const MAX_REQUESTS_PER_SESSION: u64 = 1 << 30;
 
 /// Session opens tried per call when the BMC refused a resent RAKP step.
 /// Each such refusal follows a lost RAKP 4, so the BMC activated a session
-/// this console cannot use (ipmi-rs kept its keys) or close: it holds a slot
-/// until the BMC's idle timeout. At 30 % loss each way about three opens in
+/// this console cannot use (ipmi-rs kept its keys); the session that does
+/// open closes it (`Session::close_orphans`). At 30 % loss each way about three opens in
 /// ten need another; eight tries fail about once in 15 000 opens there.
 const OPEN_ATTEMPTS: u32 = 8;
 
@@ -81,6 +84,8 @@ pub(crate) struct Target {
     pub retransmit: Duration,
     /// The call deadline, for error messages.
     pub call_timeout: Duration,
+    /// Spaces every datagram to the BMC ([`super::pace`]).
+    pub pace: Arc<Pacer>,
 }
 
 /// Why an exchange failed.
@@ -112,6 +117,8 @@ pub(crate) struct Session {
     /// A request went out more than once: another answer to it may still
     /// arrive, so the session must carry no command or setting.
     late_answer_possible: bool,
+    /// This session's handle, once Get Session Info named it.
+    handle: Option<u8>,
 }
 
 impl Session {
@@ -122,12 +129,17 @@ impl Session {
         let bmc = preflight::resolve(target)?;
         let key = rakp_key(&target.password);
         let mut attempts = 0;
+        let mut orphans = Vec::new();
         let (rmcp, relay) = loop {
             attempts += 1;
+            let again = attempts < OPEN_ATTEMPTS && Instant::now() < deadline;
             match activate(target, bmc, &key, wait, deadline) {
                 Ok(opened) => break opened,
-                Err(Retry::Lost) if attempts < OPEN_ATTEMPTS && Instant::now() < deadline => {}
-                Err(Retry::Lost) => return Err(timeout("open session", target)),
+                Err(Retry::Orphaned(port)) if again => orphans.push(port),
+                Err(Retry::Lost) if again => {}
+                Err(Retry::Lost | Retry::Orphaned(_)) => {
+                    return Err(timeout("open session", target))
+                }
                 Err(Retry::Fatal(e)) => return Err(e),
             }
         };
@@ -139,6 +151,7 @@ impl Session {
             requests: 0,
             last_used: Instant::now(),
             late_answer_possible: false,
+            handle: None,
         };
         let unused = AtomicBool::new(false);
         match session.exchange(&commands::set_privilege_admin(), deadline, None, &unused) {
@@ -146,6 +159,9 @@ impl Session {
                 // A late second answer to Set Session Privilege cannot be
                 // taken for another command's (NetFn/command differ).
                 session.late_answer_possible = false;
+                if !orphans.is_empty() {
+                    session.close_orphans(&orphans, deadline);
+                }
                 Ok(session)
             }
             Err(ExchangeError::Stale) => Err(timeout("set privilege", target)),
@@ -168,16 +184,58 @@ impl Session {
     /// and Close Session goes by handle. Best effort, a few tries at most:
     /// a BMC that does not answer keeps the session until it expires.
     pub fn close(mut self, deadline: Instant) {
-        let bound = deadline.min(super::deadline_after(self.wait.saturating_mul(CLOSE_TRIES)));
+        let bound = self.close_bound(deadline);
         let unused = AtomicBool::new(false);
-        let handle = match self.exchange(&commands::get_session_info(), bound, None, &unused) {
-            Ok(data) => data.first().copied().filter(|handle| *handle != 0),
-            Err(_) => None,
-        };
+        let handle = self.handle.or_else(|| {
+            match self.exchange(&commands::get_session_info(), bound, None, &unused) {
+                Ok(data) => data.first().copied().filter(|handle| *handle != 0),
+                Err(_) => None,
+            }
+        });
         let closed = handle
             .map(|handle| self.exchange(&commands::close_session(handle), bound, None, &unused));
         if !matches!(closed, Some(Ok(_))) {
             tracing::debug!(bmc = %self.target.address, "IPMI session not closed; the BMC will expire it");
+        }
+    }
+
+    /// How long closing may take: a few tries, within the call deadline.
+    fn close_bound(&self, deadline: Instant) -> Instant {
+        deadline.min(super::deadline_after(self.wait.saturating_mul(CLOSE_TRIES)))
+    }
+
+    /// Closes the sessions the BMC activated for earlier opens of this call
+    /// whose RAKP 4 was lost (the BMC refused the resent RAKP 3): only the
+    /// lost RAKP 4 would have let the driver use them, so without this each
+    /// holds a slot until the BMC's idle timeout. They are found among the
+    /// active sessions by the console address the BMC saw: this session's
+    /// IP with the port of a failed open's relay, or this session's own port
+    /// (something in between, a NAT or a relay, shows every open from one
+    /// port) — never this session itself. Walked from the last index down,
+    /// so a close does not shift the indices still to be read. Best effort:
+    /// the session holds Administrator privilege, which closing another
+    /// session needs.
+    fn close_orphans(&mut self, ports: &[u16], deadline: Instant) {
+        let bound = self.close_bound(deadline);
+        let unused = AtomicBool::new(false);
+        let own = self.exchange(&commands::get_session_info(), bound, None, &unused);
+        let Some(me) = own.ok().as_deref().and_then(commands::parse_session_info) else {
+            return;
+        };
+        self.handle = Some(me.handle);
+        for index in (1..=me.active).rev() {
+            let info = self.exchange(&commands::get_session_info_at(index), bound, None, &unused);
+            let Some(other) = info.ok().as_deref().and_then(commands::parse_session_info) else {
+                continue;
+            };
+            let orphan = other.handle != me.handle
+                && other.ip == me.ip
+                && (other.port == me.port || ports.contains(&other.port));
+            if orphan {
+                let closed =
+                    self.exchange(&commands::close_session(other.handle), bound, None, &unused);
+                tracing::debug!(bmc = %self.target.address, handle = other.handle, closed = closed.is_ok(), "closing a session left by a lost RAKP 4");
+            }
         }
     }
 
@@ -316,7 +374,8 @@ fn activate(
             reason: e.to_string(),
         })
     };
-    let mut relay = Relay::bind(bmc).map_err(unreachable)?;
+    let mut relay = Relay::bind(bmc, target.pace.clone()).map_err(unreachable)?;
+    let port = relay.local_addr().port();
     let patience = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
@@ -331,7 +390,7 @@ fn activate(
     }
     match activated {
         Ok(()) => Ok((rmcp, relay)),
-        Err(e) => Err(activation_error(target, &e, log)),
+        Err(e) => Err(activation_error(target, &e, log, port)),
     }
 }
 
@@ -384,9 +443,11 @@ fn timeout(operation: &'static str, target: &Target) -> DriverError {
 
 /// How a failed session open should continue.
 enum Retry {
-    /// The open did not complete in time, or a resent RAKP step spoilt it:
-    /// try the whole open again.
+    /// The open did not complete in time: try the whole open again.
     Lost,
+    /// A resent RAKP step spoilt it after the BMC activated the session
+    /// for the console at this port: try again, then close that session.
+    Orphaned(u16),
     /// Give up with this error.
     Fatal(DriverError),
 }
@@ -421,9 +482,15 @@ fn is_status<T: TryFrom<u8> + PartialEq>(code: &T, raw: u8) -> bool {
 /// Classifies an ipmi-rs activation error: a timed-out receive (only at the
 /// deadline, the relay resends until then) or a RAKP 4 failure after a
 /// resent RAKP message (the BMC's answer to the repetition, see
-/// [`super::relay`]) is worth a new open, another socket error means
-/// unreachable, other RAKP refusals are authentication errors.
-fn activation_error(target: &Target, error: &ActivationError, log: HandshakeLog) -> Retry {
+/// [`super::relay`]) is worth a new open — the latter naming the relay's
+/// `port`, from which the BMC saw the session it activated — another socket
+/// error means unreachable, other RAKP refusals are authentication errors.
+fn activation_error(
+    target: &Target,
+    error: &ActivationError,
+    log: HandshakeLog,
+    port: u16,
+) -> Retry {
     use V2_0ActivationError as V2;
     let rakp4_failed = matches!(
         error,
@@ -435,7 +502,7 @@ fn activation_error(target: &Target, error: &ActivationError, log: HandshakeLog)
     );
     if log.resent_rakp && rakp4_failed {
         tracing::debug!(bmc = %target.address, "RAKP 4 refused after a resent RAKP message; opening again");
-        return Retry::Lost;
+        return Retry::Orphaned(port);
     }
     if let Some(e) = activation_io_error(error) {
         if is_timeout(e) {
@@ -497,6 +564,7 @@ mod tests {
             password: Secret::new("pw"),
             retransmit: Duration::from_secs(1),
             call_timeout: Duration::from_secs(5),
+            pace: Arc::default(),
         }
     }
 
@@ -525,6 +593,7 @@ mod tests {
             &target(),
             &open_session_refused(0x01),
             HandshakeLog::default(),
+            0,
         ) else {
             panic!("a refusal is not a lost datagram");
         };
@@ -535,6 +604,7 @@ mod tests {
             &target(),
             &open_session_refused(0x11),
             HandshakeLog::default(),
+            0,
         ) else {
             panic!("a refusal is not a lost datagram");
         };

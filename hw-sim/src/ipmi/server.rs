@@ -200,13 +200,15 @@ impl Endpoint {
         };
         let replied = {
             let mut bmc = self.bmc.lock().unwrap_or_else(PoisonError::into_inner);
-            bmc.handle(
+            let replied = bmc.handle(
                 datagram,
                 input,
                 self.node.as_ref(),
                 &mut OsEntropy,
                 &mut out,
-            )
+            );
+            self.node.count_ipmi_sessions(bmc.sessions().iter().count());
+            replied
         };
         // The request ends when its answer leaves: a client may send its
         // next request the moment it has the answer, before this task runs

@@ -24,6 +24,7 @@ pub struct Counters {
     crash_dumps: AtomicU64,
     boot_flags_expired: AtomicU64,
     connections: AtomicU64,
+    ipmi_sessions: AtomicU32,
 }
 
 /// A point-in-time copy of a node's counters, as the control API shows them.
@@ -49,6 +50,10 @@ pub struct CounterSnapshot {
     /// TCP connections the Redfish endpoint accepted (a client that keeps
     /// its connections alive opens few; a BMC that closes them makes more).
     pub connections: u64,
+    /// RMCP+ sessions the BMC holds (any handshake stage), as of the last
+    /// datagram it handled — a gauge, not zeroed by a reset: a client that
+    /// never closes its sessions leaves them here until they expire.
+    pub ipmi_sessions: u32,
 }
 
 impl Counters {
@@ -63,6 +68,7 @@ impl Counters {
             crash_dumps: self.crash_dumps.load(Ordering::Relaxed),
             boot_flags_expired: self.boot_flags_expired.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
+            ipmi_sessions: self.ipmi_sessions.load(Ordering::Relaxed),
         }
     }
 
@@ -107,6 +113,10 @@ impl Counters {
 
     pub(crate) fn connection(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_ipmi_sessions(&self, n: u32) {
+        self.ipmi_sessions.store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn boot_flags_expired(&self) {

@@ -701,6 +701,12 @@ impl Node {
         self.counters.connection();
     }
 
+    /// Records how many IPMI sessions the BMC holds now.
+    pub fn count_ipmi_sessions(&self, sessions: usize) {
+        self.counters
+            .set_ipmi_sessions(u32::try_from(sessions).unwrap_or(u32::MAX));
+    }
+
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
         self.counters.reset();
