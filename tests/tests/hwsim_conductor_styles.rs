@@ -1,23 +1,37 @@
 //! The conductor end to end against BMCs that report power the way
 //! OpenBMC does (`power_state_style = binary`: `On` until the power drops,
-//! `Off` until it is good, no transitional states), beside the `ideal`
-//! style of the other conductor tests: off, on, a hard reboot and a power
-//! cycle each reach the BMC once, and hw-sim agrees with what batond records.
+//! `Off` until it is good, no transitional states) and against BMCs whose
+//! reports lag (`stale=D`: the old state for D after each change), beside
+//! the `ideal` style of the other conductor tests: off, on, a hard reboot
+//! and a power cycle each reach the BMC once, and hw-sim agrees with what
+//! batond records.
 #![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
 
 use baton_hwsim::{PowerStateStyle, RackConfig};
 use baton_tests::fleet::Fleet;
 use serde_json::json;
 
-fn binary_rack(nodes: usize) -> RackConfig {
+fn rack(nodes: usize, style: PowerStateStyle) -> RackConfig {
     let mut config = baton_tests::hwsim::config(nodes);
-    config.quirks.power_state_style = PowerStateStyle::Binary;
+    config.quirks.power_state_style = style;
     config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_changes_reach_binary_reporting_bmcs_once() {
-    let fleet = Fleet::start_rack(binary_rack(2), |_| {}).await;
+    power_changes_reach_bmcs_once(PowerStateStyle::Binary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_changes_reach_stale_reporting_bmcs_once() {
+    power_changes_reach_bmcs_once(PowerStateStyle::Stale(Duration::from_millis(1200))).await;
+}
+
+/// One Redfish and one IPMI node reporting in `style`.
+async fn power_changes_reach_bmcs_once(style: PowerStateStyle) {
+    let fleet = Fleet::start_rack(rack(2, style), |_| {}).await;
     for index in 0..2 {
         let name = fleet.name(index);
         let before = fleet.counters(&name);
@@ -32,6 +46,7 @@ async fn power_changes_reach_binary_reporting_bmcs_once() {
         let states = fleet.settled(&name).await;
         assert_eq!(states.last_error, None, "{name}");
         assert_eq!(states.power_state, Some(baton_state::PowerState::On));
+        assert!(fleet.sim_power_on(&name), "hw-sim says {name} is on");
 
         let r = fleet
             .action(&name, json!({"reboot": {"type": "HARD"}}))
@@ -44,6 +59,7 @@ async fn power_changes_reach_binary_reporting_bmcs_once() {
         let states = fleet.settled(&name).await;
         assert_eq!(states.last_error, None, "{name}");
         assert_eq!(states.power_state, Some(baton_state::PowerState::On));
+        assert!(fleet.sim_power_on(&name), "hw-sim says {name} is on");
 
         let after = fleet.counters(&name);
         assert_eq!(after.power_commands - before.power_commands, 4, "{name}");
