@@ -10,7 +10,9 @@
 //!   batond is busy, is never cut off.
 //! - [`DeadlineIo`] closes a connection whose client stops reading: a write
 //!   that makes no progress for the write timeout fails, hyper drops the
-//!   connection, and the response it held is freed.
+//!   connection, and the response it held is freed. It also puts the error
+//!   envelope and a request id on the answers hyper makes by itself to
+//!   requests it cannot parse ([`crate::malformed`]).
 //! - [`raise_fd_limit`] lifts the open-file soft limit to the hard limit,
 //!   and [`connection_budget`] keeps the cap within what that limit holds.
 
@@ -300,6 +302,9 @@ pub struct DeadlineIo {
     stream: Arc<UnixStream>,
     timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Our answer in place of hyper's own to a request it could not parse,
+    /// and how much of it is written.
+    refusal: Option<(Vec<u8>, usize)>,
 }
 
 impl DeadlineIo {
@@ -308,7 +313,40 @@ impl DeadlineIo {
             stream,
             timeout,
             stalled: None,
+            refusal: None,
         }
+    }
+
+    /// Writes what is left of the refusal answer, if there is one.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let Some((bytes, written)) = self.refusal.as_ref() else {
+                return Poll::Ready(Ok(()));
+            };
+            if *written >= bytes.len() {
+                return Poll::Ready(Ok(()));
+            }
+            let poll = self.poll_write_with(cx, |s| s.try_write(&bytes[*written..]));
+            let n = std::task::ready!(self.watch(cx, poll))?;
+            if let Some((_, written)) = self.refusal.as_mut() {
+                *written += n;
+            }
+        }
+    }
+
+    /// Replaces hyper's bare answer to an unparsable request (`buf`) with
+    /// ours; once one is made, hyper's bytes are taken and dropped (it
+    /// writes nothing else before closing).
+    fn poll_write_refusal(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.refusal.is_none() {
+            self.refusal = crate::malformed::answer(buf).map(|bytes| (bytes, 0));
+        }
+        self.refusal.as_ref()?;
+        Some(self.poll_refusal(cx).map_ok(|()| buf.len()))
     }
 
     /// Passes a write's outcome through, arming the deadline while it is
@@ -373,6 +411,9 @@ impl AsyncWrite for DeadlineIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(poll) = self.poll_write_refusal(cx, buf) {
+            return poll;
+        }
         let poll = self.poll_write_with(cx, |s| s.try_write(buf));
         self.watch(cx, poll)
     }
@@ -382,6 +423,12 @@ impl AsyncWrite for DeadlineIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // A response head is always the first slice of its write.
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if let Some(poll) = self.poll_write_refusal(cx, first) {
+                return poll;
+            }
+        }
         let poll = self.poll_write_with(cx, |s| s.try_write_vectored(bufs));
         self.watch(cx, poll)
     }
@@ -390,12 +437,13 @@ impl AsyncWrite for DeadlineIo {
         true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Writes go straight to the socket: nothing is buffered here.
-        Poll::Ready(Ok(()))
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Writes go straight to the socket: only a refusal can be pending.
+        self.poll_refusal(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_refusal(cx))?;
         let done = nix::sys::socket::shutdown(self.stream.as_raw_fd(), Shutdown::Write);
         Poll::Ready(done.map_err(io::Error::from))
     }

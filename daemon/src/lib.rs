@@ -4,6 +4,7 @@
 //! Layout: [`config`] (the config file), [`daemon`] (start/run/shutdown),
 //! [`socket`] (owning the Unix socket), [`api`] (the HTTP/JSON action API and
 //! its types), [`connections`] (connection limits and deadlines),
+//! [`malformed`] (answers to requests hyper cannot parse),
 //! [`conductor`] (the core the API calls), [`client`] (an HTTP
 //! client over the socket) and [`cli`] (the `baton` admin CLI).
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod connections;
 pub mod daemon;
 pub mod logging;
+pub mod malformed;
 pub mod messages;
 pub mod reload;
 pub mod socket;

@@ -395,6 +395,13 @@ fn check_name(name: &str) -> Result<(), String> {
             "contains {bad:?}; use letters, digits, '-', '.', '_' and '~' only"
         ));
     }
+    if name == "." || name == ".." {
+        // HTTP clients resolve dot segments before sending (curl turns
+        // /v1/nodes/.. into /v1), so such a node could never be addressed.
+        return Err(format!(
+            "{name:?} is a path segment of its own in URLs; pick another name"
+        ));
+    }
     if RESERVED_NAMES.contains(&name) {
         return Err(format!(
             "{name:?} is reserved by the API (/v1/nodes/{name}); pick another name"
@@ -673,6 +680,15 @@ mod tests {
         assert!(s.validate().is_empty());
         assert!(s.bmc.verify_tls);
         assert_eq!(s.bmc_port(), 443);
+    }
+
+    #[test]
+    fn dot_segments_are_not_names() {
+        for name in [".", ".."] {
+            assert!(check_name(name).is_err(), "{name}");
+        }
+        assert!(check_name("...").is_ok());
+        assert!(check_name(".hidden").is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use baton_state::{JobFilter, JobStatus};
 
 use super::error::ApiError;
 use super::power::RequestCaller;
-use super::request::{query_pairs, read_body, BODY_LIMIT};
+use super::request::{check_keys, query_pairs, read_body, BODY_LIMIT};
 use super::types::{JobCreated, JobDocument, JobList};
 use super::AppState;
 use crate::conductor::batch::parse_batch;
@@ -70,6 +70,7 @@ async fn start(
         ));
     }
     let request = parse_batch(text)?;
+    check_keys(&bytes, "batch")?;
     let job_id = app
         .conductor
         .start_batch(request, &caller, project_id, None)

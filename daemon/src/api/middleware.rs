@@ -26,17 +26,72 @@ struct RouteTag(String);
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Innermost layer (per route): remembers which route template matched.
+/// Routes whose handlers read a query string; every other route refuses
+/// one, so that a misspelt or misplaced parameter is an error, not a silent
+/// no-op.
+const QUERY_ROUTES: [&str; 4] = [
+    "/v1/nodes",
+    "/v1/nodes/detail",
+    "/v1/jobs",
+    "/v1/nodes/{ident}/os-instance-actions",
+];
+
+/// The routes (method and template) whose handlers read a body; any other
+/// request with one is refused rather than having its body ignored.
+const BODY_ROUTES: [(Method, &str); 10] = [
+    (Method::POST, "/v1/nodes"),
+    (Method::POST, "/v1/nodes/import"),
+    (Method::PATCH, "/v1/nodes/{ident}"),
+    (Method::PUT, "/v1/nodes/{ident}/states/power"),
+    (Method::PUT, "/v1/nodes/{ident}/states/boot_device"),
+    (Method::PUT, "/v1/nodes/{ident}/maintenance"),
+    (Method::POST, "/v1/nodes/{ident}/action"),
+    (Method::POST, "/v1/baremetalservers/action"),
+    (Method::POST, "/v1/{project_id}/baremetalservers/action"),
+    (Method::POST, "/v1/schedules"),
+];
+
+/// Innermost layer (per route): refuses a query or a body the route does
+/// not read, and remembers which route template matched.
 pub async fn tag_route(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
+    if let Some(error) = route.as_deref().and_then(|r| unread_input(&request, r)) {
+        let mut response = error.into_response();
+        if let Some(route) = route {
+            response.extensions_mut().insert(RouteTag(route));
+        }
+        return response;
+    }
     let mut response = next.run(request).await;
     if let Some(route) = route {
         response.extensions_mut().insert(RouteTag(route));
     }
     response
+}
+
+/// A query or body that `route` would not read.
+fn unread_input(request: &Request, route: &str) -> Option<ApiError> {
+    let method = request.method();
+    let query = request.uri().query().filter(|q| !q.is_empty());
+    if query.is_some() && !QUERY_ROUTES.contains(&route) {
+        return Some(ApiError::bad_request(format!(
+            "{method} {route} takes no query parameters; remove the `?…` part"
+        )));
+    }
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
+    let reads_body = BODY_ROUTES.iter().any(|(m, r)| m == method && *r == route);
+    (has_body && !reads_body).then(|| {
+        ApiError::bad_request(format!(
+            "{method} {route} takes no request body; send it without one"
+        ))
+    })
 }
 
 /// Outermost layer: request id, error envelope, metrics, access log.

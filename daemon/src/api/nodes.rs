@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ErrorKind};
 use super::power::RequestCaller;
-use super::request::{parse_json, query_pairs, read_body, BODY_LIMIT, IMPORT_BODY_LIMIT};
+use super::request::{
+    check_keys, parse_json, query_pairs, read_body, BODY_LIMIT, IMPORT_BODY_LIMIT,
+};
 use super::types::{
     node_href, ImportResult, NodeList, NodeStates, NodeSummary, NodeView, NEVER_READ,
 };
@@ -169,6 +171,7 @@ pub async fn create(
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         ApiError::bad_request("the request body is not UTF-8 text; send the node as JSON")
     })?;
+    check_keys(&bytes, "node")?;
     let node = app.conductor.create_node(text, &caller).await?;
     let location = node_href(node.uuid);
     Ok((

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::middleware::RequestId;
-use super::request::{parse_json, query_pairs, read_body, BODY_LIMIT};
+use super::request::{parse_object, query_pairs, read_body, BODY_LIMIT};
 use super::types::{
     action_href, ActionAccepted, BootDeviceRequest, InstanceAction, InstanceActionDocument,
     InstanceActionList, Link, MaintenanceRequest, NodeStates, PowerStateRequest,
@@ -293,7 +293,7 @@ pub async fn set_power(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
-    let request: PowerStateRequest = parse_json(&bytes, "power state request")?;
+    let request: PowerStateRequest = parse_object(&bytes, "power state request")?;
     let action = parse_power_request(&request)?;
     act(&app, &ident, action, caller).await
 }
@@ -307,7 +307,7 @@ pub async fn set_boot_device(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
-    let request: BootDeviceRequest = parse_json(&bytes, "boot device request")?;
+    let request: BootDeviceRequest = parse_object(&bytes, "boot device request")?;
     let device = crate::conductor::actions::boot_device(&request.boot_device).ok_or_else(|| {
         let valid: Vec<String> = BootDevice::ALL.iter().map(ToString::to_string).collect();
         ApiError::bad_request(format!(
@@ -335,7 +335,7 @@ pub async fn enter_maintenance(
     let request: MaintenanceRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         MaintenanceRequest::default()
     } else {
-        parse_json(&bytes, "maintenance request")?
+        parse_object(&bytes, "maintenance request")?
     };
     let reason = request.reason.as_deref().map(check_reason).transpose()?;
     let action = NodeAction::Maintenance { reason };
@@ -362,7 +362,7 @@ pub async fn action(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
-    let value: Value = parse_json(&bytes, "action")?;
+    let value: Value = parse_object(&bytes, "action")?;
     let action = parse_action(&value)?;
     granted.require(super::roles::action_role(&action), action.name())?;
     act(&app, &ident, action, caller).await

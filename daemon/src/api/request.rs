@@ -69,7 +69,105 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Ap
         .map_err(|err| ApiError::bad_request(describe_json_error(&err, what)))?;
     de.end()
         .map_err(|err| ApiError::bad_request(format!("trailing data after {what}: {err}")))?;
+    check_keys(bytes, what)?;
     Ok(value)
+}
+
+/// Parses a JSON object body into `T`. serde would also fill a struct from
+/// an array of its fields in order (`["power off", 30]`), which no client
+/// means: anything but an object is refused first.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    check_object(bytes, what)?;
+    parse_json(bytes, what)
+}
+
+/// Refuses a non-empty body that is not a JSON object.
+pub fn check_object(bytes: &[u8], what: &str) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::bad_request(format!(
+            "{what} must be a JSON object ({{\"key\": value, …}})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a JSON document in which an object names a key twice (and says
+/// nothing of malformed JSON, which the caller's own parse reports): serde_json
+/// would keep the last value silently (`{"type": "HARD", "type": "SOFT"}`
+/// is a soft stop), where the sender may have meant the first.
+pub fn check_keys(bytes: &[u8], what: &str) -> Result<(), ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, UniqueKeys>(&mut de) {
+        // Malformed JSON is the real parser's to describe.
+        Err(err) if err.inner().is_data() => {
+            Err(ApiError::bad_request(describe_json_error(&err, what)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A JSON value read only to check that no object repeats a key.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate field `{}`: a key is given more than once; give each key once",
+                    crate::messages::clip(&key, 64)
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+            seen.insert(key);
+        }
+        Ok(UniqueKeys)
+    }
 }
 
 /// A JSON error as an operator should read it: where, and what was wrong.
@@ -166,6 +264,27 @@ mod tests {
         assert!(err.message.contains("empty"), "{}", err.message);
         let err = parse_json::<Sample>(br#"{"a": 1} {}"#, "a sample").unwrap_err();
         assert!(err.message.contains("trailing"), "{}", err.message);
+    }
+
+    #[test]
+    fn objects_are_not_read_from_arrays() {
+        let err = parse_object::<Sample>(br#"[1, null]"#, "a sample").unwrap_err();
+        assert!(
+            err.message.contains("must be a JSON object"),
+            "{}",
+            err.message
+        );
+        assert!(parse_json::<Sample>(br#"[1, null]"#, "a sample").is_ok());
+        assert!(parse_object::<Sample>(br#" {"a": 1}"#, "a sample").is_ok());
+        let body = br#"{"a": 1, "inner": {"b": true, "b": false}}"#;
+        let err = parse_json::<serde_json::Value>(body, "a sample").unwrap_err();
+        assert_eq!(
+            err.message,
+            "invalid a sample at `inner`: duplicate field `b`: a key is given more than once; give each key once"
+        );
+        assert!(check_keys(br#"[{"a": 1}, {"a": 2}]"#, "x").is_ok());
+        let err = parse_object::<Sample>(b"", "a sample").unwrap_err();
+        assert!(err.message.contains("empty"), "{}", err.message);
     }
 
     #[test]

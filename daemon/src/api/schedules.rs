@@ -9,7 +9,7 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::power::RequestCaller;
-use super::request::{read_body, BODY_LIMIT};
+use super::request::{check_keys, check_object, read_body, BODY_LIMIT};
 use super::types::{ScheduleDocument, ScheduleList};
 use super::AppState;
 
@@ -21,6 +21,8 @@ pub async fn add(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
+    check_object(&bytes, "schedule")?;
+    check_keys(&bytes, "schedule")?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8 JSON"))?;
     let schedule = app.conductor.add_schedule(text, &caller, None).await?;
