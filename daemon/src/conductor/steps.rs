@@ -16,7 +16,13 @@
 //!    a command still queued (behind a batch, or for its power domain) when
 //!    batond dies is sent after the restart rather than taken as sent;
 //! 5. **confirm**: read until the target state shows or the timeout passes
-//!    (soft verbs then fall back to hard ones when configured);
+//!    (soft verbs then fall back to hard ones when configured). Some BMCs
+//!    answer a command sent mid-transition as done and drop it
+//!    (x86-power-control's "No action taken"): when two reads in a row
+//!    after the answer find the node settled away from the target, the
+//!    command is sent again — only an on, off or soft off, which end in
+//!    the same state however often they run, at most `max_retries` times,
+//!    within the first wait;
 //! 6. **finish**: one write clears the target and the lease, stores the
 //!    state read, the learned transition time, the events and the message
 //!    — batched with other nodes' writes by the store's group commit.
@@ -103,6 +109,11 @@ pub(super) struct OpState {
     commanded: bool,
     tries: u32,
     misses: u32,
+    /// Reads since the last command that found the node settled away from
+    /// the target.
+    settled_misses: u32,
+    /// Times the command was sent again because the BMC evidently dropped it.
+    reissues: u32,
     estimate: Duration,
     acked_at: Option<Instant>,
     deadline: Option<Instant>,
@@ -137,6 +148,8 @@ impl OpState {
             commanded: false,
             tries: 0,
             misses: 0,
+            settled_misses: 0,
+            reissues: 0,
             estimate: learn::DEFAULT_ESTIMATE,
             acked_at: None,
             deadline: None,
@@ -539,11 +552,27 @@ async fn command(shared: &Shared, op: &mut OpState, action: PowerAction) -> Next
     }
 }
 
+/// Starts the wait for the state after a command was answered; a command
+/// sent again keeps the wait the first one started.
 fn start_waiting(shared: &Shared, op: &mut OpState) {
     op.acked_at = Some(Instant::now());
     op.misses = 0;
-    op.deadline = None;
+    op.settled_misses = 0;
+    if op.reissues == 0 {
+        op.deadline = None;
+    }
     ensure_deadline(shared, op);
+}
+
+/// The BMC answered the command but evidently dropped it: two reads in a
+/// row found the node settled away from the target. Only a command that
+/// ends in the same state however often it runs is sent again, and only
+/// after it was answered (an unanswered one goes through *verify*).
+fn evidently_ignored(shared: &Shared, op: &OpState) -> bool {
+    op.verb.is_repeatable()
+        && op.sent == Sent::Yes
+        && op.settled_misses >= 2
+        && op.reissues < shared.config.conductor.max_retries
 }
 
 /// How long this operation may wait for its state: the caller's timeout,
@@ -578,11 +607,19 @@ async fn confirm(shared: &Shared, op: &mut OpState) -> Next {
         }
         Ok(state) => {
             op.tries = 0;
-            if !state.is_transitional() {
+            if state.is_transitional() {
+                op.settled_misses = 0;
+            } else {
                 op.last_read = Some(stored_state(state));
+                op.settled_misses += 1;
             }
             if op.deadline.is_some_and(|d| Instant::now() >= d) {
                 return timed_out(shared, op);
+            }
+            if evidently_ignored(shared, op) {
+                op.reissues += 1;
+                tracing::info!(node = %op.uuid, request_id = %op.request_id, verb = op.verb.as_str(), "the BMC answered the command but the node did not move; sending it again");
+                return now_step(op, Stage::Command(power_action(op.verb)));
             }
             op.misses += 1;
             Next::At(Instant::now() + learn::after_miss(op.estimate, op.misses))
@@ -627,6 +664,7 @@ fn timed_out(shared: &Shared, op: &mut OpState) -> Next {
             op.verb = hard;
             op.sent = Sent::No;
             op.deadline = None;
+            op.reissues = 0;
             now_step(op, Stage::Command(power_action(hard)))
         }
         _ => {
