@@ -85,10 +85,20 @@ pub enum StoreError {
     #[error("the database worker stopped unexpectedly")]
     WorkerGone,
 
-    /// A write could not be committed (disk full, database removed or made
-    /// read-only under batond…); nothing of it was kept.
-    #[error("the database cannot take writes right now: {0}; nothing was changed")]
-    Unavailable(String),
+    /// The database's file or storage cannot serve the request (disk full,
+    /// file deleted or made read-only under batond…); nothing was changed.
+    #[error(transparent)]
+    Unavailable(#[from] crate::dbfile::Refusal),
+
+    /// The database file is damaged or not a database; batond leaves it as
+    /// it is.
+    #[error(
+        "database {file} is damaged ({detail}); batond did not change it: restore it from a \
+         backup (with batond stopped, copy the backup over it and delete {file}-wal and \
+         {file}-shm), or move those files aside to start with an empty database",
+        file = .path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
 }
 
 fn describe_duplicates(dups: &[DuplicateName]) -> String {

@@ -9,6 +9,7 @@
 //! returns.
 
 mod actions;
+mod dbfile;
 mod error;
 pub mod job;
 mod jobs;
@@ -21,6 +22,7 @@ mod store;
 mod time_fmt;
 mod writer;
 
+pub use dbfile::Refusal;
 pub use error::{DuplicateName, StoreError};
 pub use job::*;
 pub use jobs::JOB_FAILED_CODE;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
+use crate::dbfile::{self, DbFile};
 use crate::job::{Failure, Job, JobFilter, NewJob, Schedule, SubJobEnd};
 use crate::model::{
     Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts, UpdatedWindow,
@@ -78,6 +79,7 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    file: DbFile,
     options: StoreOptions,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
@@ -108,13 +110,21 @@ impl Store {
             None
         };
         let with_path = |e: StoreError| match e {
+            StoreError::Sqlite(source) if dbfile::is_damage(&source) => StoreError::Damaged {
+                path: path.clone(),
+                detail: source.to_string(),
+            },
             StoreError::Sqlite(source) => StoreError::Open {
                 path: path.clone(),
                 source,
             },
             other => other,
         };
+        let file = DbFile::new(&path)?;
         let mut writer = connect(&path, &options).map_err(with_path)?;
+        // Checked before anything writes to it (the WAL switch, the
+        // migrations), so a damaged file is left exactly as it was.
+        quick_check(&writer, &path).map_err(with_path)?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| with_path(e.into()))?;
@@ -123,8 +133,9 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                writer: Writer::start(writer, file.clone())?,
+                file,
                 options,
-                writer: Writer::start(writer)?,
                 readers: Mutex::new(Vec::new()),
                 reader_permits,
                 _lock: lock,
@@ -163,7 +174,7 @@ impl Store {
             let result = f(&conn);
             inner.return_reader(conn);
             drop(permit);
-            result
+            result.map_err(|e| inner.file.classify(e))
         })
         .await
         .map_err(|_| StoreError::WorkerGone)?
@@ -174,13 +185,14 @@ impl Store {
     async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: WriteError + Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let file = self.inner.file.clone();
         let job: writer::Job = Box::new(move |tx| {
             let result = match tx {
-                Some(tx) => f(tx),
+                Some(tx) => f(tx).map_err(|e| e.classify(&file)),
                 None => Err(E::from(StoreError::WorkerGone)),
             };
             let ok = result.is_ok();
@@ -576,6 +588,50 @@ impl Store {
     }
 }
 
+/// The error of a write: the store's own, or a caller's type that may hold
+/// one. Storage failures inside it become [`StoreError::Unavailable`].
+trait WriteError: From<StoreError> {
+    #[must_use]
+    fn classify(self, file: &DbFile) -> Self;
+}
+
+impl WriteError for StoreError {
+    fn classify(self, file: &DbFile) -> Self {
+        file.classify(self)
+    }
+}
+
+impl<E> WriteError for UpdateError<E> {
+    fn classify(self, file: &DbFile) -> Self {
+        match self {
+            UpdateError::Store(e) => UpdateError::Store(file.classify(e)),
+            rejected @ UpdateError::Rejected(_) => rejected,
+        }
+    }
+}
+
+/// `PRAGMA quick_check` of a database about to be used: a damaged file is
+/// refused at start, not found out by the first request that reads the
+/// damaged page.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut statement = conn.prepare("PRAGMA quick_check")?;
+    let problems: Vec<String> = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems.iter().all(|p| p == "ok") {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        path: path.to_owned(),
+        detail: problems
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
 fn apply_change(
     tx: &rusqlite::Transaction<'_>,
     uuid: Uuid,
@@ -644,7 +700,12 @@ impl Inner {
             .pop();
         match pooled {
             Some(conn) => Ok(conn),
-            None => connect(&self.path, &self.options),
+            None => {
+                // Opening the path again after the file was deleted or
+                // replaced would read another database.
+                self.file.check()?;
+                connect(&self.path, &self.options)
+            }
         }
     }
 

@@ -9,12 +9,17 @@
 //! after it is on disk, but a thousand concurrent writes cost a handful of
 //! fsyncs instead of a thousand — the difference between a 1000-node batch
 //! finishing near its physical bound and waiting on the disk.
+//!
+//! Before each group the thread checks that the database path still names
+//! the file it has open (see `dbfile`): writes to a deleted or replaced
+//! file would be lost, so they are refused rather than reported done.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::dbfile::{DbFile, Refusal};
 use crate::StoreError;
 
 /// Most jobs committed in one transaction; bounds how long the first
@@ -37,11 +42,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Result<Self, StoreError> {
+    pub(crate) fn start(conn: Connection, file: DbFile) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("baton-db-writer".into())
-            .spawn(move || run(conn, &queue))
+            .spawn(move || run(conn, &file, &queue))
             .map_err(|source| StoreError::Io {
                 path: "baton-db-writer thread".into(),
                 source,
@@ -73,7 +78,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, file: &DbFile, queue: &mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -82,44 +87,48 @@ fn run(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group);
+        match file.check() {
+            Ok(()) => commit_group(&mut conn, file, group),
+            Err(refusal) => refuse(group, &refusal),
+        }
     }
 }
 
-fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+/// Fails every job of a group, none of which ran.
+fn refuse(group: Vec<Job>, refusal: &Refusal) {
+    tracing::error!(error = %refusal, jobs = group.len(), "database write refused");
+    for job in group {
+        let (_, deliver) = job(None);
+        deliver(Err(refusal.clone().into()));
+    }
+}
+
+fn commit_group(conn: &mut Connection, file: &DbFile, group: Vec<Job>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(error) => {
-            tracing::error!(%error, "cannot begin a database transaction");
-            let message = error.to_string();
-            for job in group {
-                let (_, deliver) = job(None);
-                deliver(Err(StoreError::Unavailable(message.clone())));
-            }
-            return;
-        }
+        Err(error) => return refuse(group, &file.write_failed(&error)),
     };
-    let deliveries: Vec<Deliver> = group.into_iter().map(|job| run_job(&tx, job)).collect();
-    let outcome = tx.commit();
-    if let Err(error) = &outcome {
-        tracing::error!(%error, jobs = deliveries.len(), "group commit failed");
+    let deliveries: Vec<Deliver> = group
+        .into_iter()
+        .map(|job| run_job(&tx, file, job))
+        .collect();
+    let outcome = tx.commit().map_err(|error| file.write_failed(&error));
+    if let Err(refusal) = &outcome {
+        tracing::error!(error = %refusal, jobs = deliveries.len(), "group commit failed");
     }
     for deliver in deliveries {
-        deliver(match &outcome {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        });
+        deliver(outcome.clone().map_err(StoreError::from));
     }
 }
 
 /// Runs one job inside its own savepoint, kept when the job succeeded and
 /// rolled back when it failed, so one caller's failure never undoes (or
 /// leaks half of) another's write.
-fn run_job(tx: &Transaction<'_>, job: Job) -> Deliver {
+fn run_job(tx: &Transaction<'_>, file: &DbFile, job: Job) -> Deliver {
     if let Err(error) = tx.execute_batch("SAVEPOINT job") {
         let (_, deliver) = job(None);
-        let message = error.to_string();
-        return Box::new(move |_| deliver(Err(StoreError::Unavailable(message))));
+        let refusal = file.write_failed(&error);
+        return Box::new(move |_| deliver(Err(refusal.into())));
     }
     let (ok, deliver) = job(Some(tx));
     let end = if ok {
@@ -130,8 +139,8 @@ fn run_job(tx: &Transaction<'_>, job: Job) -> Deliver {
     match tx.execute_batch(end) {
         Ok(()) => deliver,
         Err(error) => {
-            let message = error.to_string();
-            Box::new(move |_| deliver(Err(StoreError::Unavailable(message))))
+            let refusal = file.write_failed(&error);
+            Box::new(move |_| deliver(Err(refusal.into())))
         }
     }
 }

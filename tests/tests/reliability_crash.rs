@@ -16,6 +16,14 @@
 //! node that had reached its target gets another power command (hw-sim's
 //! per-node `power_commands`), and an import is there whole — every node
 //! with its enrollment record — or not at all.
+//!
+//! Then the database failing under a running batond — its file deleted,
+//! its file system turned read-only, its disk full (an ext4 image on a
+//! loop device; skipped with a message where the test cannot mount one)
+//! — must give 503s with the error envelope and never a write reported as
+//! done that is not on disk; and a corrupt database at start must stop
+//! batond with a non-zero exit and a message naming the file and what to
+//! do, the file untouched.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -487,4 +495,279 @@ async fn e_killed_during_a_10000_node_import() {
         assert_eq!(imported(&db, &prefix), (NODES, NODES), "round {round}");
         finish(daemon);
     }
+}
+/// `POST /v1/nodes` of a node named `name`; returns the answer.
+async fn enroll(client: &Client, name: &str) -> RawResponse {
+    let body = baton_tests::daemon::node_json(name, "secret").to_string();
+    client
+        .request(Method::POST, "/v1/nodes", Some(Bytes::from(body)))
+        .await
+        .unwrap()
+}
+
+/// Checks that a write was refused with 503 and the error envelope, and
+/// returns its message.
+fn refused(answer: &RawResponse) -> String {
+    assert_eq!(answer.status.as_u16(), 503, "{:?}", answer.body);
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(body["error"]["code"], "serviceUnavailable", "{body}");
+    assert!(body["error"]["request_id"].is_string(), "{body}");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// Names enrolled, as the API lists them.
+async fn names(client: &Client) -> Vec<String> {
+    let body = request_ok(client, Method::GET, "/v1/nodes?limit=1000", None).await;
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    list["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The database file removed under a running batond: SQLite would go on
+/// writing to the unlinked file, and every write would vanish at the next
+/// start. batond refuses writes instead (503, naming the file), keeps
+/// answering reads from what it has, and says so in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_deleted_under_batond_refuses_writes() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut daemon = DaemonProcess::start(dir.path(), &config(8, NO_SWEEPS)).await;
+    let client = daemon.client();
+    assert_eq!(enroll(&client, "before").await.status.as_u16(), 201);
+    std::fs::remove_file(db(dir.path())).unwrap();
+
+    let message = refused(&enroll(&client, "after").await);
+    assert!(
+        message.contains(&db(dir.path()).display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("restart"), "says what to do: {message}");
+    assert_eq!(names(&client).await, ["before"], "reads still answer");
+    let log = daemon.log_text();
+    assert!(log.contains("baton.db"), "the log names the file:\n{log}");
+    daemon.stop_with(Signal::SIGKILL);
+}
+
+/// A file system batond can mount for a test: an ext4 image on a loop
+/// device (so that it can be filled, and turned read-only with open files
+/// the way the kernel does on an I/O error). `None`, with a message, where
+/// the test cannot mount one (not root, no loop devices).
+struct LoopFs {
+    dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn mount(size_mb: u32) -> Option<Self> {
+        let dir = tempfile::TempDir::new().unwrap();
+        let image = dir.path().join("fs.img").display().to_string();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mnt = mnt.display().to_string();
+        let size = format!("{size_mb}M");
+        let steps: [(&str, &[&str]); 3] = [
+            ("truncate", &["-s", &size, &image]),
+            ("mkfs.ext4", &["-q", "-F", "-m", "0", &image]),
+            ("mount", &["-o", "loop,errors=remount-ro", &image, &mnt]),
+        ];
+        for (program, args) in steps {
+            if let Err(why) = run(program, args) {
+                eprintln!(
+                    "SKIPPED: cannot mount a test file system ({program} failed: {why}); \
+                     this case needs root and loop devices"
+                );
+                return None;
+            }
+        }
+        Some(Self { dir })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// The kernel's reaction to a file system error with
+    /// `errors=remount-ro`: read-only at once, files open or not.
+    fn fail_read_only(&self) {
+        let source = std::process::Command::new("findmnt")
+            .args(["-no", "SOURCE"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        let device = String::from_utf8_lossy(&source.stdout).trim().to_owned();
+        let name = Path::new(&device).file_name().unwrap().to_owned();
+        std::fs::write(
+            Path::new("/sys/fs/ext4")
+                .join(name)
+                .join("trigger_fs_error"),
+            "reliability_crash test",
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.path())
+            .status();
+    }
+}
+
+/// Runs a command; its stderr when it fails.
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// A batond whose database lives on `fs` (its socket, config and log stay
+/// in a plain temp dir).
+async fn daemon_on(fs: &LoopFs) -> (tempfile::TempDir, DaemonProcess) {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::os::unix::fs::symlink(fs.path().join("baton.db"), db(dir.path())).unwrap();
+    let daemon = DaemonProcess::start(dir.path(), &config(8, NO_SWEEPS)).await;
+    (dir, daemon)
+}
+
+/// The database's file system turns read-only under batond (as the kernel
+/// does on an I/O error): writes are refused with 503, reads answer, and
+/// nothing refused shows up later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_read_only_under_batond_refuses_writes() {
+    let Some(fs) = LoopFs::mount(16) else { return };
+    let (_dir, mut daemon) = daemon_on(&fs).await;
+    let client = daemon.client();
+    assert_eq!(enroll(&client, "before").await.status.as_u16(), 201);
+    fs.fail_read_only();
+    for name in ["after-1", "after-2"] {
+        let message = refused(&enroll(&client, name).await);
+        assert!(message.contains("baton.db"), "{message}");
+    }
+    assert_eq!(names(&client).await, ["before"]);
+    daemon.stop_with(Signal::SIGKILL);
+    assert_eq!(integrity(&fs.path().join("baton.db")), "ok");
+}
+
+/// The database's disk fills up: an import that does not fit is refused
+/// with 503 and leaves nothing behind; once space is freed, batond takes
+/// writes again without a restart, and a restart finds exactly what was
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_disk_full_refuses_writes_then_recovers() {
+    let Some(fs) = LoopFs::mount(16) else { return };
+    let (dir, mut daemon) = daemon_on(&fs).await;
+    let client = daemon.client();
+    assert_eq!(enroll(&client, "before").await.status.as_u16(), 201);
+    let filler = fs.path().join("filler");
+    fill(&filler);
+    let body = inventory("full-", 2000, "secret").to_string();
+    let answer = client
+        .request(
+            Method::POST,
+            "/v1/nodes/import",
+            Some(Bytes::from(body.clone())),
+        )
+        .await
+        .unwrap();
+    let message = refused(&answer);
+    assert!(message.contains("baton.db"), "{message}");
+    assert_eq!(names(&client).await, ["before"], "nothing of the import");
+
+    std::fs::remove_file(&filler).unwrap();
+    request_ok(&client, Method::POST, "/v1/nodes/import", Some(body)).await;
+    let stored = fs.path().join("baton.db");
+    assert_eq!(count(&stored, "SELECT count(*) FROM nodes"), 2001);
+    daemon.stop_with(Signal::SIGKILL);
+    assert_eq!(integrity(&stored), "ok");
+    let daemon = DaemonProcess::start(dir.path(), &config(8, NO_SWEEPS)).await;
+    assert_eq!(count(&stored, "SELECT count(*) FROM nodes"), 2001);
+    finish(daemon);
+}
+
+/// Writes `path` until the file system is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0xa5_u8; 64 * 1024];
+    loop {
+        match file.write_all(&block) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    let _ = file.sync_all();
+}
+
+/// A database with a few nodes, written by batond and closed cleanly.
+async fn good_database(dir: &Path) -> Vec<u8> {
+    let daemon = DaemonProcess::start(dir, &config(8, NO_SWEEPS)).await;
+    for i in 0..50 {
+        assert_eq!(
+            enroll(&daemon.client(), &format!("n{i}"))
+                .await
+                .status
+                .as_u16(),
+            201
+        );
+    }
+    finish(daemon);
+    std::fs::read(db(dir)).unwrap()
+}
+
+/// A corrupt database at start: batond exits non-zero with a message that
+/// names the file and says what to do, and leaves the file as it was —
+/// never replaced by an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_database_at_start_is_refused_and_kept() {
+    let source = tempfile::TempDir::new().unwrap();
+    let good = good_database(source.path()).await;
+    let page = 4096;
+    let mut header = good.clone();
+    header[..100].fill(0x5a);
+    let mut torn = good.clone();
+    let middle = good.len() / 2 / page * page;
+    torn[middle..middle + page].fill(0x5a);
+    let truncated = good[..good.len() / 2 / page * page].to_vec();
+    for (what, bytes) in [("header", header), ("page", torn), ("truncated", truncated)] {
+        let dir = tempfile::TempDir::new().unwrap();
+        private_file(&db(dir.path()), &bytes);
+        let mut daemon = DaemonProcess::spawn(dir.path(), &config(8, NO_SWEEPS));
+        let status = daemon.wait_exit(Duration::from_secs(20));
+        let log = daemon.log_text();
+        assert_eq!(status.code(), Some(1), "{what}: {status:?}\n{log}");
+        assert!(
+            log.contains(&db(dir.path()).display().to_string()),
+            "{what}: the message names the file:\n{log}"
+        );
+        assert!(log.contains("backup"), "{what}: says what to do:\n{log}");
+        assert_eq!(
+            std::fs::read(db(dir.path())).unwrap(),
+            bytes,
+            "{what}: the file was changed"
+        );
+    }
+}
+
+/// Writes `bytes` to a new file of mode 0600, as batond keeps its database.
+fn private_file(path: &Path, bytes: &[u8]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(bytes).unwrap();
 }

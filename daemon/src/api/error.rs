@@ -138,6 +138,7 @@ impl From<StoreError> for ApiError {
             | StoreError::InUse { .. }
             | StoreError::Sqlite(_)
             | StoreError::Corrupt(_)
+            | StoreError::Damaged { .. }
             | StoreError::WorkerGone => ErrorKind::Internal,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
         };
@@ -256,7 +257,11 @@ mod tests {
             ),
             (StoreError::WorkerGone, ErrorKind::Internal),
             (
-                StoreError::Unavailable("disk full".into()),
+                StoreError::Unavailable(baton_state::Refusal {
+                    path: "/var/lib/baton/baton.db".into(),
+                    reason: "database or disk is full".into(),
+                    hint: "free space",
+                }),
                 ErrorKind::Unavailable,
             ),
         ];
