@@ -41,8 +41,8 @@ pub use inventory::{ExportDriver, InventoryEntry};
 pub use model::{
     Admission, AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootPatchQuirk,
     BootTarget, CommandOutcome, CounterSnapshot, Credentials, Delays, EtagQuirk, FaultSetting,
-    Faults, MidTransition, Node, NodeStatus, PowerAction, PowerState, PowerStateStyle, Quirks,
-    ResetReply, SessionLimitReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
+    Faults, Garbage, MidTransition, Node, NodeStatus, PowerAction, PowerState, PowerStateStyle,
+    Quirks, ResetReply, SessionLimitReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
 };
 pub use rack::{Rack, RackState, RackStats};
 pub use redfish::MAX_SESSIONS as REDFISH_MAX_SESSIONS;

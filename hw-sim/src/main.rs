@@ -88,7 +88,7 @@ struct Cli {
     /// A fault for --fault-fraction of the nodes: no_answer, http_500, busy,
     /// slow=<duration>, wrong_credentials, stuck, hung_os, flapping,
     /// packet_loss=<fraction>, link_flap_on_power=<duration>,
-    /// min_interval=<duration> (drop_sessions and bmc_reboot=<duration> are
+    /// min_interval=<duration>, garbage=<variant> (drop_sessions and bmc_reboot=<duration> are
     /// events: play them through the control API). Repeatable.
     #[arg(long, value_name = "NAME[=VALUE]")]
     fault: Vec<FaultSetting>,

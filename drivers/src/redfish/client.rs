@@ -397,11 +397,17 @@ impl RedfishClient {
             return Err(too_large());
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            if (e.is_body() || e.is_decode()) && !e.is_timeout() {
+                // The head arrived, the body broke off short of its length.
+                DriverError::InvalidResponse(format!(
+                    "HTTP {status} body ended before its announced length: {}",
+                    error_chain(&e)
+                ))
+            } else {
+                self.transport_error(&e)
+            }
+        })? {
             if bytes.len() + chunk.len() > MAX_BODY {
                 return Err(too_large());
             }

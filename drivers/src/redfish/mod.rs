@@ -121,8 +121,21 @@ impl RedfishDriver {
 
     async fn find_system(&self) -> Result<String, DriverError> {
         let root = self.client.get(model::SERVICE_ROOT).await?;
-        let systems = model::link(&root.body, "/Systems")
-            .ok_or_else(|| DriverError::Unsupported("a Redfish service without Systems".into()))?;
+        let systems = match model::link(&root.body, "/Systems") {
+            Some(systems) => systems,
+            // There, but not a link: the BMC's answer is broken, not short
+            // of a feature.
+            None if root.body.get("Systems").is_some() => {
+                return Err(DriverError::InvalidResponse(
+                    "the service root's Systems is not a link ({\"@odata.id\": \"…\"})".into(),
+                ))
+            }
+            None => {
+                return Err(DriverError::Unsupported(
+                    "a Redfish service without Systems".into(),
+                ))
+            }
+        };
         if let Some(id) = &self.system_id {
             return Ok(format!("{}/{}", systems.trim_end_matches('/'), id));
         }

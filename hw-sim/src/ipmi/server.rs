@@ -13,7 +13,8 @@
 //!    for `max_concurrent`), pays the latency and `slow`, and learns the
 //!    admission: `no_answer` drops, `busy` → C0h, `http_500` → FFh.
 //! 4. The engine runs under the BMC's lock (short; no await inside).
-//! 5. `packet_loss` may drop the reply on the way out; otherwise it is sent.
+//! 5. `garbage` may spoil the reply (cut short, wrong session id); then
+//!    `packet_loss` may drop it on the way out; otherwise it is sent.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use super::bmc::{Bmc, BmcConfig, Incoming, OsEntropy, Service};
 use super::session::Timeouts;
 use super::wire::MAX_DATAGRAM;
 use crate::config::RackConfig;
-use crate::model::{Admission, Node};
+use crate::model::{Admission, Garbage, Node};
 use crate::ports;
 
 /// Datagrams one BMC serves at once; more are dropped.
@@ -214,10 +215,30 @@ impl Endpoint {
         // next request the moment it has the answer, before this task runs
         // again, and that must not count as two requests at once.
         drop(guard);
+        spoil(&mut out, self.node.faults().garbage);
         if replied && !self.node.drop_packet() {
             if let Err(e) = self.socket.send_to(&out, peer).await {
                 tracing::debug!(node = self.node.name(), error = %e, "IPMI send error");
             }
         }
+    }
+}
+
+/// The `garbage` fault over IPMI: a datagram cut to half its length, or an
+/// RMCP+ one whose session id is not the one the client holds. Variants
+/// that spoil Redfish only leave the datagram alone.
+fn spoil(out: &mut Vec<u8>, garbage: Option<Garbage>) {
+    /// Offset of the authentication type after the RMCP header, and of the
+    /// session id in an RMCP+ session header.
+    const AUTH_TYPE: usize = 4;
+    const SESSION_ID: std::ops::Range<usize> = 6..10;
+    match garbage {
+        Some(Garbage::Truncated) => out.truncate(out.len() / 2),
+        Some(Garbage::WrongSession) if out.get(AUTH_TYPE) == Some(&0x06) => {
+            if let Some(id) = out.get_mut(SESSION_ID) {
+                id.iter_mut().for_each(|b| *b ^= 0x5A);
+            }
+        }
+        _ => {}
     }
 }

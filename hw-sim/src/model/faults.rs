@@ -21,6 +21,9 @@
 //! - `min_interval=D`: a request sooner than D after the last one served is
 //!   refused (Redfish 503 busy) or dropped (IPMI), as BMCs that crash when
 //!   flooded.
+//! - `garbage=V`: every answer is malformed, as [`Garbage`] variant V says
+//!   (invalid JSON, wrong types, truncated or oversized Redfish bodies;
+//!   truncated RMCP+ packets or wrong session ids over IPMI).
 //!
 //! Two settings are events rather than lasting faults ([`FaultSetting::is_event`]):
 //! `drop_sessions` invalidates every session and token once, as a BMC
@@ -72,6 +75,56 @@ pub struct Faults {
     /// Requests sooner than this after the last one served are refused.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub min_interval: Option<Duration>,
+    /// Every answer malformed this way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub garbage: Option<Garbage>,
+}
+
+/// How a `garbage` BMC spoils its answers. Each variant spoils one
+/// protocol; the other one keeps answering well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Garbage {
+    /// Redfish: a 200 whose body is not JSON.
+    InvalidJson,
+    /// Redfish: JSON of the right shape with every value of the wrong type
+    /// (strings become numbers, numbers strings, arrays objects…).
+    WrongTypes,
+    /// Redfish: the body stops halfway through its announced length and the
+    /// connection closes; IPMI: every datagram cut to half its length.
+    Truncated,
+    /// Redfish: a 2 MiB body, past what a client should buffer.
+    Oversized,
+    /// IPMI: answers carry a session id other than the client's.
+    WrongSession,
+}
+
+impl Garbage {
+    /// Every variant, in the order the docs list them.
+    pub const ALL: [Garbage; 5] = [
+        Garbage::InvalidJson,
+        Garbage::WrongTypes,
+        Garbage::Truncated,
+        Garbage::Oversized,
+        Garbage::WrongSession,
+    ];
+
+    /// The name used in `garbage=<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Garbage::InvalidJson => "invalid_json",
+            Garbage::WrongTypes => "wrong_types",
+            Garbage::Truncated => "truncated",
+            Garbage::Oversized => "oversized",
+            Garbage::WrongSession => "wrong_session",
+        }
+    }
+}
+
+impl fmt::Display for Garbage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -119,6 +172,7 @@ impl Faults {
             FaultSetting::PacketLoss(f) => self.packet_loss = f,
             FaultSetting::LinkFlapOnPower(d) => self.link_flap_on_power = Some(d),
             FaultSetting::MinInterval(d) => self.min_interval = Some(d),
+            FaultSetting::Garbage(g) => self.garbage = Some(g),
             // Events, played by the node when applied; nothing lasts.
             FaultSetting::DropSessions | FaultSetting::BmcReboot(_) => {}
         }
@@ -150,6 +204,8 @@ pub enum FaultSetting {
     LinkFlapOnPower(Duration),
     /// `min_interval=<duration>`
     MinInterval(Duration),
+    /// `garbage=<variant>` (e.g. `garbage=truncated`)
+    Garbage(Garbage),
     /// `drop_sessions`: an event — every session and token invalidated once.
     DropSessions,
     /// `bmc_reboot=<duration>`: an event — sessions gone, unreachable for the duration.
@@ -175,6 +231,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 pub const FAULT_NAMES: &str = "no_answer, http_500, busy, slow=<duration>, wrong_credentials, \
                                stuck, hung_os, flapping, packet_loss=<fraction>, \
                                link_flap_on_power=<duration>, min_interval=<duration>, \
+                               garbage=<invalid_json|wrong_types|truncated|oversized|wrong_session>, \
                                drop_sessions, bmc_reboot=<duration>";
 
 /// A fault name, value or fraction that does not parse.
@@ -247,6 +304,7 @@ impl FaultSetting {
             "min_interval" => parse_duration("min_interval", value).map(FaultSetting::MinInterval),
             "bmc_reboot" => parse_duration("bmc_reboot", value).map(FaultSetting::BmcReboot),
             "packet_loss" => parse_loss(value).map(FaultSetting::PacketLoss),
+            "garbage" => parse_garbage(value).map(FaultSetting::Garbage),
             other => Err(FaultError::UnknownFault(other.to_owned())),
         }
     }
@@ -292,6 +350,16 @@ fn too_long(name: &str, d: Duration) -> FaultError {
     )
 }
 
+fn parse_garbage(value: Option<&str>) -> Result<Garbage, FaultError> {
+    const USAGE: &str =
+        "garbage=<variant>: invalid_json, wrong_types, truncated, oversized or wrong_session";
+    let raw = value.ok_or_else(|| bad_value("garbage", "needs a variant", USAGE))?;
+    Garbage::ALL
+        .into_iter()
+        .find(|g| g.name() == raw)
+        .ok_or_else(|| bad_value("garbage", &format!("has an unknown variant {raw:?}"), USAGE))
+}
+
 fn parse_loss(value: Option<&str>) -> Result<f64, FaultError> {
     const USAGE: &str = "packet_loss=<fraction>, e.g. packet_loss=0.3";
     let raw = value.ok_or_else(|| bad_value("packet_loss", "needs a fraction", USAGE))?;
@@ -320,6 +388,7 @@ impl fmt::Display for FaultSetting {
             FaultSetting::MinInterval(d) => {
                 write!(f, "min_interval={}", humantime::format_duration(*d))
             }
+            FaultSetting::Garbage(g) => write!(f, "garbage={g}"),
             FaultSetting::DropSessions => f.write_str("drop_sessions"),
             FaultSetting::BmcReboot(d) => {
                 write!(f, "bmc_reboot={}", humantime::format_duration(*d))
@@ -379,6 +448,18 @@ mod tests {
             Ok(FaultSetting::Slow(MAX_DURATION)),
             "the longest slow fault is still taken"
         );
+        assert_eq!(
+            "garbage=wrong_session".parse(),
+            Ok(FaultSetting::Garbage(Garbage::WrongSession))
+        );
+        for g in Garbage::ALL {
+            let setting = FaultSetting::Garbage(g);
+            assert_eq!(setting.to_string().parse(), Ok(setting));
+        }
+        assert!("garbage".parse::<FaultSetting>().is_err());
+        assert!("garbage=confetti".parse::<FaultSetting>().is_err());
+        let f: Faults = serde_json::from_str(r#"{"garbage": "oversized"}"#).unwrap_or_default();
+        assert_eq!(f.garbage, Some(Garbage::Oversized));
         assert!(matches!(
             "melting".parse::<FaultSetting>(),
             Err(FaultError::UnknownFault(_))

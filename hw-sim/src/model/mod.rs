@@ -52,7 +52,8 @@ use uuid::Uuid;
 pub use boot::{BootEnabled, BootMode, BootOverride, BootTarget, ValidBitClearing};
 pub use counters::{CounterSnapshot, Counters};
 pub use faults::{
-    check_fraction, pick_fraction, FaultError, FaultSetting, Faults, FAULT_NAMES, MAX_DURATION,
+    check_fraction, pick_fraction, FaultError, FaultSetting, Faults, Garbage, FAULT_NAMES,
+    MAX_DURATION,
 };
 pub use power::{CommandOutcome, Delays, NotInPresentState, PowerAction, PowerState};
 pub use quirks::{

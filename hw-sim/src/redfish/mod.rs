@@ -19,9 +19,12 @@
 //!    (`ComputerSystem.Reset`, boot override `PATCH` with `If-Match`, session
 //!    create/delete), answering errors in the Redfish format with Base
 //!    registry message ids.
+//! 5. A node with the `garbage` fault spoils the answer on its way out
+//!    ([`garbage`]).
 
 mod actions;
 mod errors;
+mod garbage;
 mod metadata;
 mod query;
 mod reply;

@@ -1,7 +1,8 @@
 //! Connection handling of a node's Redfish endpoint: the accept loop, the
 //! optional TLS handshake, HTTP/1.1 keep-alive serving with hyper (closed
 //! after so many requests, or when idle, per the node's keep-alive quirks),
-//! bounded body reading, and graceful stop on the rack's cancellation.
+//! bounded body reading, the `garbage` fault's spoiled answers, and graceful
+//! stop on the rack's cancellation.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use super::{errors, handle, Bmc, Reply, MAX_BODY};
+use super::{errors, garbage, handle, Bmc, Reply, MAX_BODY};
 
 /// Longest time a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,16 +112,16 @@ where
         let (bmc, seen) = (Arc::clone(&bmc), Arc::clone(&seen));
         async move {
             seen.begin();
+            let node = Arc::clone(&bmc.node);
             let reply = handle(bmc, request).await;
             let last = seen.end();
-            reply.map(|mut reply| {
-                if last {
-                    reply
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
+            let mut reply = garbage::spoil(reply?, node.faults().garbage).await;
+            if last {
                 reply
-            })
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, NoAnswer>(reply)
         }
     });
     let conn = http1::Builder::new()
