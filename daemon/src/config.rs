@@ -25,7 +25,30 @@ pub struct Config {
     pub power_on: PowerOnConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub bmc: BmcConfig,
 }
+
+/// `[bmc]`: what nodes' BMCs share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BmcConfig {
+    /// The systemd credential (`LoadCredential=`, a file in
+    /// `$CREDENTIALS_DIRECTORY`) holding the BMC password of nodes enrolled
+    /// with neither `bmc.password` nor `bmc.password_file`. Read at start
+    /// and on reload; empty: no default.
+    pub default_password_credential: String,
+}
+
+impl Default for BmcConfig {
+    fn default() -> Self {
+        Self {
+            default_password_credential: "bmc-password".into(),
+        }
+    }
+}
+
+/// Longest credential name systemd accepts (a file name).
+const MAX_CREDENTIAL_NAME: usize = 255;
 
 /// `[auth]`: which groups hold which role on the socket (uid 0 and
 /// batond's own uid are always admins). Group names are resolved at start
@@ -484,6 +507,9 @@ impl Config {
                 ),
             );
         }
+        if let Err(reason) = check_credential_name(&self.bmc.default_password_credential) {
+            bad("bmc.default_password_credential", reason);
+        }
         if let Err(e) = check_log_level(&self.log.level) {
             bad(
                 "log.level",
@@ -495,6 +521,22 @@ impl Config {
         }
         problems
     }
+}
+
+/// A systemd credential name is a file name in `$CREDENTIALS_DIRECTORY`
+/// (empty: none).
+fn check_credential_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_CREDENTIAL_NAME {
+        return Err(format!("is longer than {MAX_CREDENTIAL_NAME} bytes"));
+    }
+    let printable = name.chars().all(|c| c.is_ascii_graphic() && c != '/');
+    if !printable || name == "." || name == ".." {
+        return Err(format!(
+            "{name:?} is not a credential name: use the ID of the unit's LoadCredential= line, \
+             such as \"bmc-password\" (ASCII, no '/'), or \"\" for no default BMC password"
+        ));
+    }
+    Ok(())
 }
 
 /// A bare word must be a level; anything with `=` or `,` is a filter
@@ -674,6 +716,22 @@ mod tests {
         assert_eq!(c.sync.interval, Duration::from_secs(150));
         assert_eq!(c.sync.policy, SyncPolicy::Enforce);
         assert_eq!(keys("[sync]\ninterval = \"soon\""), ["sync.interval"]);
+    }
+
+    #[test]
+    fn the_default_password_credential_is_a_file_name() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.bmc.default_password_credential, "bmc-password");
+        let c = Config::parse("[bmc]\ndefault_password_credential = \"\"").unwrap();
+        assert_eq!(c.bmc.default_password_credential, "");
+        for bad in ["../etc/shadow", "a b", "..", "x\ty"] {
+            let text = format!("[bmc]\ndefault_password_credential = {bad:?}");
+            assert_eq!(keys(&text), ["bmc.default_password_credential"], "{bad}");
+        }
+        assert_eq!(
+            keys("[bmc]\ndefault_password = \"x\""),
+            ["bmc.default_password"]
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::api::{self, metrics::Metrics, power::PeerUid, AppState};
 use crate::conductor::{Background, Conductor};
 use crate::config::Config;
 use crate::connections::{self, Admission, BusyBody, ConnectionState, DeadlineIo};
+use crate::credentials::DefaultPassword;
 use crate::reload;
 use crate::socket::{self, SocketError};
 use crate::systemd::{self, Notifier};
@@ -49,6 +50,8 @@ pub enum DaemonError {
     DatabaseExposed { path: PathBuf, mode: u32 },
     #[error("the API server stopped before it served")]
     NotServing,
+    #[error("cannot load the default BMC password: {0}")]
+    Credential(baton_drivers::DriverError),
     #[error("invalid access settings:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Access(Vec<crate::config::ConfigProblem>),
 }
@@ -63,6 +66,8 @@ pub struct Startup {
     /// The file a reload re-reads; none when batond runs on built-in
     /// defaults.
     pub config_path: Option<PathBuf>,
+    /// `$CREDENTIALS_DIRECTORY`, where the default BMC password is.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 /// What [`run`] can be told while it runs.
@@ -88,6 +93,7 @@ pub struct Daemon {
     /// The config in effect (the start config plus what reloads applied).
     current: Config,
     access: SharedAccess,
+    credentials_dir: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -118,7 +124,15 @@ impl Daemon {
         let socket_path = bound.guard.path().to_owned();
         let bound_by_systemd = !bound.guard.owned();
         let current = config.clone();
+        let default_password = load_default_password(&config, startup.credentials_dir.clone())
+            .await
+            .map_err(DaemonError::Credential)?;
         let (conductor, background) = Conductor::start(store, Arc::new(config)).await?;
+        use_default_password(
+            &conductor,
+            default_password,
+            &current.bmc.default_password_credential,
+        );
         let state = AppState {
             conductor: conductor.clone(),
             metrics: Arc::new(Metrics::default()),
@@ -168,6 +182,7 @@ impl Daemon {
             config_path: startup.config_path,
             current,
             access,
+            credentials_dir: startup.credentials_dir,
         })
     }
 
@@ -203,10 +218,21 @@ impl Daemon {
     /// `RELOADING=1` first and `READY=1` with the outcome in `STATUS=` after.
     pub async fn reload(&mut self) {
         self.notifier.reloading();
-        let outcome = match &self.config_path {
+        let mut outcome = match &self.config_path {
             Some(path) => self.reload_from(&path.clone()),
             None => "no config file to re-read (batond runs on built-in defaults)".to_owned(),
         };
+        match load_default_password(&self.current, self.credentials_dir.clone()).await {
+            Ok(password) => use_default_password(
+                &self.conductor,
+                password,
+                &self.current.bmc.default_password_credential,
+            ),
+            Err(error) => {
+                tracing::error!(%error, "cannot load the default BMC password; keeping the previous one");
+                outcome.push_str("; default BMC password kept (see the log)");
+            }
+        }
         let status = systemd::status_line(&self.conductor).await;
         self.notifier.ready(&format!("{outcome}; {status}"));
     }
@@ -450,6 +476,38 @@ async fn lookup_peer(cred: Option<(u32, u32)>, access: &Access) -> Option<Peer> 
     tokio::task::spawn_blocking(move || Peer::lookup(uid, gid))
         .await
         .ok()
+}
+
+/// The default BMC password from the systemd credential, read off the
+/// runtime.
+async fn load_default_password(
+    config: &Config,
+    directory: Option<PathBuf>,
+) -> Result<DefaultPassword, baton_drivers::DriverError> {
+    let bmc = config.bmc.clone();
+    tokio::task::spawn_blocking(move || crate::credentials::load(&bmc, directory.as_deref()))
+        .await
+        .map_err(|e| baton_drivers::DriverError::Config(format!("reading it failed: {e}")))?
+}
+
+/// Makes `loaded` the default BMC password, then logs where it came from
+/// or why there is none (after: the line tells that it is in effect).
+fn use_default_password(conductor: &Conductor, loaded: DefaultPassword, credential: &str) {
+    let reason = match &loaded {
+        DefaultPassword::Loaded(_) => None,
+        DefaultPassword::None(why) => Some(why.clone()),
+    };
+    conductor.set_default_password(loaded.into_secret());
+    match reason {
+        None => tracing::info!(
+            %credential,
+            "default BMC password loaded"
+        ),
+        Some(reason) => tracing::info!(
+            %reason,
+            "no default BMC password; nodes need bmc.password or bmc.password_file"
+        ),
+    }
 }
 
 /// Refuses a database file (and its WAL) others may read: it holds BMC

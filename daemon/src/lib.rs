@@ -5,7 +5,8 @@
 //! [`socket`] (owning the Unix socket), [`api`] (the HTTP/JSON action API and
 //! its types), [`connections`] (connection limits and deadlines),
 //! [`malformed`] (answers to requests hyper cannot parse),
-//! [`conductor`] (the core the API calls), [`client`] (an HTTP
+//! [`conductor`] (the core the API calls), [`credentials`] (the default
+//! BMC password from systemd), [`client`] (an HTTP
 //! client over the socket) and [`cli`] (the `baton` admin CLI).
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod client;
 pub mod conductor;
 pub mod config;
 pub mod connections;
+pub mod credentials;
 pub mod daemon;
 pub mod logging;
 pub mod malformed;

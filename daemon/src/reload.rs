@@ -7,7 +7,7 @@
 use crate::config::Config;
 
 /// Keys a reload applies; every other key needs a restart.
-pub const RELOADABLE: [&str; 10] = [
+pub const RELOADABLE: [&str; 11] = [
     "log.level",
     "conductor.workers",
     "sync.interval",
@@ -18,6 +18,7 @@ pub const RELOADABLE: [&str; 10] = [
     "auth.admin_groups",
     "auth.operator_groups",
     "auth.reader_groups",
+    "bmc.default_password_credential",
 ];
 
 /// The config in effect after a reload from `current` to `new`: the
@@ -28,6 +29,7 @@ pub fn effective(current: &Config, new: &Config) -> Config {
     next.conductor.workers = new.conductor.workers;
     next.sync.clone_from(&new.sync);
     next.auth.clone_from(&new.auth);
+    next.bmc.clone_from(&new.bmc);
     next
 }
 

@@ -3,7 +3,8 @@
 //! that never prints.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,6 +24,61 @@ impl Secret {
     /// The secret value, for the protocol code that must send it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// Longest password a file may hold (a BMC password is at most a few
+/// dozen bytes; IPMI's are at most 20).
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 1024;
+
+impl Secret {
+    /// Reads a password from a file (blocking): the whole file, less one
+    /// trailing newline. `what` names the file in errors (the config key or
+    /// credential it comes from). A missing, unreadable, empty, oversized,
+    /// non-UTF-8 or world-readable file is an error saying what to do;
+    /// no error quotes the file's contents.
+    pub fn read_file(path: &Path, what: &str) -> Result<Self, DriverError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let shown = path.display();
+        let fail = |reason: String| DriverError::Config(format!("{what} {shown} {reason}"));
+        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                fail("does not exist; create it (mode 0600, owned by batond's user) or point the setting elsewhere".into())
+            }
+            std::io::ErrorKind::PermissionDenied => fail(
+                "cannot be read by batond's user (permission denied); make it readable by that user, e.g. chown baton: and chmod 0600".into(),
+            ),
+            _ => fail(format!("cannot be read: {e}")),
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| fail(format!("cannot be read: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("is not a regular file".into()));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o004 != 0 {
+            return Err(fail(format!(
+                "can be read by every user (mode {mode:04o}); chmod o-rwx {shown}, then retry"
+            )));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_PASSWORD_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("cannot be read: {e}")))?;
+        if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
+            return Err(fail(format!(
+                "is longer than {MAX_PASSWORD_FILE_BYTES} bytes; it must hold only the password"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".into()))?;
+        let password = text
+            .strip_suffix('\n')
+            .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+        if password.is_empty() {
+            return Err(fail("is empty; write the BMC password into it".into()));
+        }
+        Ok(Self(password.to_owned()))
     }
 }
 
@@ -191,6 +247,57 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("******"));
         assert_eq!(config.password.expose(), "hunter2-very-secret");
+    }
+
+    fn file_with(dir: &Path, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn password_files_are_read_without_their_newline_and_never_quoted() {
+        let dir = std::env::temp_dir().join(format!("baton-pwfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let read = |name: &str, contents: &[u8], mode: u32| {
+            Secret::read_file(&file_with(&dir, name, contents, mode), "bmc.password_file")
+        };
+        assert_eq!(
+            read("plain", b"pw-Zq81\n", 0o600).unwrap().expose(),
+            "pw-Zq81"
+        );
+        assert_eq!(
+            read("crlf", b"pw-Zq81\r\n", 0o400).unwrap().expose(),
+            "pw-Zq81"
+        );
+        assert_eq!(read("bare", b"pw-Zq81", 0o640).unwrap().expose(), "pw-Zq81");
+        for (name, contents, mode, says) in [
+            ("empty", &b"\n"[..], 0o600, "is empty"),
+            ("world", b"pw-Zq81\n", 0o644, "chmod o-rwx"),
+            ("binary", b"pw-Zq81\xff\n", 0o600, "not UTF-8"),
+        ] {
+            let err = read(name, contents, mode).unwrap_err().to_string();
+            assert!(err.contains("bmc.password_file /"), "{err}");
+            assert!(err.contains(says), "{name}: {err}");
+            assert!(!err.contains("Zq81"), "{err}");
+        }
+        let big = vec![b'x'; 2000];
+        let err = read("big", &big, 0o600).unwrap_err().to_string();
+        assert!(err.contains("longer than"), "{err}");
+        let err = Secret::read_file(&dir.join("absent"), "credential bmc-password")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("credential bmc-password") && err.contains("does not exist"),
+            "{err}"
+        );
+        let err = Secret::read_file(&dir, "bmc.password_file")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

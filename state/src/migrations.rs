@@ -160,6 +160,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN op_sub_job TEXT;
     ALTER TABLE actions ADD COLUMN sub_job_id TEXT;
     ",
+    // 5: where a node's BMC password comes from: a file batond reads
+    // (`bmc_password_file`), or batond's default password when the node
+    // stores none (`bmc_password_stored = 0`, `bmc_password` then empty).
+    r"
+    ALTER TABLE nodes ADD COLUMN bmc_password_file TEXT;
+    ALTER TABLE nodes ADD COLUMN bmc_password_stored INTEGER NOT NULL DEFAULT 1;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -193,7 +193,14 @@ pub struct Bmc {
     #[serde(default)]
     pub port: Option<u16>,
     pub username: String,
-    pub password: Secret,
+    /// The password, stored in the database. `None` when it comes from
+    /// `password_file` or from batond's default BMC password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// An absolute path batond reads the password from (instead of storing
+    /// it), when it builds the node's driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
     /// Redfish system id; discovered when the BMC has exactly one system.
     #[serde(default)]
     pub system_id: Option<String>,
@@ -265,20 +272,7 @@ impl NodeSpec {
             fail("bmc.username", "must not be empty".into());
         }
         check_text(&mut fail, "bmc.username", &self.bmc.username);
-        if self.bmc.password.expose() == MASK {
-            fail(
-                "bmc.password",
-                format!(
-                    "is the mask {MASK} that responses show in its place; send the real password"
-                ),
-            );
-        }
-        if self.bmc.password.expose().len() > MAX_TEXT_LEN {
-            fail(
-                "bmc.password",
-                format!("is longer than {MAX_TEXT_LEN} bytes"),
-            );
-        }
+        check_password(&mut fail, &self.bmc);
         if let Some(system_id) = &self.bmc.system_id {
             if self.driver != Driver::Redfish {
                 fail("bmc.system_id", "only applies to the redfish driver".into());
@@ -329,9 +323,60 @@ impl NodeSpec {
         errors
     }
 
+    /// Refuses a spec that names no password (neither `bmc.password` nor
+    /// `bmc.password_file`) when batond has no default BMC password to use
+    /// in its place.
+    pub fn require_password(&self) -> Option<FieldError> {
+        (self.bmc.password.is_none() && self.bmc.password_file.is_none()).then(|| FieldError {
+            field: "bmc.password",
+            reason: "is missing: give bmc.password or bmc.password_file (batond has no default \
+                     BMC password; see the bmc.default_password_credential config key)"
+                .into(),
+        })
+    }
+
     /// The port to reach the BMC on, applying the driver's default.
     pub fn bmc_port(&self) -> u16 {
         self.bmc.port.unwrap_or_else(|| self.driver.default_port())
+    }
+}
+
+/// `bmc.password` and `bmc.password_file`: at most one of them, the
+/// password not the mask, the file an absolute path.
+fn check_password(fail: &mut impl FnMut(&'static str, String), bmc: &Bmc) {
+    if let Some(password) = &bmc.password {
+        if password.expose() == MASK {
+            fail(
+                "bmc.password",
+                format!(
+                    "is the mask {MASK} that responses show in its place; send the real password"
+                ),
+            );
+        }
+        if password.expose().len() > MAX_TEXT_LEN {
+            fail(
+                "bmc.password",
+                format!("is longer than {MAX_TEXT_LEN} bytes"),
+            );
+        }
+    }
+    let Some(file) = &bmc.password_file else {
+        return;
+    };
+    if bmc.password.is_some() {
+        fail(
+            "bmc.password_file",
+            "is given together with bmc.password; give only one of them (remove /bmc/password \
+             in the same patch to switch to a file)"
+                .into(),
+        );
+    }
+    check_text(fail, "bmc.password_file", file);
+    if !file.starts_with('/') {
+        fail(
+            "bmc.password_file",
+            format!("must be an absolute path, got {file:?}"),
+        );
     }
 }
 
@@ -799,7 +844,7 @@ mod tests {
     #[test]
     fn the_mask_is_not_a_password() {
         let mut s = spec();
-        s.bmc.password = Secret::new(MASK);
+        s.bmc.password = Some(Secret::new(MASK));
         let errors = s.validate();
         assert_eq!(errors[0].field, "bmc.password");
         assert!(errors[0].reason.contains("send the real password"));
@@ -811,7 +856,29 @@ mod tests {
         let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());
         assert!(!shown.contains("\"pw\""), "{shown}");
         assert!(shown.contains(MASK));
-        assert_eq!(s.bmc.password.expose(), "pw");
+        assert_eq!(s.bmc.password.as_ref().map(Secret::expose), Some("pw"));
+    }
+
+    #[test]
+    fn password_and_password_file_exclude_each_other() {
+        let mut s = spec();
+        s.bmc.password_file = Some("/etc/baton/bmc/node-1".into());
+        let errors = s.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "bmc.password_file");
+        assert!(errors[0].reason.contains("only one"), "{errors:?}");
+        s.bmc.password = None;
+        assert!(s.validate().is_empty());
+        assert_eq!(s.require_password(), None);
+        s.bmc.password_file = Some("relative/pw".into());
+        let errors = s.validate();
+        assert_eq!(errors[0].field, "bmc.password_file");
+        assert!(errors[0].reason.contains("absolute"), "{errors:?}");
+        s.bmc.password_file = None;
+        assert!(s.validate().is_empty(), "neither is valid on its own");
+        let missing = s.require_password().unwrap();
+        assert_eq!(missing.field, "bmc.password");
+        assert!(missing.reason.contains("bmc.password_file"), "{missing}");
     }
 
     #[test]

@@ -20,7 +20,8 @@ const COLUMNS: &str = "uuid, name, driver, bmc_address, bmc_port, bmc_username, 
      boot_device, maintenance, maintenance_reason, fault, locked, lock_reason, locked_by, \
      last_error, reservation, reservation_expires_at, created_at, updated_at, extra, \
      op_verb, op_request_id, op_boot_first, op_timeout_ms, op_phase, op_requested_at, \
-     sync_failures, power_on_ms, power_off_ms, power_state_unsure, op_sub_job";
+     sync_failures, power_on_ms, power_off_ms, power_state_unsure, op_sub_job, \
+     bmc_password_file, bmc_password_stored";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     let shown: String = value.chars().take(64).collect();
@@ -74,6 +75,10 @@ struct RawNode {
     power_off_ms: Option<u32>,
     power_state_unsure: bool,
     op_sub_job: Option<String>,
+    bmc_password_file: Option<String>,
+    /// False when the node has no password of its own in the database
+    /// (`bmc_password` is then empty and means nothing).
+    bmc_password_stored: bool,
 }
 
 impl RawNode {
@@ -116,6 +121,8 @@ impl RawNode {
             power_off_ms: row.get(34)?,
             power_state_unsure: row.get(35)?,
             op_sub_job: row.get(36)?,
+            bmc_password_file: row.get(37)?,
+            bmc_password_stored: row.get(38)?,
         })
     }
 
@@ -175,7 +182,10 @@ impl RawNode {
                     address: self.bmc_address,
                     port: self.bmc_port,
                     username: self.bmc_username,
-                    password: Secret::new(self.bmc_password),
+                    password: self
+                        .bmc_password_stored
+                        .then(|| Secret::new(self.bmc_password)),
+                    password_file: self.bmc_password_file,
                     system_id: self.bmc_system_id,
                     verify_tls: self.bmc_verify_tls,
                     ca_file: self.bmc_ca_file,
@@ -221,8 +231,9 @@ pub(crate) fn insert_all(conn: &Connection, specs: &[NodeSpec]) -> Result<Vec<Uu
     let mut insert = conn.prepare_cached(
         "INSERT INTO nodes (uuid, name, driver, bmc_address, bmc_port, bmc_username, bmc_password,
              bmc_system_id, bmc_verify_tls, bmc_ca_file, power_domain, maintenance,
-             maintenance_reason, extra, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+             maintenance_reason, extra, created_at, updated_at, bmc_password_file,
+             bmc_password_stored)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17)",
     )?;
     let mut created = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -355,7 +366,7 @@ pub(crate) fn update_spec(
         "UPDATE nodes SET name = ?2, driver = ?3, bmc_address = ?4, bmc_port = ?5,
              bmc_username = ?6, bmc_password = ?7, bmc_system_id = ?8, bmc_verify_tls = ?9,
              bmc_ca_file = ?10, power_domain = ?11, maintenance = ?12, maintenance_reason = ?13,
-             extra = ?14, updated_at = ?15
+             extra = ?14, updated_at = ?15, bmc_password_file = ?16, bmc_password_stored = ?17
          WHERE uuid = ?1",
     )?;
     execute_with_spec(&mut update, uuid, spec, &time_fmt::encode(time_fmt::now()))?;
@@ -363,7 +374,8 @@ pub(crate) fn update_spec(
 }
 
 /// Runs an insert or update whose parameters are laid out as: ?1 uuid,
-/// ?2..?14 the spec's columns in table order, ?15 the timestamp.
+/// ?2..?14 the spec's columns in table order, ?15 the timestamp, ?16 and
+/// ?17 the password file and whether a password is stored.
 fn execute_with_spec(
     stmt: &mut rusqlite::CachedStatement<'_>,
     uuid: Uuid,
@@ -377,7 +389,7 @@ fn execute_with_spec(
         spec.bmc.address,
         spec.bmc.port,
         spec.bmc.username,
-        spec.bmc.password.expose(),
+        spec.bmc.password.as_ref().map_or("", Secret::expose),
         spec.bmc.system_id,
         spec.bmc.verify_tls,
         spec.bmc.ca_file,
@@ -386,6 +398,8 @@ fn execute_with_spec(
         spec.maintenance_reason,
         serde_json::Value::Object(spec.extra.clone()).to_string(),
         now,
+        spec.bmc.password_file,
+        spec.bmc.password.is_some(),
     ])
 }
 

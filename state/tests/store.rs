@@ -37,8 +37,59 @@ async fn creates_a_private_database_and_reopens_it() {
     let store = open(&dir).await;
     let again = store.get_node(NodeIdent::Name("a".into())).await.unwrap();
     assert_eq!(again.uuid, node.uuid);
-    assert_eq!(again.spec.bmc.password.expose(), "s3cret");
+    assert_eq!(again.spec.bmc.password.clone().unwrap().expose(), "s3cret");
     assert_eq!(again.power_state, None);
+}
+
+/// A node's password comes from the database, its file, or the default;
+/// which one survives storing, updating and reopening.
+#[tokio::test]
+async fn where_the_password_comes_from_is_stored() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut from_file = spec("file");
+    from_file.bmc.password = None;
+    from_file.bmc.password_file = Some("/etc/baton/bmc/file".into());
+    let mut default = spec("default");
+    default.bmc.password = None;
+    let mut empty = spec("empty");
+    empty.bmc.password = Some(Secret::new(""));
+    store
+        .import_nodes(vec![from_file.clone(), default.clone(), empty])
+        .await
+        .unwrap();
+    let stored = store.create_node(spec("stored")).await.unwrap();
+    drop(store);
+    let store = open(&dir).await;
+    let get = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .get_node(NodeIdent::Name(name.into()))
+                .await
+                .unwrap()
+                .spec
+                .bmc
+        }
+    };
+    assert_eq!(get("file").await, from_file.bmc);
+    assert_eq!(get("default").await, default.bmc);
+    let empty = get("empty").await;
+    assert_eq!(empty.password.as_ref().map(Secret::expose), Some(""));
+    let back = store
+        .update_node(NodeIdent::Uuid(stored.uuid), |node| {
+            let mut spec = node.spec.clone();
+            spec.bmc.password = None;
+            spec.bmc.password_file = Some("/run/pw".into());
+            Ok::<_, std::convert::Infallible>(spec)
+        })
+        .await
+        .unwrap();
+    assert_eq!(back.spec.bmc.password, None);
+    assert_eq!(
+        get("stored").await.password_file.as_deref(),
+        Some("/run/pw")
+    );
 }
 
 #[tokio::test]

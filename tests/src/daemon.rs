@@ -138,7 +138,13 @@ impl DaemonProcess {
     /// Starts batond with `extra_toml` appended to a config pointing into
     /// `dir`, and waits until its socket answers.
     pub async fn start(dir: &Path, extra_toml: &str) -> Self {
-        let process = Self::spawn(dir, extra_toml);
+        Self::start_with_env(dir, extra_toml, &[]).await
+    }
+
+    /// Like [`DaemonProcess::start`], with `env` added to batond's
+    /// environment (e.g. `CREDENTIALS_DIRECTORY`).
+    pub async fn start_with_env(dir: &Path, extra_toml: &str, env: &[(&str, &Path)]) -> Self {
+        let process = Self::spawn_with_api(dir, "", extra_toml, env);
         let client = Client::new(&process.socket);
         wait_until(
             "batond to answer on its socket",
@@ -152,7 +158,7 @@ impl DaemonProcess {
     /// Like [`DaemonProcess::start`], with `api_toml` (keys of `[api]`
     /// besides the socket) added to the `[api]` table.
     pub async fn start_with_api(dir: &Path, api_toml: &str, extra_toml: &str) -> Self {
-        let process = Self::spawn_with_api(dir, api_toml, extra_toml);
+        let process = Self::spawn_with_api(dir, api_toml, extra_toml, &[]);
         let client = Client::new(&process.socket);
         wait_until(
             "batond to answer on its socket",
@@ -165,10 +171,15 @@ impl DaemonProcess {
 
     /// Starts batond without waiting for it.
     pub fn spawn(dir: &Path, extra_toml: &str) -> Self {
-        Self::spawn_with_api(dir, "", extra_toml)
+        Self::spawn_with_api(dir, "", extra_toml, &[])
     }
 
-    fn spawn_with_api(dir: &Path, api_toml: &str, extra_toml: &str) -> Self {
+    /// Starts batond with `env` added to its environment, without waiting.
+    pub fn spawn_with_env(dir: &Path, extra_toml: &str, env: &[(&str, &Path)]) -> Self {
+        Self::spawn_with_api(dir, "", extra_toml, env)
+    }
+
+    fn spawn_with_api(dir: &Path, api_toml: &str, extra_toml: &str, env: &[(&str, &Path)]) -> Self {
         let socket = dir.join("baton.sock");
         let config_path = dir.join("batond.toml");
         let config = format!(
@@ -186,6 +197,8 @@ impl DaemonProcess {
         let child = Command::new(workspace_bin("batond"))
             .arg("--config")
             .arg(&config_path)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

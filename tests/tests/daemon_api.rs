@@ -48,7 +48,7 @@ async fn create_show_patch_delete_a_node() {
         created.headers[http::header::LOCATION],
         format!("/v1/nodes/{}", view.uuid).as_str()
     );
-    assert_eq!(view.bmc.password.expose(), "******");
+    assert_eq!(view.bmc.password.clone().unwrap().expose(), "******");
     assert!(view.bmc.verify_tls);
     assert_eq!(view.power_state, None);
 
@@ -72,7 +72,7 @@ async fn create_show_patch_delete_a_node() {
     assert_eq!(v["bmc"]["password"], "******");
     let stored = d.daemon_node("node-a").await;
     assert_eq!(
-        stored.spec.bmc.password.expose(),
+        stored.spec.bmc.password.clone().unwrap().expose(),
         PASSWORD,
         "patch kept the password"
     );

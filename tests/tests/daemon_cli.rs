@@ -261,7 +261,13 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("111111"), "{out}");
     assert_eq!(
-        d.stored_node("n1").await.spec.bmc.password.expose(),
+        d.stored_node("n1")
+            .await
+            .spec
+            .bmc
+            .password
+            .unwrap()
+            .expose(),
         "111111"
     );
 
@@ -301,7 +307,13 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
         "{err}"
     );
     assert_eq!(
-        d.stored_node("123").await.spec.bmc.password.expose(),
+        d.stored_node("123")
+            .await
+            .spec
+            .bmc
+            .password
+            .unwrap()
+            .expose(),
         "111111"
     );
 
@@ -315,7 +327,13 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("31415926"), "{out}");
     assert_eq!(
-        d.stored_node("123").await.spec.bmc.password.expose(),
+        d.stored_node("123")
+            .await
+            .spec
+            .bmc
+            .password
+            .unwrap()
+            .expose(),
         "31415926"
     );
     // Without a source, the bare path is an error, not an empty password.
@@ -331,7 +349,13 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        d.stored_node("123").await.spec.bmc.password.expose(),
+        d.stored_node("123")
+            .await
+            .spec
+            .bmc
+            .password
+            .unwrap()
+            .expose(),
         "2718 28"
     );
     let (code, _, err) = baton_with(
@@ -343,7 +367,13 @@ async fn set_knows_text_fields_and_keeps_the_password_off_argv() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no password"), "{err}");
     assert_eq!(
-        d.stored_node("123").await.spec.bmc.password.expose(),
+        d.stored_node("123")
+            .await
+            .spec
+            .bmc
+            .password
+            .unwrap()
+            .expose(),
         "2718 28"
     );
     d.stop().await;

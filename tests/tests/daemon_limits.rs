@@ -181,7 +181,7 @@ async fn the_mask_sent_back_keeps_the_password() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let stored = stored_node(&d, "n1").await;
     assert_eq!(stored.spec.bmc.port, Some(9443));
-    assert_eq!(stored.spec.bmc.password.expose(), PASSWORD);
+    assert_eq!(stored.spec.bmc.password.clone().unwrap().expose(), PASSWORD);
 
     // Enrolling with the mask has no password to keep: refused.
     let masked = node_json("n2", "******").to_string();

@@ -61,6 +61,26 @@ fn units_verify_without_warnings() {
     );
 }
 
+/// The default BMC password's credential: loaded from a root-only file, with
+/// a lone-newline fallback (which batond reads as "no default") so the
+/// service starts without the file, under the name batond reads by
+/// default. `units_verify_without_warnings` checks the syntax.
+#[test]
+fn the_service_passes_the_bmc_password_credential_optionally() {
+    let service = std::fs::read_to_string(repo().join("systemd/batond.service")).unwrap();
+    let id = batond::config::Config::default()
+        .bmc
+        .default_password_credential;
+    assert!(
+        service.contains(&format!("\nLoadCredential={id}:/etc/baton/{id}\n")),
+        "{service}"
+    );
+    assert!(
+        service.contains(&format!("\nSetCredential={id}:\\n\n")),
+        "{service}"
+    );
+}
+
 #[test]
 fn service_exposure_is_at_most_two() {
     let service = repo().join("systemd/batond.service");

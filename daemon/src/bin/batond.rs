@@ -75,6 +75,7 @@ fn main() -> ExitCode {
         listener,
         notifier: batond::systemd::Notifier::from_env(),
         config_path,
+        credentials_dir: batond::credentials::directory_from_env(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -124,6 +124,15 @@ fn fields(pairs: &[(&str, String)]) -> String {
         .collect()
 }
 
+/// Where a node's BMC password comes from (never the password itself).
+fn password_source(bmc: &baton_state::Bmc) -> String {
+    match (&bmc.password, &bmc.password_file) {
+        (Some(masked), _) => masked.to_string(),
+        (None, Some(file)) => format!("from file {file}"),
+        (None, None) => "batond's default".to_owned(),
+    }
+}
+
 pub fn node_detail(n: &NodeView) -> String {
     fields(&[
         ("uuid", n.uuid.to_string()),
@@ -131,7 +140,7 @@ pub fn node_detail(n: &NodeView) -> String {
         ("driver", n.driver.to_string()),
         ("bmc", bmc_endpoint(n)),
         ("bmc username", n.bmc.username.clone()),
-        ("bmc password", n.bmc.password.to_string()),
+        ("bmc password", password_source(&n.bmc)),
         ("bmc system id", or_dash(n.bmc.system_id.as_deref())),
         ("verify tls", n.bmc.verify_tls.to_string()),
         ("ca file", or_dash(n.bmc.ca_file.as_deref())),

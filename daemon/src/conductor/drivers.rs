@@ -2,10 +2,18 @@
 //! token on a keep-alive connection, an IPMI session) are reused; rebuilt
 //! when the node's `driver` or `bmc` fields change, dropped when it is
 //! deleted. Also caches what each BMC said it can do.
+//!
+//! A node's password is the one stored with it, else the one in its
+//! `bmc.password_file` (read when the driver is built, off the runtime),
+//! else batond's default BMC password. Drivers whose password was not
+//! stored with the node are dropped when the default is set again (at a
+//! reload), so the next operation reads the file or takes the default
+//! anew; in between, a driver keeps the password its session was opened
+//! with.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use baton_drivers::{
@@ -33,6 +41,16 @@ pub struct Drivers {
     /// TLS settings the factory already built an HTTP client for: a driver
     /// with these is built without touching the disk.
     built_tls: Mutex<HashSet<TlsSettings>>,
+    /// The password of nodes that have neither their own nor a file.
+    default_password: RwLock<Option<Secret>>,
+}
+
+/// Where a driver's password comes from.
+enum Password {
+    /// Stored with the node, or batond's default.
+    Known(Secret),
+    /// The node's `bmc.password_file`, read when the driver is built.
+    File(PathBuf),
 }
 
 /// What a Redfish driver's HTTP client depends on besides the options
@@ -57,7 +75,67 @@ impl Drivers {
             },
             entries: Mutex::new(HashMap::new()),
             built_tls: Mutex::new(HashSet::new()),
+            default_password: RwLock::new(None),
         }
+    }
+
+    /// Whether nodes without a password of their own can use a default.
+    pub fn has_default_password(&self) -> bool {
+        self.default_password
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Sets (or clears) the default BMC password, and drops every driver
+    /// whose password did not come from the database: the next operation
+    /// on such a node builds a new driver, reading its `password_file` or
+    /// taking this default.
+    pub fn set_default_password(&self, password: Option<Secret>) {
+        *self
+            .default_password
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = password;
+        let stale: Vec<Entry> = {
+            let mut entries = self.entries();
+            let uuids: Vec<Uuid> = entries
+                .iter()
+                .filter(|(_, e)| e.built_from.1.password.is_none())
+                .map(|(uuid, _)| *uuid)
+                .collect();
+            uuids.iter().filter_map(|u| entries.remove(u)).collect()
+        };
+        if !stale.is_empty() {
+            tokio::spawn(async move {
+                for old in stale {
+                    old.driver.close().await;
+                }
+            });
+        }
+    }
+
+    /// Where the node's driver gets its password from.
+    fn password(&self, node: &Node) -> Result<Password, DriverError> {
+        let bmc = &node.spec.bmc;
+        if let Some(stored) = &bmc.password {
+            return Ok(Password::Known(Secret::new(stored.expose())));
+        }
+        if let Some(file) = &bmc.password_file {
+            return Ok(Password::File(PathBuf::from(file)));
+        }
+        let default = self
+            .default_password
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        default.map(Password::Known).ok_or_else(|| {
+            DriverError::Config(
+                "the node has neither bmc.password nor bmc.password_file and batond has no \
+                 default BMC password (config key bmc.default_password_credential); set one on \
+                 the node with `baton node set`, or provide the credential and reload batond"
+                    .into(),
+            )
+        })
     }
 
     fn built_tls(&self) -> std::sync::MutexGuard<'_, HashSet<TlsSettings>> {
@@ -70,8 +148,9 @@ impl Drivers {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The node's driver, built (off the runtime: it may read a CA file)
-    /// when the node has none yet or its BMC settings changed.
+    /// The node's driver, built (off the runtime: it may read a CA file or
+    /// a password file) when the node has none yet or its BMC settings
+    /// changed.
     pub async fn get(&self, node: &Node) -> Result<Arc<dyn PowerDriver>, DriverError> {
         let wanted = (node.spec.driver, node.spec.bmc.clone());
         if let Some(entry) = self.entries().get(&node.uuid) {
@@ -79,9 +158,14 @@ impl Drivers {
                 return Ok(Arc::clone(&entry.driver));
             }
         }
-        let config = driver_config(node, &self.options);
+        let password = self.password(node)?;
+        let mut config = driver_config(node, &self.options);
         let tls = tls_settings(node);
-        let driver = if tls.as_ref().is_none_or(|t| self.built_tls().contains(t)) {
+        let driver = if let (Password::Known(password), true) = (
+            &password,
+            tls.as_ref().is_none_or(|t| self.built_tls().contains(t)),
+        ) {
+            config.password = password.clone();
             // Nothing to read from disk: the factory hands out the HTTP
             // client it built for these settings before (or IPMI, which
             // needs none). A thread hop per node would cost more than this,
@@ -89,9 +173,15 @@ impl Drivers {
             self.factory.build(&config)?
         } else {
             let factory = Arc::clone(&self.factory);
-            let driver = tokio::task::spawn_blocking(move || factory.build(&config))
-                .await
-                .map_err(|e| DriverError::Config(format!("building the driver failed: {e}")))??;
+            let driver = tokio::task::spawn_blocking(move || {
+                config.password = match password {
+                    Password::Known(password) => password,
+                    Password::File(file) => Secret::read_file(&file, "bmc.password_file")?,
+                };
+                factory.build(&config)
+            })
+            .await
+            .map_err(|e| DriverError::Config(format!("building the driver failed: {e}")))??;
             if let Some(tls) = tls {
                 self.built_tls().insert(tls);
             }
@@ -146,6 +236,8 @@ impl Drivers {
     }
 }
 
+/// The driver settings of `node`, with an empty password: [`Drivers::get`]
+/// fills it in from where the node's password comes from.
 fn driver_config(node: &Node, options: &DriverOptions) -> DriverConfig {
     let bmc = &node.spec.bmc;
     let kind = match node.spec.driver {
@@ -157,7 +249,7 @@ fn driver_config(node: &Node, options: &DriverOptions) -> DriverConfig {
         bmc.address.clone(),
         bmc.port,
         bmc.username.clone(),
-        Secret::new(bmc.password.expose()),
+        Secret::default(),
     );
     config.system_id.clone_from(&bmc.system_id);
     config.verify_tls = bmc.verify_tls;
@@ -226,5 +318,69 @@ mod tests {
         );
         drivers.get(&node(&plain)).await.unwrap();
         assert_eq!(drivers.entries().len(), 2, "one driver per node");
+    }
+
+    /// A password file is read when the driver is built: a missing or
+    /// empty one fails the build with the key and the fix (and is tried
+    /// again next time, nothing cached), a readable one builds. A node
+    /// with no password at all needs the default. Setting the default
+    /// again drops the drivers whose password was not stored with the
+    /// node, so the next build reads the file (or default) anew.
+    #[tokio::test]
+    async fn passwords_come_from_the_node_its_file_or_the_default() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("bmc-pw");
+        let drivers = Drivers::new(Duration::from_secs(1));
+        let from_file = node(&serde_json::json!({
+            "address": "127.0.0.1", "username": "u", "password_file": file.to_str().unwrap(),
+        }));
+        let error = drivers.get(&from_file).await.unwrap_err().to_string();
+        assert!(
+            error.contains("bmc.password_file") && error.contains("does not exist"),
+            "{error}"
+        );
+        std::fs::write(&file, "\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let error = drivers.get(&from_file).await.unwrap_err().to_string();
+        assert!(error.contains("is empty"), "{error}");
+        assert!(drivers.entries().is_empty());
+        std::fs::write(&file, "pw\n").unwrap();
+        drivers.get(&from_file).await.unwrap();
+
+        let bare = node(&serde_json::json!({"address": "127.0.0.1", "username": "u"}));
+        let error = drivers.get(&bare).await.unwrap_err().to_string();
+        assert!(error.contains("no default BMC password"), "{error}");
+        assert!(!drivers.has_default_password());
+        drivers.set_default_password(Some(Secret::new("default-pw")));
+        assert!(drivers.has_default_password());
+        drivers.get(&bare).await.unwrap();
+        let stored =
+            node(&serde_json::json!({"address": "127.0.0.1", "username": "u", "password": "p"}));
+        drivers.get(&stored).await.unwrap();
+        assert_eq!(
+            drivers.entries().len(),
+            2,
+            "the file's driver was dropped by the default"
+        );
+
+        drivers.get(&from_file).await.unwrap();
+        std::fs::remove_file(&file).unwrap();
+        drivers
+            .get(&from_file)
+            .await
+            .expect("a built driver keeps its password");
+        drivers.set_default_password(None);
+        assert_eq!(
+            drivers.entries().len(),
+            1,
+            "only the stored password's driver stays"
+        );
+        assert!(drivers.entries().contains_key(&stored.uuid));
+        let error = drivers.get(&from_file).await.unwrap_err().to_string();
+        assert!(
+            error.contains("does not exist"),
+            "the file is read again: {error}"
+        );
     }
 }

@@ -201,6 +201,20 @@ impl Conductor {
         &self.reconciler.shared().pool
     }
 
+    /// Whether nodes may be enrolled without a password of their own.
+    pub fn has_default_password(&self) -> bool {
+        self.reconciler.shared().drivers.has_default_password()
+    }
+
+    /// Sets (or clears) the default BMC password; drivers that used a
+    /// password file or the old default are rebuilt at their next use.
+    pub fn set_default_password(&self, password: Option<baton_drivers::Secret>) {
+        self.reconciler
+            .shared()
+            .drivers
+            .set_default_password(password);
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -211,7 +225,8 @@ impl Conductor {
 
     /// Enrolls one node given as JSON text.
     pub async fn create_node(&self, raw: &str, caller: &Caller) -> Result<Node, ConductorError> {
-        let spec = parse_node(raw).map_err(|(_, reasons)| ConductorError::InvalidNode(reasons))?;
+        let spec = parse_node(raw, self.has_default_password())
+            .map_err(|(_, reasons)| ConductorError::InvalidNode(reasons))?;
         let uuids = self
             .store
             .import_nodes_logged(vec![spec], entry(Uuid::nil(), "create", caller))
@@ -249,8 +264,9 @@ impl Conductor {
         let total = entries.len();
         let mut specs = Vec::with_capacity(total);
         let mut problems = Vec::new();
+        let default_password = self.has_default_password();
         for (index, entry) in entries.into_iter().enumerate() {
-            match parse_node(entry.get()) {
+            match parse_node(entry.get(), default_password) {
                 Ok(spec) => specs.push((index, spec)),
                 Err((name, reasons)) => problems.push(EntryProblem {
                     index,
@@ -320,10 +336,11 @@ impl Conductor {
         caller: &Caller,
     ) -> Result<Node, ConductorError> {
         patch::check_paths(&patch)?;
+        let default_password = self.has_default_password();
         let node = self
             .store
             .update_node(NodeIdent::parse(ident), move |node| {
-                patch::apply(node, &patch)
+                patch::apply(node, &patch, default_password)
             })
             .await
             .map_err(|e| match e {
@@ -423,8 +440,12 @@ impl Conductor {
 /// `POST /v1/nodes` and every import entry. Refuses what serde alone would
 /// let through: duplicate keys are caught by parsing the text itself, and
 /// objects written as arrays (`"bmc": ["h", 623, …]`) by checking the shape.
-/// On failure returns the node's name (when readable) and every reason.
-pub fn parse_node(raw: &str) -> Result<NodeSpec, (Option<String>, Vec<String>)> {
+/// A node without a password of its own needs `default_password`. On
+/// failure returns the node's name (when readable) and every reason.
+pub fn parse_node(
+    raw: &str,
+    default_password: bool,
+) -> Result<NodeSpec, (Option<String>, Vec<String>)> {
     let value: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| (None, vec![format!("malformed JSON: {e}")]))?;
     let name = value
@@ -446,7 +467,10 @@ pub fn parse_node(raw: &str) -> Result<NodeSpec, (Option<String>, Vec<String>)> 
     let mut de = serde_json::Deserializer::from_str(raw);
     let spec: NodeSpec = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| (name.clone(), vec![messages::json_error(&e)]))?;
-    let problems = spec.validate();
+    let mut problems = spec.validate();
+    if !default_password {
+        problems.extend(spec.require_password());
+    }
     if problems.is_empty() {
         Ok(spec)
     } else {

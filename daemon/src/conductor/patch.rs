@@ -151,8 +151,9 @@ fn check_path(path: &str) -> Result<(), PatchError> {
     })
 }
 
-/// Applies `patch` to the node's spec and returns the new spec, validated.
-pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
+/// Applies `patch` to the node's spec and returns the new spec, validated;
+/// a node left without a password needs `default_password`.
+pub fn apply(node: &Node, patch: &Patch, default_password: bool) -> Result<NodeSpec, PatchError> {
     check_paths(patch)?;
     let placeholder = format!("{MASK}{}", uuid::Uuid::new_v4().simple());
     let mut doc = spec_document(&node.spec, &placeholder);
@@ -179,8 +180,13 @@ pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
             crate::messages::humanize(&e.inner().to_string())
         ))
     })?;
-    if [placeholder.as_str(), MASK].contains(&spec.bmc.password.expose()) {
-        spec.bmc.password = node.spec.bmc.password.clone();
+    if spec
+        .bmc
+        .password
+        .as_ref()
+        .is_some_and(|p| [placeholder.as_str(), MASK].contains(&p.expose()))
+    {
+        spec.bmc.password.clone_from(&node.spec.bmc.password);
     }
     if !spec.maintenance
         && node.spec.maintenance_reason.is_some()
@@ -189,7 +195,10 @@ pub fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
         // Leaving maintenance drops the reason it was entered for.
         spec.maintenance_reason = None;
     }
-    let problems = spec.validate();
+    let mut problems = spec.validate();
+    if !default_password {
+        problems.extend(spec.require_password());
+    }
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(PatchError::Invalid(list.join("; ")));
@@ -215,9 +224,13 @@ fn nests_deeper_than(value: &serde_json::Value, limit: usize) -> bool {
     false
 }
 
-/// The spec as a JSON document, with `placeholder` where the password goes.
+/// The spec as a JSON document, with `placeholder` where the password goes
+/// (when the node has one stored).
 fn spec_document(spec: &NodeSpec, placeholder: &str) -> serde_json::Value {
     let mut doc = serde_json::to_value(spec).unwrap_or_default();
+    if spec.bmc.password.is_none() {
+        return doc;
+    }
     if let Some(bmc) = doc
         .get_mut("bmc")
         .and_then(serde_json::Value::as_object_mut)
@@ -245,6 +258,18 @@ fn op_name(op: &PatchOperation) -> &'static str {
 mod tests {
     use super::*;
     use baton_state::{Driver, PowerState};
+
+    /// Applies with no default BMC password.
+    fn apply(node: &Node, patch: &Patch) -> Result<NodeSpec, PatchError> {
+        super::apply(node, patch, false)
+    }
+
+    fn stored(spec: &NodeSpec) -> &str {
+        spec.bmc
+            .password
+            .as_ref()
+            .map_or("<none>", baton_state::Secret::expose)
+    }
 
     fn node() -> Node {
         let spec: NodeSpec = serde_json::from_value(serde_json::json!({
@@ -327,14 +352,14 @@ mod tests {
         assert_eq!(spec.driver, Driver::Ipmi);
         assert_eq!(spec.name, None);
         assert_eq!(spec.extra["rack"], "r1");
-        assert_eq!(spec.bmc.password.expose(), "hunter2");
+        assert_eq!(stored(&spec), "hunter2");
 
         let spec = apply(
             &node(),
             &patch(serde_json::json!([{"op": "replace", "path": "/bmc/password", "value": "new"}])),
         )
         .unwrap();
-        assert_eq!(spec.bmc.password.expose(), "new");
+        assert_eq!(stored(&spec), "new");
     }
 
     #[test]
@@ -358,7 +383,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.extra["u"], "root");
-        assert_eq!(spec.bmc.password.expose(), "hunter2");
+        assert_eq!(stored(&spec), "hunter2");
     }
 
     #[test]
@@ -423,13 +448,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.bmc.port, Some(8443));
-        assert_eq!(spec.bmc.password.expose(), "hunter2");
+        assert_eq!(stored(&spec), "hunter2");
         let spec = apply(
             &node(),
             &patch(serde_json::json!([{"op": "replace", "path": "/bmc/password", "value": MASK}])),
         )
         .unwrap();
-        assert_eq!(spec.bmc.password.expose(), "hunter2");
+        assert_eq!(stored(&spec), "hunter2");
     }
 
     #[test]
