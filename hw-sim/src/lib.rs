@@ -42,7 +42,7 @@ pub use model::{
     Admission, AlreadyInStateReply, BootEnabled, BootMode, BootOverride, BootPatchQuirk,
     BootTarget, CommandOutcome, CounterSnapshot, Credentials, Delays, EtagQuirk, FaultSetting,
     Faults, Garbage, MidTransition, Node, NodeStatus, PowerAction, PowerState, PowerStateStyle,
-    Quirks, ResetReply, SessionLimitReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
+    Quirks, RequestSpan, ResetReply, SessionLimitReply, ValidBitClearing, BOOT_FLAG_VALID_TIMEOUT,
 };
 pub use rack::{Rack, RackState, RackStats};
 pub use redfish::MAX_SESSIONS as REDFISH_MAX_SESSIONS;

@@ -99,6 +99,10 @@ impl Counters {
         self.power_commands.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn power_command_count(&self) -> u64 {
+        self.power_commands.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn add_boots(&self, n: u32) {
         self.boots.fetch_add(u64::from(n), Ordering::Relaxed);
     }

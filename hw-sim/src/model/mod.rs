@@ -158,10 +158,33 @@ struct NodeInner {
     /// The power commands this BMC carried out, oldest first (at most
     /// [`COMMAND_LOG_LEN`]): when each started, for tests of pacing.
     command_log: VecDeque<(Instant, PowerAction)>,
+    /// The power command received last (applied or not), for the request
+    /// log to name.
+    last_command: Option<PowerAction>,
+    /// The requests this BMC served, oldest first (at most
+    /// [`REQUEST_LOG_LEN`]), for tests of pacing.
+    request_log: VecDeque<RequestSpan>,
 }
 
 /// Most entries a node's command log keeps.
 pub const COMMAND_LOG_LEN: usize = 64;
+
+/// Most entries a node's request log keeps.
+pub const REQUEST_LOG_LEN: usize = 256;
+
+/// One request as the BMC saw it: from its arrival (before the latency is
+/// paid) until its answer left — so the time between one request's `ended`
+/// and the next one's `arrived` is at least the pause the client made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestSpan {
+    /// When it arrived.
+    pub arrived: Instant,
+    /// When its answer left, or it was dropped or given up.
+    pub ended: Instant,
+    /// The power command it carried, whatever became of it (refused,
+    /// ignored by `stuck`, applied).
+    pub command: Option<PowerAction>,
+}
 
 /// One simulated server with its BMC. Shared (`Arc`) by every front end.
 #[derive(Debug)]
@@ -196,6 +219,10 @@ pub enum Admission {
 #[derive(Debug)]
 pub struct RequestGuard {
     node: Arc<Node>,
+    arrived: Instant,
+    /// The node's power command count at arrival: a request that raised it
+    /// carried a command (one request at a time is what tests check).
+    commands_before: u64,
 }
 
 impl RequestGuard {
@@ -231,6 +258,17 @@ impl RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.node.counters.leave();
+        let carried = self.node.counters.power_command_count() != self.commands_before;
+        let mut inner = self.node.lock();
+        let span = RequestSpan {
+            arrived: self.arrived,
+            ended: Instant::now(),
+            command: if carried { inner.last_command } else { None },
+        };
+        if inner.request_log.len() == REQUEST_LOG_LEN {
+            inner.request_log.pop_front();
+        }
+        inner.request_log.push_back(span);
     }
 }
 
@@ -321,6 +359,8 @@ impl Node {
                 unreachable_until: None,
                 last_served: None,
                 command_log: VecDeque::new(),
+                last_command: None,
+                request_log: VecDeque::new(),
             }),
             counters: Counters::default(),
         }
@@ -430,6 +470,8 @@ impl Node {
         self.counters.enter();
         RequestGuard {
             node: Arc::clone(self),
+            arrived: Instant::now(),
+            commands_before: self.counters.power_command_count(),
         }
     }
 
@@ -497,6 +539,7 @@ impl Node {
     ) -> Result<CommandOutcome, NotInPresentState> {
         self.counters.power_command();
         let mut inner = self.settled();
+        inner.last_command = Some(action);
         if chassis_control {
             inner.boot_flags_expire = None;
         }
@@ -711,13 +754,22 @@ impl Node {
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
         self.counters.reset();
-        self.settled().command_log.clear();
+        let mut inner = self.settled();
+        inner.command_log.clear();
+        inner.request_log.clear();
     }
 
     /// The power commands carried out since the last reset, oldest first,
     /// with when each was applied.
     pub fn command_log(&self) -> Vec<(Instant, PowerAction)> {
         self.settled().command_log.iter().copied().collect()
+    }
+
+    /// The requests served since the last reset (at most
+    /// [`REQUEST_LOG_LEN`], the latest), oldest first: when each arrived
+    /// and ended and the power command it carried, for tests of pacing.
+    pub fn request_log(&self) -> Vec<RequestSpan> {
+        self.lock().request_log.iter().copied().collect()
     }
 
     /// Everything about the node at once, for the control API.

@@ -124,6 +124,40 @@ async fn admission_pays_latency_and_plays_faults() {
     assert_eq!(n.begin_request().admit().await, Admission::NoAnswer);
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_request_log_holds_each_span_and_its_command() {
+    let n = node(true);
+    let read = n.begin_request();
+    let arrived = Instant::now();
+    read.admit().await;
+    drop(read);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    n.apply_fault(FaultSetting::Stuck);
+    let command = n.begin_request();
+    command.admit().await;
+    assert_eq!(
+        n.power_command(PowerAction::ForceOff),
+        Ok(CommandOutcome::Ignored)
+    );
+    drop(command);
+    let log = n.request_log();
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0].arrived, log[0].command), (arrived, None));
+    assert_eq!(log[0].ended, arrived + Duration::from_millis(10));
+    assert_eq!(
+        log[1].arrived - log[0].ended,
+        Duration::from_millis(100),
+        "the pause between them"
+    );
+    assert_eq!(
+        log[1].command,
+        Some(PowerAction::ForceOff),
+        "an ignored command is still the command the request carried"
+    );
+    n.reset_counters();
+    assert!(n.request_log().is_empty());
+}
+
 #[test]
 fn wrong_credentials_refuses_the_configured_password() {
     let n = node(true);
