@@ -65,12 +65,31 @@ fn tls_settings(node: &Node) -> Option<TlsSettings> {
     }
 }
 
+/// Tries an IPMI request gets within one call, at least: what the defaults
+/// give (a 1 s retransmit in a 20 s `bmc_timeout`). On a link that loses
+/// 30 % of datagrams each way one try in two goes unanswered, and opening a
+/// session takes six exchanges, about twelve tries: a 1 s retransmit in a
+/// 2 s call (two tries) cannot open one at all.
+const IPMI_TRIES: u32 = 20;
+/// The shortest IPMI retransmit interval: real BMCs take tens of
+/// milliseconds to answer.
+const MIN_IPMI_RETRANSMIT: Duration = Duration::from_millis(100);
+
+/// How long an IPMI request waits for its answer before it is sent again:
+/// the driver's default (1 s), shortened when `bmc_timeout` is short so a
+/// call still gets [`IPMI_TRIES`] tries.
+fn ipmi_retransmit(call_timeout: Duration) -> Duration {
+    let default = DriverOptions::default().ipmi_retransmit_interval;
+    (call_timeout / IPMI_TRIES).clamp(MIN_IPMI_RETRANSMIT, default.max(MIN_IPMI_RETRANSMIT))
+}
+
 impl Drivers {
     pub fn new(call_timeout: Duration) -> Self {
         Self {
             factory: Arc::new(DriverFactory::new()),
             options: DriverOptions {
                 call_timeout,
+                ipmi_retransmit_interval: ipmi_retransmit(call_timeout),
                 ..DriverOptions::default()
             },
             entries: Mutex::new(HashMap::new()),
@@ -291,6 +310,20 @@ mod tests {
             updated_at: now,
             conductor: baton_state::ConductorState::default(),
         }
+    }
+
+    #[test]
+    fn a_short_bmc_timeout_still_gets_several_ipmi_tries() {
+        let retransmit = |ms| ipmi_retransmit(Duration::from_millis(ms)).as_millis();
+        assert_eq!(retransmit(60_000), 1000, "the default where it fits");
+        assert_eq!(retransmit(20_000), 1000);
+        assert_eq!(retransmit(5_000), 250);
+        assert_eq!(retransmit(1_000), 100, "never below 100 ms");
+        let drivers = Drivers::new(Duration::from_secs(3));
+        assert_eq!(
+            drivers.options.ipmi_retransmit_interval,
+            Duration::from_millis(150)
+        );
     }
 
     /// TLS settings count as built only once their HTTP client was: a

@@ -295,10 +295,14 @@ fn after_verify(shared: &Shared, op: &mut OpState, state: baton_drivers::PowerSt
     op.tries = 0;
     if state.is_transitional() {
         // Settling on its own: towards the target, just wait; away from it,
-        // look again shortly (a command now would race the BMC).
+        // look again shortly (a command now would race the BMC) — but not
+        // for ever: a shutdown that never ends (a hung OS) would hold the
+        // node, and its batch, for good.
+        ensure_deadline(shared, op);
         if stored_state(state) == end {
-            ensure_deadline(shared, op);
             op.stage = Stage::Confirm;
+        } else if op.deadline.is_some_and(|d| Instant::now() >= d) {
+            return stuck_in_transition(shared, op, state);
         }
         return Next::At(Instant::now() + learn::after_miss(op.estimate, 1));
     }
@@ -686,6 +690,29 @@ fn timed_out(shared: &Shared, op: &mut OpState) -> Next {
             )
         }
     }
+}
+
+/// The node stayed in a transition away from the target for the whole
+/// wait, so no command could go out.
+fn stuck_in_transition(shared: &Shared, op: &mut OpState, state: baton_drivers::PowerState) -> Next {
+    let waited = humantime::format_duration(wait_limit(shared, op));
+    let started = op.wait_started.unwrap_or_else(OffsetDateTime::now_utc);
+    let message = format!(
+        "{} did not reach {} within {waited}: the node stayed {state} (a shutdown or boot \
+         that does not finish) and could take no command — check the server, then retry",
+        op.verb.as_str(),
+        op.end_state()
+    );
+    op.event(
+        "wait_power_state",
+        started,
+        Some(message.clone()),
+        &shared.host,
+    );
+    now_step(
+        op,
+        Stage::Finish(Err(Failure::new(FailCode::Timeout, message))),
+    )
 }
 
 /// A failed BMC request: transient ones are retried (from `retry_stage`,
