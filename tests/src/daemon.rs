@@ -97,6 +97,19 @@ impl TestDaemon {
             .expect("the node is stored")
     }
 
+    /// Stops batond cleanly and starts it again on the same directory, with
+    /// the temp-dir config changed by `adjust`.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Config)) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.shutdown().await.expect("clean shutdown");
+        }
+        let mut config = temp_config(self.dir.path());
+        adjust(&mut config);
+        let daemon = Daemon::start(config).await.expect("batond starts again");
+        self.client = Client::new(daemon.socket_path());
+        self.daemon = Some(daemon);
+    }
+
     pub async fn stop(mut self) {
         if let Some(daemon) = self.daemon.take() {
             daemon.shutdown().await.expect("clean shutdown");

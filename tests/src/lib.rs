@@ -3,6 +3,7 @@
 pub mod conformance;
 pub mod crash;
 pub mod daemon;
+pub mod faultmatrix;
 pub mod fleet;
 pub mod hwsim;
 pub mod logcapture;

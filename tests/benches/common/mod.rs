@@ -123,6 +123,15 @@ pub fn start_hwsim(
     Ok(sim)
 }
 
+// Not every bench drives the control API.
+#[allow(dead_code)]
+impl HwSim {
+    /// The URL of `path` on hw-sim's control API.
+    pub fn control_url(&self, path: &str) -> String {
+        format!("{}{path}", self.control)
+    }
+}
+
 /// What hw-sim's BMCs saw: `(requests, power commands, most concurrent on
 /// one BMC)`; `reset` starts the counts again.
 pub async fn sim_stats(sim: &HwSim, reset: bool) -> BenchResult<(u64, u64, u64)> {
