@@ -329,7 +329,10 @@ async fn in_maintenance(client: &Client) -> BenchResult<BTreeSet<String>> {
     for node in list["nodes"].as_array().into_iter().flatten() {
         let name = node["name"].as_str().unwrap_or_default().to_owned();
         if node["fault"] != "power failure" {
-            return Err(format!("{name} in maintenance with fault {}", node["fault"]));
+            return Err(format!(
+                "{name} in maintenance with fault {}",
+                node["fault"]
+            ));
         }
         names.insert(name);
     }

@@ -137,7 +137,9 @@ impl Matrix {
     pub fn new(nodes: usize, seed: u64) -> Self {
         let mut assigned = vec![None; nodes];
         for protocol in [Protocol::Redfish, Protocol::Ipmi] {
-            let mut order: Vec<usize> = (0..nodes).filter(|&i| Protocol::of(i) == protocol).collect();
+            let mut order: Vec<usize> = (0..nodes)
+                .filter(|&i| Protocol::of(i) == protocol)
+                .collect();
             order.sort_by_key(|&i| mix(seed, i));
             let total = order.len();
             let mut rest = order.into_iter();
@@ -345,7 +347,9 @@ pub fn judge(
     for sub in sub_jobs {
         let name = sub.entities.server_name.clone().unwrap_or_default();
         let Some(&i) = index.get(&name) else {
-            verdict.mismatches.push(format!("sub-job for unknown server {name:?}"));
+            verdict
+                .mismatches
+                .push(format!("sub-job for unknown server {name:?}"));
             continue;
         };
         let fault = matrix.fault(i);

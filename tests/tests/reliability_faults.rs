@@ -118,7 +118,11 @@ fn pacing_breaks(spans: &[RequestSpan], protocol: Protocol, interval: Duration) 
             Protocol::Redfish => first_command,
         };
         first_command = false;
-        let call_start = if read_first { k.checked_sub(1) } else { Some(k) };
+        let call_start = if read_first {
+            k.checked_sub(1)
+        } else {
+            Some(k)
+        };
         let Some(previous) = call_start.and_then(|s| s.checked_sub(1)) else {
             continue;
         };
@@ -158,7 +162,10 @@ async fn run_phase(
                     format!("{name} ({:?})", matrix.fault(index[&name]))
                 })
                 .collect();
-            panic!("{}: unfinished after {PATIENCE:?}: {running:?}", phase.name());
+            panic!(
+                "{}: unfinished after {PATIENCE:?}: {running:?}",
+                phase.name()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -183,9 +190,7 @@ async fn run_phase(
 
 /// The newest sync sweep's start, from `GET /v1/conductor`.
 async fn last_sync_sweep(fleet: &Fleet) -> Option<String> {
-    let r = fleet
-        .call(http::Method::GET, "/v1/conductor", None)
-        .await;
+    let r = fleet.call(http::Method::GET, "/v1/conductor", None).await;
     let doc: Value = serde_json::from_slice(&r.body).unwrap();
     doc["last_sweeps"]
         .as_array()?
@@ -286,7 +291,10 @@ async fn the_fault_matrix_fails_exactly_the_nodes_that_cannot_succeed() {
         .filter(|n| !want.contains(n))
         .map(|n| (n, matrix.fault(index[n])))
         .collect();
-    assert_eq!(faulted, want, "in maintenance with fault \"power failure\"; extra: {extra:?}");
+    assert_eq!(
+        faulted, want,
+        "in maintenance with fault \"power failure\"; extra: {extra:?}"
+    );
 
     // Faults cleared through the control API: the recovery sweep lifts
     // every node's maintenance.
@@ -298,7 +306,10 @@ async fn the_fault_matrix_fails_exactly_the_nodes_that_cannot_succeed() {
         .unwrap();
     assert!(cleared.status().is_success(), "{cleared:?}");
     wait_until("every node out of maintenance", PATIENCE, || async {
-        in_maintenance(&fleet, &names).await.is_empty().then_some(())
+        in_maintenance(&fleet, &names)
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     for name in &unreadable {
@@ -332,7 +343,10 @@ async fn a_soft_reboot_stuck_in_a_hung_shutdown_ends() {
         .collect();
     assert_eq!(commands[0], PowerAction::GracefulRestart, "{commands:?}");
     assert!(
-        commands[1..].iter().all(|&c| c == PowerAction::ForceRestart) && commands.len() > 1,
+        commands[1..]
+            .iter()
+            .all(|&c| c == PowerAction::ForceRestart)
+            && commands.len() > 1,
         "the hard fallback was tried: {commands:?}"
     );
     fleet.stop().await;

@@ -694,7 +694,11 @@ fn timed_out(shared: &Shared, op: &mut OpState) -> Next {
 
 /// The node stayed in a transition away from the target for the whole
 /// wait, so no command could go out.
-fn stuck_in_transition(shared: &Shared, op: &mut OpState, state: baton_drivers::PowerState) -> Next {
+fn stuck_in_transition(
+    shared: &Shared,
+    op: &mut OpState,
+    state: baton_drivers::PowerState,
+) -> Next {
     let waited = humantime::format_duration(wait_limit(shared, op));
     let started = op.wait_started.unwrap_or_else(OffsetDateTime::now_utc);
     let message = format!(
