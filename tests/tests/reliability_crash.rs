@@ -364,8 +364,11 @@ async fn c_killed_while_an_enforce_sweep_writes() {
     sweep_killed_while_writing("enforce").await;
 }
 
-/// (d) SIGTERM while BMC requests are on the wire (every BMC answers after
-/// 2 s): batond drains, and is killed while it does.
+/// (d) SIGTERM while BMC requests are on the wire (the BMCs answer after
+/// 1 to 4 s): batond drains, and is killed while it does — once the
+/// quickest commands have landed and their nodes are off (a drain sends
+/// no further step, so the database still has them on their way), while
+/// the others are still on the wire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_killed_during_the_sigterm_drain() {
     const NODES: usize = 40;
@@ -375,8 +378,9 @@ async fn d_killed_during_the_sigterm_drain() {
     let mut daemon = DaemonProcess::start(dir.path(), &conf).await;
     import(&rack, &daemon).await;
     warm_up(&rack, &daemon).await;
-    for node in rack.nodes() {
-        node.apply_fault(FaultSetting::Slow(Duration::from_secs(2)));
+    for (i, node) in rack.nodes().iter().enumerate() {
+        let seconds = 1 + u64::try_from(i % 4).unwrap();
+        node.apply_fault(FaultSetting::Slow(Duration::from_secs(seconds)));
     }
     let job_id = post_batch(
         &daemon.client(),
@@ -389,10 +393,16 @@ async fn d_killed_during_the_sigterm_drain() {
     })
     .await;
     daemon.signal(Signal::SIGTERM);
-    wait_until("batond to start draining", PATIENCE, || async {
-        daemon.log_text().contains("shutting down").then_some(())
-    })
+    wait_until(
+        "the quickest nodes off during the drain",
+        PATIENCE,
+        || async { (reached(&rack, PowerState::Off) > 0).then_some(()) },
+    )
     .await;
+    assert!(
+        daemon.log_text().contains("shutting down"),
+        "batond was not draining"
+    );
     assert!(daemon.running(), "batond exited before the kill");
     kill(&mut daemon, Some(&rack)).await;
     for node in rack.nodes() {
