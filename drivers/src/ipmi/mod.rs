@@ -4,7 +4,8 @@
 //! ipmi-rs is blocking and can panic (see the crate docs), so every call:
 //! 1. takes the BMC's session out of its slot (one call per BMC at a time);
 //! 2. runs on tokio's blocking pool inside `catch_unwind`, opening a session
-//!    when there is none or the old one idled too long;
+//!    when there is none or the old one idled too long (closing the old one
+//!    first, so it does not hold a slot in the BMC's session table);
 //! 3. on a reused session that stops answering, re-opens once and repeats
 //!    (a power command sent once is never repeated: it goes out only after a
 //!    read showed the session still answers, see below);
