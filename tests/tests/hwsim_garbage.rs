@@ -1,8 +1,7 @@
 //! hw-sim's `garbage` fault against the drivers: for every variant, set
 //! per node through the control API, a driver call fails (never a panic, a
-//! success, or a wait past the call's deadline) and the BMC saw the request:
-//! with `InvalidResponse` over Redfish, with `Timeout` (not yet
-//! `InvalidResponse`) over IPMI. Also: the variants are chosen by fraction through
+//! success, or a wait past the call's deadline) with `InvalidResponse`, and
+//! the BMC saw the request. Also: the variants are chosen by fraction through
 //! `POST /faults`, and each spoils what it says on the wire.
 
 use std::sync::Arc;
@@ -105,31 +104,42 @@ async fn redfish_oversized_body() {
     read_gets_invalid_response(DriverKind::Redfish, Garbage::Oversized).await;
 }
 
-/// The IPMI driver drops datagrams it cannot use (as it must for late and
-/// stray answers) and retransmits; spoiled answers therefore end in a
-/// `Timeout` at the call's deadline, not yet in `InvalidResponse`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipmi_truncated_packets() {
-    let read = read_with_garbage(DriverKind::Ipmi, Garbage::Truncated).await;
-    assert!(
-        matches!(
-            read,
-            Err(DriverError::Timeout { .. } | DriverError::InvalidResponse(_))
-        ),
-        "{read:?}"
-    );
+    read_gets_invalid_response(DriverKind::Ipmi, Garbage::Truncated).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipmi_wrong_session_id() {
-    let read = read_with_garbage(DriverKind::Ipmi, Garbage::WrongSession).await;
-    assert!(
-        matches!(
-            read,
-            Err(DriverError::Timeout { .. } | DriverError::InvalidResponse(_))
-        ),
-        "{read:?}"
-    );
+    read_gets_invalid_response(DriverKind::Ipmi, Garbage::WrongSession).await;
+}
+
+/// Garbage that starts on a session already open: the next read is
+/// `InvalidResponse` too, within its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_garbage_on_an_open_session() {
+    let rack = hwsim::start(hwsim::config(2)).await;
+    for (node, garbage) in rack
+        .nodes()
+        .iter()
+        .zip([Garbage::Truncated, Garbage::WrongSession])
+    {
+        let driver = driver(DriverKind::Ipmi, node);
+        assert!(driver.power_state().await.is_ok());
+        set_garbage(&rack, node.name(), garbage).await;
+        let started = Instant::now();
+        let read = driver.power_state().await;
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(read, Err(DriverError::InvalidResponse(_))),
+            "garbage={garbage} on an open session: {read:?}"
+        );
+        assert!(
+            elapsed < CALL_TIMEOUT + Duration::from_millis(500),
+            "{elapsed:?}"
+        );
+    }
+    rack.shutdown().await;
 }
 
 /// Each variant spoils the Redfish wire as it says, and a fraction of the

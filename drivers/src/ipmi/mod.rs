@@ -254,6 +254,12 @@ fn finish(
 
 /// `now + timeout`, or a year from now for a timeout too large to add (a
 /// `Duration::MAX` in the options must not panic the async task).
+/// Unreadable answers from a BMC (cut short, another session's) after which
+/// a call gives up with `InvalidResponse` instead of waiting for its
+/// deadline: one may be a stray, several in a row are a BMC that answers
+/// garbage.
+pub(crate) const UNREADABLE_ANSWERS: usize = 3;
+
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)

@@ -133,6 +133,10 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
     let first_try = Instant::now();
     let mut sent_at = [first_try; SEQUENCES];
     let mut tries = 0;
+    // Datagrams from the BMC (the socket is connected to it) that were no
+    // readable answer: after a few, the BMC answers garbage rather than
+    // nothing, and waiting longer will not help.
+    let mut unreadable: Vec<usize> = Vec::new();
     while Instant::now() < deadline {
         target.pace.before_send();
         socket
@@ -148,7 +152,13 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
                 Err(e) => return Err(unreachable(e.to_string())),
             };
             match parse(&buffer[..received]) {
-                None => continue,
+                None => {
+                    unreadable.push(received);
+                    if unreadable.len() >= super::UNREADABLE_ANSWERS {
+                        return Err(unreadable_answers(&unreadable));
+                    }
+                    continue;
+                }
                 Some(Ok(true)) => {
                     let asked = answer_sequence(&buffer[..received])
                         .and_then(|sequence| sent_at.get(sequence))
@@ -172,10 +182,22 @@ pub(crate) fn require_ipmi2(target: &Target, deadline: Instant) -> Result<Durati
             }
         }
     }
+    if !unreadable.is_empty() {
+        return Err(unreadable_answers(&unreadable));
+    }
     Err(DriverError::Timeout {
         operation: "open session",
         deadline: target.call_timeout,
     })
+}
+
+fn unreadable_answers(lengths: &[usize]) -> DriverError {
+    DriverError::InvalidResponse(format!(
+        "the BMC answered Get Channel Authentication Capabilities only with datagrams that \
+         are no readable answer ({} of {:?} bytes; cut short or malformed)",
+        lengths.len(),
+        lengths
+    ))
 }
 
 #[cfg(test)]

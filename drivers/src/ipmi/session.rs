@@ -119,6 +119,8 @@ pub(crate) struct Session {
     late_answer_possible: bool,
     /// This session's handle, once Get Session Info named it.
     handle: Option<u8>,
+    /// Unreadable datagrams from the BMC since its last readable answer.
+    unreadable: usize,
 }
 
 impl Session {
@@ -152,6 +154,7 @@ impl Session {
             last_used: Instant::now(),
             late_answer_possible: false,
             handle: None,
+            unreadable: 0,
         };
         let unused = AtomicBool::new(false);
         match session.exchange(&commands::set_privilege_admin(), deadline, None, &unused) {
@@ -329,6 +332,7 @@ impl Session {
             self.relay.answer_read(!nothing_there);
             match received {
                 Ok(response) => {
+                    self.unreadable = 0;
                     let netfn = response.netfn_raw() & !1;
                     if netfn == request.netfn && response.cmd() == request.cmd {
                         let mut answer = vec![response.cc()];
@@ -350,6 +354,14 @@ impl Session {
                     })
                 }
                 Err(other) => {
+                    // One may be a stray; several in a row are a BMC that
+                    // answers garbage (cut short, another session's id).
+                    self.unreadable += 1;
+                    if self.unreadable >= super::UNREADABLE_ANSWERS {
+                        return Err(DriverError::InvalidResponse(format!(
+                            "the BMC answered only with datagrams that cannot be read: {other:?}"
+                        )));
+                    }
                     tracing::trace!(error = ?other, "ignoring unreadable IPMI datagram");
                 }
             }
