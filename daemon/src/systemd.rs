@@ -209,8 +209,13 @@ pub async fn status_line(conductor: &crate::conductor::Conductor) -> String {
                 )
             },
         );
+    let refused = conductor
+        .store()
+        .writes_refused()
+        .map(|refusal| format!("; DATABASE REFUSES WRITES: {refusal}"))
+        .unwrap_or_default();
     format!(
-        "{nodes} nodes, {}/{} workers busy, {} operations in flight, {sweep}",
+        "{nodes} nodes, {}/{} workers busy, {} operations in flight, {sweep}{refused}",
         activity.workers.busy, activity.workers.max, activity.operations.in_flight
     )
 }

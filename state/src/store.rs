@@ -80,6 +80,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     file: DbFile,
+    refused: writer::LastRefusal,
     options: StoreOptions,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
@@ -130,10 +131,12 @@ impl Store {
             .map_err(|e| with_path(e.into()))?;
         migrations::migrate(&mut writer, &path).map_err(with_path)?;
         let reader_permits = Arc::new(tokio::sync::Semaphore::new(options.max_readers.max(1)));
+        let refused = writer::LastRefusal::default();
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
-                writer: Writer::start(writer, file.clone())?,
+                writer: Writer::start(writer, file.clone(), Arc::clone(&refused))?,
+                refused,
                 file,
                 options,
                 readers: Mutex::new(Vec::new()),
@@ -145,6 +148,20 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Why writes are refused right now, if they are: the file was deleted
+    /// or replaced, or the last write failed on its storage (disk full,
+    /// read-only…) and none has succeeded since.
+    pub fn writes_refused(&self) -> Option<crate::Refusal> {
+        if let Err(refusal) = self.inner.file.check() {
+            return Some(refusal);
+        }
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Bytes on disk: the database file plus its write-ahead log.
@@ -189,10 +206,17 @@ impl Store {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let file = self.inner.file.clone();
+        let (file, refused) = (self.inner.file.clone(), Arc::clone(&self.inner.refused));
         let job: writer::Job = Box::new(move |tx| {
             let result = match tx {
-                Some(tx) => f(tx).map_err(|e| e.classify(&file)),
+                Some(tx) => f(tx).map_err(|e| {
+                    let e = e.classify(&file);
+                    if let Some(refusal) = e.refusal() {
+                        *refused.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(refusal.clone());
+                    }
+                    e
+                }),
                 None => Err(E::from(StoreError::WorkerGone)),
             };
             let ok = result.is_ok();
@@ -593,11 +617,19 @@ impl Store {
 trait WriteError: From<StoreError> {
     #[must_use]
     fn classify(self, file: &DbFile) -> Self;
+    fn refusal(&self) -> Option<&crate::Refusal>;
 }
 
 impl WriteError for StoreError {
     fn classify(self, file: &DbFile) -> Self {
         file.classify(self)
+    }
+
+    fn refusal(&self) -> Option<&crate::Refusal> {
+        match self {
+            StoreError::Unavailable(refusal) => Some(refusal),
+            _ => None,
+        }
     }
 }
 
@@ -606,6 +638,13 @@ impl<E> WriteError for UpdateError<E> {
         match self {
             UpdateError::Store(e) => UpdateError::Store(file.classify(e)),
             rejected @ UpdateError::Rejected(_) => rejected,
+        }
+    }
+
+    fn refusal(&self) -> Option<&crate::Refusal> {
+        match self {
+            UpdateError::Store(e) => e.refusal(),
+            UpdateError::Rejected(_) => None,
         }
     }
 }

@@ -14,7 +14,7 @@
 //! the file it has open (see `dbfile`): writes to a deleted or replaced
 //! file would be lost, so they are refused rather than reported done.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -42,11 +42,15 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection, file: DbFile) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        conn: Connection,
+        file: DbFile,
+        refused: LastRefusal,
+    ) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("baton-db-writer".into())
-            .spawn(move || run(conn, &file, &queue))
+            .spawn(move || run(conn, &file, &refused, &queue))
             .map_err(|source| StoreError::Io {
                 path: "baton-db-writer thread".into(),
                 source,
@@ -78,7 +82,12 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, file: &DbFile, queue: &mpsc::Receiver<Job>) {
+/// The last group's refusal — its commit's, or one of its jobs' (set by
+/// the job) — `None` once a group goes through without one: what the
+/// health report shows.
+pub(crate) type LastRefusal = Arc<Mutex<Option<Refusal>>>;
+
+fn run(mut conn: Connection, file: &DbFile, refused: &LastRefusal, queue: &mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -87,9 +96,16 @@ fn run(mut conn: Connection, file: &DbFile, queue: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match file.check() {
+        *refused.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let outcome = match file.check() {
             Ok(()) => commit_group(&mut conn, file, group),
-            Err(refusal) => refuse(group, &refusal),
+            Err(refusal) => {
+                refuse(group, &refusal);
+                Err(refusal)
+            }
+        };
+        if let Err(refusal) = outcome {
+            *refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
         }
     }
 }
@@ -103,10 +119,15 @@ fn refuse(group: Vec<Job>, refusal: &Refusal) {
     }
 }
 
-fn commit_group(conn: &mut Connection, file: &DbFile, group: Vec<Job>) {
+/// Runs and commits a group; the refusal every job got when it failed.
+fn commit_group(conn: &mut Connection, file: &DbFile, group: Vec<Job>) -> Result<(), Refusal> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(error) => return refuse(group, &file.write_failed(&error)),
+        Err(error) => {
+            let refusal = file.write_failed(&error);
+            refuse(group, &refusal);
+            return Err(refusal);
+        }
     };
     let deliveries: Vec<Deliver> = group
         .into_iter()
@@ -119,6 +140,7 @@ fn commit_group(conn: &mut Connection, file: &DbFile, group: Vec<Job>) {
     for deliver in deliveries {
         deliver(outcome.clone().map_err(StoreError::from));
     }
+    outcome
 }
 
 /// Runs one job inside its own savepoint, kept when the job succeeded and

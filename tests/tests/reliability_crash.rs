@@ -525,6 +525,12 @@ fn refused(answer: &RawResponse) -> String {
     body["error"]["message"].as_str().unwrap().to_owned()
 }
 
+/// What `GET /v1/conductor` says about refused database writes.
+async fn writes_refused(client: &Client) -> Option<String> {
+    let status: batond::api::types::ConductorStatus = client.get("/v1/conductor").await.unwrap();
+    status.database.writes_refused
+}
+
 /// Names enrolled, as the API lists them.
 async fn names(client: &Client) -> Vec<String> {
     let body = request_ok(client, Method::GET, "/v1/nodes?limit=1000", None).await;
@@ -556,6 +562,8 @@ async fn database_deleted_under_batond_refuses_writes() {
     );
     assert!(message.contains("restart"), "says what to do: {message}");
     assert_eq!(names(&client).await, ["before"], "reads still answer");
+    let health = writes_refused(&client).await.unwrap_or_default();
+    assert!(health.contains("deleted or replaced"), "{health:?}");
     let log = daemon.log_text();
     assert!(log.contains("baton.db"), "the log names the file:\n{log}");
     daemon.stop_with(Signal::SIGKILL);
@@ -664,6 +672,8 @@ async fn database_read_only_under_batond_refuses_writes() {
         assert!(message.contains("baton.db"), "{message}");
     }
     assert_eq!(names(&client).await, ["before"]);
+    let health = writes_refused(&client).await.unwrap_or_default();
+    assert!(health.contains("read-only"), "{health:?}");
     daemon.stop_with(Signal::SIGKILL);
     assert_eq!(integrity(&fs.path().join("baton.db")), "ok");
 }
@@ -692,11 +702,14 @@ async fn database_disk_full_refuses_writes_then_recovers() {
     let message = refused(&answer);
     assert!(message.contains("baton.db"), "{message}");
     assert_eq!(names(&client).await, ["before"], "nothing of the import");
+    let health = writes_refused(&client).await.unwrap_or_default();
+    assert!(health.contains("free space"), "{health:?}");
 
     std::fs::remove_file(&filler).unwrap();
     request_ok(&client, Method::POST, "/v1/nodes/import", Some(body)).await;
     let stored = fs.path().join("baton.db");
     assert_eq!(count(&stored, "SELECT count(*) FROM nodes"), 2001);
+    assert_eq!(writes_refused(&client).await, None);
     daemon.stop_with(Signal::SIGKILL);
     assert_eq!(integrity(&stored), "ok");
     let daemon = DaemonProcess::start(dir.path(), &config(8, NO_SWEEPS)).await;

@@ -183,6 +183,11 @@ pub struct DatabaseStatus {
     pub path: String,
     pub size_bytes: u64,
     pub schema_version: i64,
+    /// Why the database refuses writes (file deleted or replaced, disk
+    /// full, read-only file system…) and what to do; `null` while it takes
+    /// them.
+    #[serde(default)]
+    pub writes_refused: Option<String>,
 }
 
 /// The error envelope every failed request gets.

@@ -264,6 +264,13 @@ pub fn conductor_status(s: &ConductorStatus) -> String {
             format!("{:.1} MiB", s.database.size_bytes as f64 / 1_048_576.0),
         ),
         ("schema version", s.database.schema_version.to_string()),
+        (
+            "database writes",
+            s.database
+                .writes_refused
+                .clone()
+                .unwrap_or_else(|| "ok".to_owned()),
+        ),
     ])
 }
 

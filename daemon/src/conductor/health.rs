@@ -76,6 +76,7 @@ impl Health {
                 path: store.path().display().to_string(),
                 size_bytes: store.size_on_disk(),
                 schema_version: SCHEMA_VERSION,
+                writes_refused: store.writes_refused().map(|r| r.to_string()),
             },
         }
     }
