@@ -110,6 +110,11 @@ async fn ipmi_truncated_packets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipmi_answers_without_their_data() {
+    read_gets_invalid_response(DriverKind::Ipmi, Garbage::WrongTypes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipmi_wrong_session_id() {
     read_gets_invalid_response(DriverKind::Ipmi, Garbage::WrongSession).await;
 }

@@ -57,6 +57,9 @@ pub enum Service {
     Busy,
     /// `http_500`'s IPMI face: commands answer FFh.
     Error,
+    /// `garbage=wrong_types`'s IPMI face: commands answer success with data
+    /// of the wrong length (none at all).
+    WrongTypes,
 }
 
 /// Randomness from the thread's CSPRNG.
@@ -286,6 +289,9 @@ impl Bmc {
             Service::Busy if in_session && command.affected_by_faults() => Answer::code(cc::BUSY),
             Service::Error if in_session && command.affected_by_faults() => {
                 Answer::code(cc::UNSPECIFIED)
+            }
+            Service::WrongTypes if in_session && command.affected_by_faults() => {
+                Answer::code(cc::OK)
             }
             _ => commands::execute(command, req.data, caller, &mut self.state, node),
         }

@@ -187,6 +187,9 @@ impl Endpoint {
     async fn serve(&self, datagram: &[u8], peer: SocketAddr) {
         let guard = self.node.begin_request();
         let service = match guard.admit().await {
+            Admission::Serve if self.node.faults().garbage == Some(Garbage::WrongTypes) => {
+                Service::WrongTypes
+            }
             Admission::Serve => Service::Normal,
             // A BMC that is down, or flooded, drops the datagram.
             Admission::NoAnswer | Admission::Unreachable | Admission::TooSoon => return,

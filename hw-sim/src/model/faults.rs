@@ -88,7 +88,8 @@ pub enum Garbage {
     /// Redfish: a 200 whose body is not JSON.
     InvalidJson,
     /// Redfish: JSON of the right shape with every value of the wrong type
-    /// (strings become numbers, numbers strings, arrays objects…).
+    /// (strings become numbers, numbers strings, arrays objects…); IPMI:
+    /// commands answer success without their data.
     WrongTypes,
     /// Redfish: the body stops halfway through its announced length and the
     /// connection closes; IPMI: every datagram cut to half its length.

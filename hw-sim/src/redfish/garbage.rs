@@ -24,7 +24,7 @@ pub(crate) type MaybeSpoiled = Either<Full<Bytes>, Cut>;
 /// Size of an `oversized` body.
 pub(crate) const OVERSIZED: usize = 2 * 1024 * 1024;
 
-/// `reply` as a node with `garbage` sends it. Variants that spoil IPMI
+/// `reply` as a node with `garbage` sends it. The variant that spoils IPMI
 /// only, and answers without a body, pass through.
 pub(crate) async fn spoil(reply: Reply, garbage: Option<Garbage>) -> Response<MaybeSpoiled> {
     let Some(garbage) = garbage.filter(|g| *g != Garbage::WrongSession) else {
