@@ -1282,10 +1282,14 @@ async fn slow_loris_clients_block_no_one() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let _ = stream.shutdown().await;
-            // What batond did with the slow client: closed it, or answered.
+            // What batond did with the slow client: closed it (after an
+            // answer or none); a read that neither ends nor fails within
+            // the deadline is a connection batond holds on to.
             let mut answer = Vec::new();
-            let _ = tokio::time::timeout(CASE_DEADLINE, stream.read_to_end(&mut answer)).await;
-            answer
+            let ended = tokio::time::timeout(CASE_DEADLINE, stream.read_to_end(&mut answer))
+                .await
+                .is_ok();
+            (i, ended, answer)
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1306,7 +1310,8 @@ async fn slow_loris_clients_block_no_one() {
     }
     let mut server_errors = 0;
     for task in slow {
-        let answer = task.await.unwrap();
+        let (i, ended, answer) = task.await.unwrap();
+        assert!(ended, "slow client {i} was never closed");
         if let Ok(responses) = parse_responses(&answer) {
             server_errors += responses.iter().filter(|r| r.status >= 500).count();
             for r in &responses {
