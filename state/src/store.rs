@@ -260,10 +260,8 @@ impl Store {
     ) -> Result<Vec<Uuid>, StoreError> {
         self.write(move |tx| {
             let uuids = nodes::insert_all(tx, &specs)?;
-            let mut entry = action;
             for uuid in &uuids {
-                entry.node_uuid = *uuid;
-                actions::append(tx, &entry)?;
+                append_log(tx, *uuid, Some(action.clone()))?;
             }
             Ok(uuids)
         })
@@ -300,11 +298,13 @@ impl Store {
     /// Changes a node's operator-set fields. `change` sees the current node
     /// inside the transaction and returns the new spec (or rejects it), so a
     /// read-modify-write cannot interleave with another writer. Refused while
-    /// the node is reserved or has a power target.
+    /// the node is reserved or has a power target. `log`, when given, is
+    /// appended to the node's action log in the same transaction.
     pub async fn update_node<E, F>(
         &self,
         ident: NodeIdent,
         change: F,
+        log: Option<NewAction>,
     ) -> Result<Node, UpdateError<E>>
     where
         E: Send + 'static,
@@ -314,6 +314,7 @@ impl Store {
             let node = nodes::get(tx, &ident)?;
             ensure_idle(&node, &ident)?;
             let spec = change(&node).map_err(UpdateError::Rejected)?;
+            append_log(tx, node.uuid, log)?;
             if spec == node.spec {
                 // Nothing changed (e.g. a patch of only `test` operations).
                 return Ok(node);
@@ -325,11 +326,18 @@ impl Store {
     }
 
     /// Removes a node; refused while it is reserved or has a power target.
-    pub async fn delete_node(&self, ident: NodeIdent) -> Result<Node, StoreError> {
+    /// `log`, when given, is appended to its action log in the same
+    /// transaction.
+    pub async fn delete_node(
+        &self,
+        ident: NodeIdent,
+        log: Option<NewAction>,
+    ) -> Result<Node, StoreError> {
         let retention = self.inner.options.deleted_marker_retention;
         self.write(move |tx| {
             let node = nodes::get(tx, &ident)?;
             ensure_idle(&node, &ident)?;
+            append_log(tx, node.uuid, log)?;
             nodes::delete(tx, node.uuid)?;
             nodes::prune_deleted(tx, retention)?;
             Ok(node)
@@ -391,17 +399,6 @@ impl Store {
     /// Appends an action to the log.
     pub async fn record_action(&self, action: NewAction) -> Result<Action, StoreError> {
         self.write(move |tx| actions::insert(tx, &action)).await
-    }
-
-    /// Appends many actions to the log in one transaction (an import).
-    pub async fn record_actions(&self, new: Vec<NewAction>) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            for action in &new {
-                actions::insert(tx, action)?;
-            }
-            Ok(())
-        })
-        .await
     }
 
     /// Appends an event to an action.
@@ -669,6 +666,24 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             .collect::<Vec<_>>()
             .join("; "),
     })
+}
+
+/// Appends `log` (if any) to the action log of node `uuid`.
+fn append_log(
+    tx: &rusqlite::Transaction<'_>,
+    uuid: Uuid,
+    log: Option<NewAction>,
+) -> Result<(), StoreError> {
+    match log {
+        Some(entry) => actions::append(
+            tx,
+            &NewAction {
+                node_uuid: uuid,
+                ..entry
+            },
+        ),
+        None => Ok(()),
+    }
 }
 
 fn apply_change(

@@ -77,12 +77,16 @@ async fn where_the_password_comes_from_is_stored() {
     let empty = get("empty").await;
     assert_eq!(empty.password.as_ref().map(Secret::expose), Some(""));
     let back = store
-        .update_node(NodeIdent::Uuid(stored.uuid), |node| {
-            let mut spec = node.spec.clone();
-            spec.bmc.password = None;
-            spec.bmc.password_file = Some("/run/pw".into());
-            Ok::<_, std::convert::Infallible>(spec)
-        })
+        .update_node(
+            NodeIdent::Uuid(stored.uuid),
+            |node| {
+                let mut spec = node.spec.clone();
+                spec.bmc.password = None;
+                spec.bmc.password_file = Some("/run/pw".into());
+                Ok::<_, std::convert::Infallible>(spec)
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(back.spec.bmc.password, None);
@@ -187,11 +191,15 @@ async fn updates_check_names_and_deletes_remove() {
     store.create_node(spec("a")).await.unwrap();
     store.create_node(spec("b")).await.unwrap();
     let err = store
-        .update_node(NodeIdent::Name("a".into()), |n| {
-            let mut s = n.spec.clone();
-            s.name = Some("b".into());
-            Ok::<_, String>(s)
-        })
+        .update_node(
+            NodeIdent::Name("a".into()),
+            |n| {
+                let mut s = n.spec.clone();
+                s.name = Some("b".into());
+                Ok::<_, String>(s)
+            },
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -200,25 +208,35 @@ async fn updates_check_names_and_deletes_remove() {
     ));
 
     let rejected = store
-        .update_node(NodeIdent::Name("a".into()), |_| Err::<NodeSpec, _>("nope"))
+        .update_node(
+            NodeIdent::Name("a".into()),
+            |_| Err::<NodeSpec, _>("nope"),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(rejected, UpdateError::Rejected("nope")));
 
     let updated = store
-        .update_node(NodeIdent::Name("a".into()), |n| {
-            let mut s = n.spec.clone();
-            s.power_domain = Some("rack-9".into());
-            Ok::<_, String>(s)
-        })
+        .update_node(
+            NodeIdent::Name("a".into()),
+            |n| {
+                let mut s = n.spec.clone();
+                s.power_domain = Some("rack-9".into());
+                Ok::<_, String>(s)
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(updated.spec.power_domain.as_deref(), Some("rack-9"));
     assert!(updated.updated_at >= updated.created_at);
     let unchanged = store
-        .update_node(NodeIdent::Name("a".into()), |n| {
-            Ok::<_, String>(n.spec.clone())
-        })
+        .update_node(
+            NodeIdent::Name("a".into()),
+            |n| Ok::<_, String>(n.spec.clone()),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -227,7 +245,7 @@ async fn updates_check_names_and_deletes_remove() {
     );
 
     store
-        .delete_node(NodeIdent::Name("a".into()))
+        .delete_node(NodeIdent::Name("a".into()), None)
         .await
         .unwrap();
     let err = store
@@ -334,7 +352,7 @@ async fn an_expired_reservation_does_not_block_changes() {
         }
     };
     let err = store
-        .update_node(NodeIdent::Name("live".into()), rename("rack-2"))
+        .update_node(NodeIdent::Name("live".into()), rename("rack-2"), None)
         .await
         .unwrap_err();
     assert!(
@@ -342,18 +360,18 @@ async fn an_expired_reservation_does_not_block_changes() {
         "{err}"
     );
     let err = store
-        .delete_node(NodeIdent::Name("live".into()))
+        .delete_node(NodeIdent::Name("live".into()), None)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NodeBusy { .. }), "{err}");
 
     let updated = store
-        .update_node(NodeIdent::Name("stale".into()), rename("rack-2"))
+        .update_node(NodeIdent::Name("stale".into()), rename("rack-2"), None)
         .await
         .unwrap();
     assert_eq!(updated.spec.power_domain.as_deref(), Some("rack-2"));
     store
-        .delete_node(NodeIdent::Name("stale".into()))
+        .delete_node(NodeIdent::Name("stale".into()), None)
         .await
         .unwrap();
 }
@@ -366,7 +384,10 @@ async fn deletion_markers_are_pruned_after_the_retention() {
     let uuids = store.import_nodes(specs).await.unwrap();
     let page_after = |marker| store.list_nodes(NodeFilter::default(), 10, Some(marker));
 
-    store.delete_node(NodeIdent::Uuid(uuids[0])).await.unwrap();
+    store
+        .delete_node(NodeIdent::Uuid(uuids[0]), None)
+        .await
+        .unwrap();
     // Just deleted: the marker still says where the next page starts.
     let page = page_after(uuids[0]).await.unwrap();
     assert_eq!(page.first().map(|n| n.uuid), Some(uuids[1]));
@@ -379,7 +400,10 @@ async fn deletion_markers_are_pruned_after_the_retention() {
         "UPDATE deleted_nodes SET deleted_at = ?1 WHERE uuid = ?2",
         (unix_now() - retention - 1, uuids[0].to_string()),
     );
-    store.delete_node(NodeIdent::Uuid(uuids[1])).await.unwrap();
+    store
+        .delete_node(NodeIdent::Uuid(uuids[1]), None)
+        .await
+        .unwrap();
     let err = page_after(uuids[0]).await.unwrap_err();
     assert!(matches!(err, StoreError::MarkerNotFound { .. }), "{err}");
     let page = page_after(uuids[1]).await.unwrap();

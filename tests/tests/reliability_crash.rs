@@ -506,6 +506,70 @@ async fn e_killed_during_a_10000_node_import() {
         finish(daemon);
     }
 }
+/// Nodes edited by the PATCHes of [`e_killed_during_edits`], and how many of
+/// their `update` actions are stored.
+fn edited(db: &Path) -> (i64, i64) {
+    let nodes = count(
+        db,
+        "SELECT count(*) FROM nodes WHERE power_domain = 'rack-9'",
+    );
+    let recorded = count(db, "SELECT count(*) FROM actions WHERE action = 'update'");
+    (nodes, recorded)
+}
+
+/// (e) continued: 200 concurrent edits (JSON Patch), killed as soon as the
+/// first is committed; each node's change and its `update` action are
+/// both there, or neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_killed_during_edits() {
+    const NODES: usize = 200;
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = db(dir.path());
+    let conf = config(8, NO_SWEEPS);
+    let mut daemon = DaemonProcess::start(dir.path(), &conf).await;
+    let body = inventory("edit-", NODES, "secret").to_string();
+    request_ok(
+        &daemon.client(),
+        Method::POST,
+        "/v1/nodes/import",
+        Some(body),
+    )
+    .await;
+    let patch = Bytes::from(r#"[{"op": "replace", "path": "/power_domain", "value": "rack-9"}]"#);
+    let edits: Vec<_> = (0..NODES)
+        .map(|i| {
+            let (client, patch) = (daemon.client(), patch.clone());
+            tokio::spawn(async move {
+                client
+                    .request(Method::PATCH, &format!("/v1/nodes/edit-{i}"), Some(patch))
+                    .await
+            })
+        })
+        .collect();
+    wait_until("the first edit in the database", PATIENCE, || async {
+        (edited(&db).0 > 0).then_some(())
+    })
+    .await;
+    kill(&mut daemon, None).await;
+    let mut acknowledged = 0;
+    for edit in edits {
+        if matches!(edit.await.unwrap(), Ok(RawResponse { status, .. }) if status == 200) {
+            acknowledged += 1;
+        }
+    }
+    let (nodes, recorded) = edited(&db);
+    assert!(
+        nodes >= acknowledged,
+        "{acknowledged} edits acknowledged, {nodes} there"
+    );
+    assert_eq!(
+        recorded, nodes,
+        "{nodes} nodes edited, {recorded} with their record"
+    );
+    let daemon = DaemonProcess::start(dir.path(), &conf).await;
+    finish(daemon);
+}
+
 /// `POST /v1/nodes` of a node named `name`; returns the answer.
 async fn enroll(client: &Client, name: &str) -> RawResponse {
     let body = baton_tests::daemon::node_json(name, "secret").to_string();

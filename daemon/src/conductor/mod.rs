@@ -235,19 +235,6 @@ impl Conductor {
         Ok(self.store.get_node(NodeIdent::Uuid(uuid)).await?)
     }
 
-    /// Logs an edit or deletion in the nodes' action logs. The change itself
-    /// is already committed; a log entry that cannot be written is
-    /// reported, not turned into a failure of the change.
-    async fn record(&self, uuids: Vec<Uuid>, action: &str, caller: &Caller) {
-        let entries = uuids
-            .into_iter()
-            .map(|node_uuid| entry(node_uuid, action, caller))
-            .collect();
-        if let Err(error) = self.store.record_actions(entries).await {
-            tracing::warn!(%error, action, request_id = %caller.request_id, "cannot record the action");
-        }
-    }
-
     /// Enrolls every entry of an inventory, or none. Each entry is parsed and
     /// validated on its own so the error lists every offending one.
     pub async fn import_nodes(
@@ -339,22 +326,28 @@ impl Conductor {
         let default_password = self.has_default_password();
         let node = self
             .store
-            .update_node(NodeIdent::parse(ident), move |node| {
-                patch::apply(node, &patch, default_password)
-            })
+            .update_node(
+                NodeIdent::parse(ident),
+                move |node| patch::apply(node, &patch, default_password),
+                Some(entry(Uuid::nil(), "update", caller)),
+            )
             .await
             .map_err(|e| match e {
                 UpdateError::Store(s) => ConductorError::Store(s),
                 UpdateError::Rejected(p) => ConductorError::Patch(p),
             })?;
-        self.record(vec![node.uuid], "update", caller).await;
         Ok(node)
     }
 
     pub async fn delete_node(&self, ident: &str, caller: &Caller) -> Result<Node, ConductorError> {
-        let node = self.store.delete_node(NodeIdent::parse(ident)).await?;
+        let node = self
+            .store
+            .delete_node(
+                NodeIdent::parse(ident),
+                Some(entry(Uuid::nil(), "delete", caller)),
+            )
+            .await?;
         self.forget_driver(node.uuid);
-        self.record(vec![node.uuid], "delete", caller).await;
         Ok(node)
     }
 
@@ -489,7 +482,8 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// A caller's action record for one node.
+/// A caller's action record for one node (enrollment, edit, deletion),
+/// written in the same transaction as the change it records.
 fn entry(node_uuid: Uuid, action: &str, caller: &Caller) -> baton_state::NewAction {
     baton_state::NewAction {
         request_id: caller.request_id.clone(),
