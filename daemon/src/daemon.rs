@@ -469,7 +469,7 @@ async fn lookup_peer(cred: Option<(u32, u32)>, access: &Access) -> Option<Peer> 
         return Some(Peer {
             uid,
             gid,
-            name: None,
+            name: crate::users::name_of(uid).await,
             groups: std::collections::BTreeSet::from([gid]),
         });
     }

@@ -7,7 +7,8 @@
 //! [`malformed`] (answers to requests hyper cannot parse),
 //! [`conductor`] (the core the API calls), [`credentials`] (the default
 //! BMC password from systemd), [`client`] (an HTTP
-//! client over the socket) and [`cli`] (the `baton` admin CLI).
+//! client over the socket), [`cli`] (the `baton` admin CLI) and [`users`]
+//! (user names for the action log).
 
 pub mod api;
 pub mod cli;
@@ -23,3 +24,4 @@ pub mod messages;
 pub mod reload;
 pub mod socket;
 pub mod systemd;
+pub mod users;

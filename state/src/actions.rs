@@ -8,7 +8,7 @@ use crate::{time_fmt, StoreError};
 
 const ACTION_COLUMNS: &str =
     "id, request_id, node_uuid, action, user_id, start_time, updated_at, message, project_id, \
-     sub_job_id";
+     sub_job_id, user_name";
 
 type RawAction = (
     i64,
@@ -18,6 +18,7 @@ type RawAction = (
     Option<String>,
     String,
     String,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -35,6 +36,7 @@ fn raw_action(row: &Row<'_>) -> rusqlite::Result<RawAction> {
         row.get(7)?,
         row.get(8)?,
         row.get(9)?,
+        row.get(10)?,
     ))
 }
 
@@ -48,8 +50,8 @@ pub(crate) fn append(conn: &Connection, new: &NewAction) -> Result<(), StoreErro
     let now = time_fmt::encode(time_fmt::now());
     conn.prepare_cached(
         "INSERT INTO actions (request_id, node_uuid, action, user_id, start_time, updated_at,
-                              message, project_id, sub_job_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+                              message, project_id, sub_job_id, user_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         new.request_id,
@@ -60,6 +62,7 @@ pub(crate) fn append(conn: &Connection, new: &NewAction) -> Result<(), StoreErro
         new.message,
         new.project_id,
         new.sub_job_id,
+        new.user_name,
     ])?;
     Ok(())
 }
@@ -164,6 +167,7 @@ fn decode(conn: &Connection, raw: RawAction) -> Result<Action, StoreError> {
         message,
         project_id,
         sub_job_id,
+        user_name,
     ) = raw;
     Ok(Action {
         node_uuid: Uuid::parse_str(&node_uuid)
@@ -171,6 +175,7 @@ fn decode(conn: &Connection, raw: RawAction) -> Result<Action, StoreError> {
         request_id,
         action,
         user_id,
+        user_name,
         start_time: time_fmt::decode(&start_time)?,
         updated_at: time_fmt::decode(&updated_at)?,
         message,

@@ -167,6 +167,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN bmc_password_file TEXT;
     ALTER TABLE nodes ADD COLUMN bmc_password_stored INTEGER NOT NULL DEFAULT 1;
     ",
+    // 6: the caller's user name beside its uid, as resolved when the
+    // action was recorded.
+    r"
+    ALTER TABLE actions ADD COLUMN user_name TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

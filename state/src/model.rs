@@ -635,6 +635,8 @@ pub struct NewAction {
     pub node_uuid: Uuid,
     pub action: String,
     pub user_id: Option<String>,
+    /// The caller's user name, when its uid resolved to one.
+    pub user_name: Option<String>,
     pub message: Option<String>,
     /// The project of a BMS-API caller (`/v1/{project_id}/…`).
     pub project_id: Option<String>,
@@ -698,6 +700,7 @@ pub struct Action {
     pub node_uuid: Uuid,
     pub action: String,
     pub user_id: Option<String>,
+    pub user_name: Option<String>,
     pub start_time: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub message: Option<String>,

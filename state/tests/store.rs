@@ -267,6 +267,7 @@ async fn actions_keep_their_events_in_order() {
                 node_uuid: node.uuid,
                 action: "stop".into(),
                 user_id: Some("0".into()),
+                user_name: Some("root".into()),
                 message: None,
                 project_id: None,
                 sub_job_id: None,
@@ -304,6 +305,10 @@ async fn actions_keep_their_events_in_order() {
     );
     assert_eq!(page[1].events.len(), 2);
     assert_eq!(page[1].events[1].event, "wait_power_state");
+    assert_eq!(
+        (page[1].user_id.as_deref(), page[1].user_name.as_deref()),
+        (Some("0"), Some("root"))
+    );
     let rest = store
         .list_actions(node.uuid, 2, Some("req-1".into()), UpdatedWindow::default())
         .await
@@ -473,6 +478,7 @@ async fn operations_round_trip_through_the_database() {
             node_uuid: node.uuid,
             action: "reboot".into(),
             user_id: Some("0".into()),
+            user_name: None,
             message: None,
             project_id: None,
             sub_job_id: None,
@@ -531,6 +537,7 @@ async fn action_windows_fill_whole_pages() {
                 node_uuid: node.uuid,
                 action: "stop".into(),
                 user_id: None,
+                user_name: None,
                 message: None,
                 project_id: None,
                 sub_job_id: None,

@@ -55,6 +55,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestCaller {
         Ok(Self(Caller {
             request_id: request_id.0.clone(),
             user_id: parts.extensions.get::<PeerUid>().map(|p| p.0.to_string()),
+            user_name: parts
+                .extensions
+                .get::<crate::api::roles::Peer>()
+                .and_then(|p| p.name.clone()),
         }))
     }
 }

@@ -338,6 +338,9 @@ pub struct InstanceAction {
     pub instance_uuid: Uuid,
     pub request_id: String,
     pub user_id: Option<String>,
+    /// The caller's user name, when its uid resolved to one.
+    #[serde(default)]
+    pub user_name: Option<String>,
     pub project_id: Option<String>,
     pub start_time: String,
     pub updated_at: String,
@@ -408,6 +411,7 @@ impl From<baton_state::Action> for InstanceAction {
             instance_uuid: action.node_uuid,
             request_id: action.request_id,
             user_id: action.user_id,
+            user_name: action.user_name,
             project_id: action.project_id,
             start_time: timestamp(action.start_time),
             updated_at: timestamp(action.updated_at),

@@ -326,6 +326,16 @@ pub fn outcome(node: &str, view: &NodeView, a: &InstanceAction) -> String {
     )
 }
 
+/// Who asked for an action: `alice (1001)`, or the uid alone when it did
+/// not resolve to a name.
+fn action_user(a: &InstanceAction) -> String {
+    match (&a.user_name, &a.user_id) {
+        (Some(name), Some(uid)) => format!("{name} ({uid})"),
+        (Some(name), None) => name.clone(),
+        (None, uid) => or_dash(uid.as_deref()),
+    }
+}
+
 pub fn action_table(actions: &[InstanceAction]) -> String {
     let rows: Vec<Vec<String>> = actions
         .iter()
@@ -334,7 +344,7 @@ pub fn action_table(actions: &[InstanceAction]) -> String {
                 a.request_id.clone(),
                 a.action.clone(),
                 a.start_time.clone(),
-                or_dash(a.user_id.as_deref()),
+                action_user(a),
                 or_dash(action_result(a)),
                 or_dash(a.message.as_deref()),
             ]
@@ -358,7 +368,7 @@ pub fn action_detail(a: &InstanceAction) -> String {
         ("request id", a.request_id.clone()),
         ("action", a.action.clone()),
         ("node", a.instance_uuid.to_string()),
-        ("user", or_dash(a.user_id.as_deref())),
+        ("user", action_user(a)),
         ("started", a.start_time.clone()),
         ("updated", a.updated_at.clone()),
         ("result", or_dash(action_result(a))),

@@ -28,6 +28,8 @@ pub struct Caller {
     pub request_id: String,
     /// The uid of the connecting process, when the socket could tell.
     pub user_id: Option<String>,
+    /// Its user name, when the uid resolves to one.
+    pub user_name: Option<String>,
 }
 
 /// One thing to do to a node.
@@ -208,6 +210,7 @@ fn new_action(node: &Node, action: &NodeAction, caller: &Caller) -> NewAction {
         node_uuid: node.uuid,
         action: action.name().to_owned(),
         user_id: caller.user_id.clone(),
+        user_name: caller.user_name.clone(),
         message: None,
         project_id: None,
         sub_job_id: None,

@@ -244,6 +244,7 @@ impl Conductor {
             node_uuid: Uuid::nil(),
             action: name,
             user_id: caller.user_id.clone(),
+            user_name: caller.user_name.clone(),
             message: None,
             project_id: job.project_id.clone(),
             sub_job_id: None,

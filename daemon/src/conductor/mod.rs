@@ -490,6 +490,7 @@ fn entry(node_uuid: Uuid, action: &str, caller: &Caller) -> baton_state::NewActi
         node_uuid,
         action: action.to_owned(),
         user_id: caller.user_id.clone(),
+        user_name: caller.user_name.clone(),
         message: None,
         project_id: None,
         sub_job_id: None,

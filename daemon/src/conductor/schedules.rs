@@ -251,6 +251,7 @@ impl Conductor {
         let caller = Caller {
             request_id: format!("req-{}", Uuid::new_v4()),
             user_id: schedule.user_id.clone(),
+            user_name: crate::users::name_of_text(schedule.user_id.as_deref()).await,
         };
         let started = match parse_batch(&schedule.body) {
             Ok(request) => {

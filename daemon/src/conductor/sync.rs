@@ -204,6 +204,7 @@ fn sync_action(node: &Node, message: String) -> NewAction {
         node_uuid: node.uuid,
         action: "power-sync".into(),
         user_id: None,
+        user_name: None,
         message: Some(message),
         project_id: None,
         sub_job_id: None,
