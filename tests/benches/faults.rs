@@ -339,6 +339,20 @@ async fn in_maintenance(client: &Client) -> BenchResult<BTreeSet<String>> {
     Ok(names)
 }
 
+/// When the newest sync sweep started, from `GET /v1/conductor`.
+async fn last_sync_sweep(client: &Client) -> BenchResult<Option<String>> {
+    let doc: Value = client
+        .get("/v1/conductor")
+        .await
+        .map_err(|e| format!("GET /v1/conductor: {e}"))?;
+    Ok(doc["last_sweeps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["kind"] == "sync")
+        .and_then(|s| s["started_at"].as_str().map(str::to_owned)))
+}
+
 /// Polls `check` every 200 ms until it yields `Some`.
 async fn poll<T, F, Fut>(what: &str, mut check: F) -> BenchResult<T>
 where
@@ -358,8 +372,8 @@ where
 }
 
 /// The sweeps: `(seconds until the unreadable nodes were in maintenance,
-/// whether exactly they were after three more sweeps' time, seconds until
-/// all were back after the faults were cleared)`.
+/// whether exactly they were after three more sweeps, seconds until all
+/// were back after the faults were cleared)`.
 async fn sweeps(
     client: &Client,
     sim: &HwSim,
@@ -377,9 +391,14 @@ async fn sweeps(
     })
     .await?;
     let faulted_after = started.elapsed().as_secs_f64();
-    // Three more sweeps' time (every 2 s): a node failing every read would
-    // have joined them.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Three more sweeps: a node failing every read would have joined them.
+    for _ in 0..3 {
+        let seen = last_sync_sweep(client).await?;
+        poll("a sync sweep", || async {
+            Ok((last_sync_sweep(client).await? != seen).then_some(()))
+        })
+        .await?;
+    }
     let faulted = in_maintenance(client).await?;
     let exact = faulted == want;
     if !exact {
