@@ -248,8 +248,9 @@ async fn run_phase(
         .enumerate()
         .map(|(i, n)| (n.clone(), i))
         .collect();
-    let mut spells = busy_spells(sim, names, matrix).await?;
+    // Counters first: a spell ends when its node's request count rises.
     sim_stats(sim, true).await?;
+    let mut spells = busy_spells(sim, names, matrix).await?;
     let started = Instant::now();
     let r = client
         .request(
