@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use baton_hwsim::{ExportDriver, Rack};
-use baton_tests::daemon::{wait_until, DaemonProcess};
+use baton_tests::daemon::{baton, wait_until, DaemonProcess};
 use batond::client::Client;
 use http::Method;
 use nix::sys::signal::Signal;
@@ -269,6 +269,28 @@ async fn a_node_needs_a_password_unless_a_default_is_loaded() {
     reload(&daemon).await;
     let (status, body) = call(&client, Method::POST, "/v1/nodes", Some(bare)).await;
     assert_eq!(status, 201, "{body}");
+
+    // The CLI enrolls without a stored password, either way.
+    let create = |name: &str, how: &[&str]| {
+        let mut args = vec!["node", "create", "--name", name, "--driver", "ipmi"];
+        args.extend(["--address", "127.0.0.1", "--username", "admin"]);
+        args.extend(how);
+        baton(&daemon.socket, &args)
+    };
+    let (code, _, err) = create("cli-default", &["--default-password"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = create("cli-file", &["--password-file", "/etc/baton/bmc/cli-file"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = baton(&daemon.socket, &["node", "show", "cli-file"]);
+    assert!(
+        shown.contains("from file /etc/baton/bmc/cli-file"),
+        "{shown}"
+    );
+    let (_, shown, _) = baton(&daemon.socket, &["node", "show", "cli-default"]);
+    assert!(shown.contains("batond's default"), "{shown}");
+    let (code, _, err) = create("cli-none", &[]);
+    assert_ne!(code, 0, "no password anywhere is a usage error");
+    assert!(err.contains("BATON_BMC_PASSWORD"), "{err}");
     let status = daemon.stop_with(Signal::SIGTERM);
     assert!(status.success(), "{status:?}");
     assert!(daemon.log_text().contains("default BMC password loaded"));

@@ -38,12 +38,15 @@ pub enum NodeCommand {
         /// Node name or uuid.
         node: String,
     },
-    /// Enroll one node. The BMC password comes from BATON_BMC_PASSWORD or stdin (--password-stdin).
+    /// Enroll one node. The BMC password comes from BATON_BMC_PASSWORD or stdin (--password-stdin),
+    /// or is not stored: --password-file or --default-password.
     #[command(after_help = "Examples:\n  \
         BATON_BMC_PASSWORD=... baton node create --name web-1 --driver redfish \\\n      \
             --address 10.1.0.5 --username admin --power-domain rack-a --extra owner=ops\n  \
         pass show bmc/web-2 | baton node create --name web-2 --driver ipmi \\\n      \
-            --address 10.1.0.6 --username admin --password-stdin")]
+            --address 10.1.0.6 --username admin --password-stdin\n  \
+        baton node create --name web-3 --driver ipmi --address 10.1.0.7 --username admin \\\n      \
+            --password-file /etc/baton/bmc/web-3")]
     Create(Box<CreateArgs>),
     /// Enroll every node of a JSON inventory file (an array), all or none.
     #[command(after_help = "Examples:\n  \
@@ -203,6 +206,14 @@ pub struct CreateArgs {
     pub username: String,
     #[command(flatten)]
     pub password: PasswordArgs,
+    /// Store no password: batond reads it from this file (an absolute path on batond's host,
+    /// readable by its user) when it builds the node's driver.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["password_stdin", "default_password"])]
+    pub password_file: Option<String>,
+    /// Store no password: batond uses its default BMC password (the bmc-password systemd
+    /// credential).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub default_password: bool,
     /// Redfish system id (discovered when the BMC has exactly one system).
     #[arg(long)]
     pub system_id: Option<String>,
@@ -494,21 +505,25 @@ fn create_body(args: &CreateArgs) -> Result<Value, CliError> {
         .map(|kv| fields::parse_extra(kv))
         .collect::<Result<serde_json::Map<_, _>, _>>()
         .map_err(CliError::Usage)?;
-    let password = args.password.read()?;
+    let mut bmc = json!({
+        "address": args.address,
+        "port": args.port,
+        "username": args.username,
+        "system_id": args.system_id,
+        "verify_tls": !args.insecure,
+        "ca_file": args.ca_file,
+    });
+    if let Some(file) = &args.password_file {
+        bmc["password_file"] = json!(file);
+    } else if !args.default_password {
+        bmc["password"] = json!(args.password.read()?);
+    }
     Ok(json!({
         "name": args.name,
         "driver": baton_state::Driver::from(args.driver),
         "power_domain": args.power_domain,
         "extra": extra,
-        "bmc": {
-            "address": args.address,
-            "port": args.port,
-            "username": args.username,
-            "password": password,
-            "system_id": args.system_id,
-            "verify_tls": !args.insecure,
-            "ca_file": args.ca_file,
-        }
+        "bmc": bmc,
     }))
 }
 
