@@ -181,7 +181,13 @@ async fn nodes_use_their_password_file_or_the_default_credential() {
     reload(&daemon).await;
     let node = power(&client, &names[0], "power off").await;
     let error = node["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("bmc.password"), "{node}");
+    // The advice names the file and the reload, not `baton node set`.
+    assert!(
+        error.contains("refused the credentials")
+            && error.contains(&format!("bmc.password_file {}", files[0].display()))
+            && error.contains("reload"),
+        "{node}"
+    );
     assert_eq!(
         seen(&names[0]).power_offs,
         1,

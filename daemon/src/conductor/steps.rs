@@ -737,7 +737,7 @@ fn on_error(shared: &Shared, op: &mut OpState, error: &DriverError, retry_stage:
     let message = if error.is_transient() {
         format!("{error} (gave up after {} tries)", op.tries + 1)
     } else {
-        advice(error)
+        advice(error, op.node.as_ref().map(|n| &n.spec.bmc))
     };
     now_step(
         op,
@@ -761,12 +761,23 @@ fn fail_code(error: &DriverError) -> FailCode {
     }
 }
 
-/// The error with what to do about it.
-fn advice(error: &DriverError) -> String {
+/// The error with what to do about it; for refused credentials, where the
+/// node's password comes from (`bmc` when known).
+fn advice(error: &DriverError, bmc: Option<&baton_state::Bmc>) -> String {
     match error {
-        DriverError::Auth(_) => {
-            format!("{error}; fix bmc.username / bmc.password with `baton node set`, then retry")
-        }
+        DriverError::Auth(_) => match bmc.map(|b| (&b.password, &b.password_file)) {
+            Some((None, Some(file))) => format!(
+                "{error}; fix bmc.username with `baton node set` or the password in \
+                 bmc.password_file {file}, then reload batond (systemctl reload batond) and retry"
+            ),
+            Some((None, None)) => format!(
+                "{error}; fix bmc.username with `baton node set` or batond's default BMC \
+                 password (its systemd credential; restart batond), then retry"
+            ),
+            _ => format!(
+                "{error}; fix bmc.username / bmc.password with `baton node set`, then retry"
+            ),
+        },
         DriverError::Unsupported(_) => {
             format!("{error}; this BMC cannot do that, choose another action")
         }
