@@ -272,7 +272,7 @@ impl NodeSpec {
             fail("bmc.username", "must not be empty".into());
         }
         check_text(&mut fail, "bmc.username", &self.bmc.username);
-        check_password(&mut fail, &self.bmc);
+        check_password(&mut fail, self.driver, &self.bmc);
         if let Some(system_id) = &self.bmc.system_id {
             if self.driver != Driver::Redfish {
                 fail("bmc.system_id", "only applies to the redfish driver".into());
@@ -341,10 +341,21 @@ impl NodeSpec {
     }
 }
 
+/// Longest password IPMI 2.0 (RAKP) can carry.
+const MAX_IPMI_PASSWORD: usize = 20;
+
 /// `bmc.password` and `bmc.password_file`: at most one of them, the
 /// password not the mask, the file an absolute path.
-fn check_password(fail: &mut impl FnMut(&'static str, String), bmc: &Bmc) {
+fn check_password(fail: &mut impl FnMut(&'static str, String), driver: Driver, bmc: &Bmc) {
     if let Some(password) = &bmc.password {
+        let len = password.expose().len();
+        if driver == Driver::Ipmi && len > MAX_IPMI_PASSWORD {
+            // Accepted, it would fail every operation on the node.
+            fail(
+                "bmc.password",
+                format!("is {len} bytes; IPMI passwords are at most {MAX_IPMI_PASSWORD} bytes"),
+            );
+        }
         if password.expose() == MASK {
             fail(
                 "bmc.password",
@@ -860,6 +871,20 @@ mod tests {
         assert!(!shown.contains("\"pw\""), "{shown}");
         assert!(shown.contains(MASK));
         assert_eq!(s.bmc.password.as_ref().map(Secret::expose), Some("pw"));
+    }
+
+    #[test]
+    fn ipmi_passwords_fit_rakp() {
+        let mut s = spec();
+        s.driver = Driver::Ipmi;
+        s.bmc.password = Some(Secret::new("x".repeat(20)));
+        assert!(s.validate().is_empty());
+        s.bmc.password = Some(Secret::new("x".repeat(21)));
+        let errors = s.validate();
+        assert_eq!(errors[0].field, "bmc.password");
+        assert!(errors[0].reason.contains("at most 20 bytes"), "{errors:?}");
+        s.driver = Driver::Redfish;
+        assert!(s.validate().is_empty(), "Redfish has no such limit");
     }
 
     #[test]
