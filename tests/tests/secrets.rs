@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use baton_hwsim::{ExportDriver, Rack};
-use baton_tests::daemon::{baton, wait_until, DaemonProcess};
+use baton_tests::daemon::{baton, baton_with, wait_until, DaemonProcess};
 use batond::client::Client;
 use http::Method;
 use nix::sys::signal::Signal;
@@ -294,6 +294,33 @@ async fn a_node_needs_a_password_unless_a_default_is_loaded() {
     );
     let (_, shown, _) = baton(&daemon.socket, &["node", "show", "cli-default"]);
     assert!(shown.contains("batond's default"), "{shown}");
+    // `set` switches between a stored password and a file either way.
+    let (code, _, err) = baton(
+        &daemon.socket,
+        &["node", "set", "cli-file", "--password-stdin"],
+    );
+    assert_ne!(code, 0, "no stdin: {err}");
+    let (code, _, err) = baton_with(
+        &daemon.socket,
+        &["node", "set", "cli-file", "--password-stdin"],
+        &[],
+        Some("pw-from-stdin\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = baton(&daemon.socket, &["node", "show", "cli-file"]);
+    assert!(shown.contains("******"), "{shown}");
+    let (code, _, err) = baton(
+        &daemon.socket,
+        &[
+            "node",
+            "set",
+            "cli-file",
+            "bmc/password_file=/etc/baton/bmc/again",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = baton(&daemon.socket, &["node", "show", "cli-file"]);
+    assert!(shown.contains("from file /etc/baton/bmc/again"), "{shown}");
     let (code, _, err) = create("cli-none", &[]);
     assert_ne!(code, 0, "no password anywhere is a usage error");
     assert!(err.contains("BATON_BMC_PASSWORD"), "{err}");

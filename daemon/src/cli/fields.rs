@@ -15,6 +15,8 @@ use crate::messages::clip;
 
 /// The path of the BMC password, the one write-only field.
 pub const PASSWORD_PATH: &str = "bmc/password";
+/// The path of the file batond reads the password from, the alternative to it.
+pub const PASSWORD_FILE_PATH: &str = "bmc/password_file";
 /// The environment variable the password is read from.
 pub const PASSWORD_ENV: &str = "BATON_BMC_PASSWORD";
 
@@ -32,7 +34,7 @@ pub enum FieldKind {
 }
 
 /// Node fields whose value is text (the model's `String` fields).
-const TEXT_FIELDS: [&str; 9] = [
+const TEXT_FIELDS: [&str; 10] = [
     "name",
     "driver",
     "power_domain",
@@ -40,6 +42,7 @@ const TEXT_FIELDS: [&str; 9] = [
     "bmc/address",
     "bmc/username",
     PASSWORD_PATH,
+    PASSWORD_FILE_PATH,
     "bmc/system_id",
     "bmc/ca_file",
 ];

@@ -480,12 +480,20 @@ fn set_ops(args: &SetArgs) -> Result<Vec<Value>, CliError> {
     let mut wants_password = args.password.password_stdin || args.password.password.is_some();
     for arg in &args.changes {
         match fields::parse_change(arg).map_err(CliError::Usage)? {
-            Change::Set { path, value } => ops.push(add_op(&path, value)),
+            Change::Set { path, value } => {
+                // A node has a password or a password file, not both:
+                // setting the file drops the stored password.
+                if path == fields::PASSWORD_FILE_PATH {
+                    ops.push(add_op(fields::PASSWORD_PATH, Value::Null));
+                }
+                ops.push(add_op(&path, value));
+            }
             Change::Password => wants_password = true,
         }
     }
     if wants_password {
         let password = args.password.read()?;
+        ops.push(add_op(fields::PASSWORD_FILE_PATH, Value::Null));
         ops.push(add_op(fields::PASSWORD_PATH, Value::String(password)));
     }
     Ok(ops)
