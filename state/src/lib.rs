@@ -9,6 +9,7 @@
 //! returns.
 
 mod actions;
+mod checkpoint;
 mod dbfile;
 mod error;
 pub mod job;

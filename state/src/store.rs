@@ -25,6 +25,7 @@ use crate::model::{
     Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts, UpdatedWindow,
 };
 use crate::operation::NodeChange;
+use crate::checkpoint::{self, Checkpointer};
 use crate::writer::{self, Writer};
 use crate::{actions, jobs, migrations, nodes, ActionEvent, StoreError};
 
@@ -83,6 +84,9 @@ struct Inner {
     refused: writer::LastRefusal,
     options: StoreOptions,
     writer: Writer,
+    /// Declared after `writer`, which holds its nudge: dropping the writer
+    /// first lets the checkpointer finish and be joined.
+    _checkpointer: Checkpointer,
     readers: Mutex<Vec<Connection>>,
     /// One permit per reader connection that may be open.
     reader_permits: Arc<tokio::sync::Semaphore>,
@@ -130,15 +134,21 @@ impl Store {
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| with_path(e.into()))?;
         migrations::migrate(&mut writer, &path).map_err(with_path)?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
+            .map_err(|e| with_path(e.into()))?;
+        let (checkpointer, nudge) =
+            Checkpointer::start(connect(&path, &options).map_err(with_path)?)?;
         let reader_permits = Arc::new(tokio::sync::Semaphore::new(options.max_readers.max(1)));
         let refused = writer::LastRefusal::default();
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
-                writer: Writer::start(writer, file.clone(), Arc::clone(&refused))?,
+                writer: Writer::start(writer, file.clone(), Arc::clone(&refused), nudge)?,
                 refused,
                 file,
                 options,
+                _checkpointer: checkpointer,
                 readers: Mutex::new(Vec::new()),
                 reader_permits,
                 _lock: lock,
@@ -444,7 +454,7 @@ impl Store {
             jobs::insert_job(tx, &job)?;
             let mut started = Vec::with_capacity(found.len());
             for (position, node) in found.iter().enumerate() {
-                let sub_job_id = Uuid::new_v4().to_string();
+                let sub_job_id = Uuid::now_v7().to_string();
                 let (change, failure) = plan(node, &sub_job_id);
                 apply_change(tx, node.uuid, &change)?;
                 jobs::insert_sub_job(

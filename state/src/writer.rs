@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::checkpoint::Nudge;
 use crate::dbfile::{DbFile, Refusal};
 use crate::StoreError;
 
@@ -42,15 +43,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Starts the thread; `nudge` hears of every commit (see `checkpoint`).
     pub(crate) fn start(
         conn: Connection,
         file: DbFile,
         refused: LastRefusal,
+        nudge: Nudge,
     ) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("baton-db-writer".into())
-            .spawn(move || run(conn, &file, &refused, &queue))
+            .spawn(move || run(conn, &file, &refused, &queue, &nudge))
             .map_err(|source| StoreError::Io {
                 path: "baton-db-writer thread".into(),
                 source,
@@ -87,7 +90,13 @@ impl Drop for Writer {
 /// health report shows.
 pub(crate) type LastRefusal = Arc<Mutex<Option<Refusal>>>;
 
-fn run(mut conn: Connection, file: &DbFile, refused: &LastRefusal, queue: &mpsc::Receiver<Job>) {
+fn run(
+    mut conn: Connection,
+    file: &DbFile,
+    refused: &LastRefusal,
+    queue: &mpsc::Receiver<Job>,
+    nudge: &Nudge,
+) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -107,6 +116,7 @@ fn run(mut conn: Connection, file: &DbFile, refused: &LastRefusal, queue: &mpsc:
         if let Err(refusal) = outcome {
             *refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
         }
+        nudge.commit_done();
     }
 }
 

@@ -224,7 +224,7 @@ impl Conductor {
         schedule_id: Option<String>,
     ) -> Result<String, ConductorError> {
         let job = NewJob {
-            job_id: Uuid::new_v4().to_string(),
+            job_id: Uuid::now_v7().to_string(),
             operation: request.operation,
             request_id: caller.request_id.clone(),
             project_id,
