@@ -19,13 +19,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
+use crate::checkpoint::{self, Checkpointer};
 use crate::dbfile::{self, DbFile};
 use crate::job::{Failure, Job, JobFilter, NewJob, Schedule, SubJobEnd};
 use crate::model::{
     Action, NewAction, Node, NodeFilter, NodeIdent, NodeSpec, PowerStateCounts, UpdatedWindow,
 };
 use crate::operation::NodeChange;
-use crate::checkpoint::{self, Checkpointer};
 use crate::writer::{self, Writer};
 use crate::{actions, jobs, migrations, nodes, ActionEvent, StoreError};
 
