@@ -678,18 +678,23 @@ fn timed_out(shared: &Shared, op: &mut OpState) -> Next {
                  the BMC may be ignoring power commands — check the server, then retry",
                 op.verb.as_str()
             );
-            op.event(
-                "wait_power_state",
-                started,
-                Some(message.clone()),
-                &shared.host,
-            );
-            now_step(
-                op,
-                Stage::Finish(Err(Failure::new(FailCode::Timeout, message))),
-            )
+            fail_wait(shared, op, started, message)
         }
     }
+}
+
+/// Ends a wait that ran out: the event, then the operation's failure.
+fn fail_wait(shared: &Shared, op: &mut OpState, started: OffsetDateTime, message: String) -> Next {
+    op.event(
+        "wait_power_state",
+        started,
+        Some(message.clone()),
+        &shared.host,
+    );
+    now_step(
+        op,
+        Stage::Finish(Err(Failure::new(FailCode::Timeout, message))),
+    )
 }
 
 /// The node stayed in a transition away from the target for the whole
@@ -707,16 +712,7 @@ fn stuck_in_transition(
         op.verb.as_str(),
         op.end_state()
     );
-    op.event(
-        "wait_power_state",
-        started,
-        Some(message.clone()),
-        &shared.host,
-    );
-    now_step(
-        op,
-        Stage::Finish(Err(Failure::new(FailCode::Timeout, message))),
-    )
+    fail_wait(shared, op, started, message)
 }
 
 /// A failed BMC request: transient ones are retried (from `retry_stage`,
