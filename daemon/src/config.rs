@@ -22,6 +22,7 @@ pub struct Config {
     pub state: StateConfig,
     pub conductor: ConductorConfig,
     pub sync: SyncConfig,
+    pub actions: ActionsConfig,
     pub power_on: PowerOnConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
@@ -240,6 +241,32 @@ impl Default for SyncConfig {
         }
     }
 }
+
+/// `[actions]`: how long the action log keeps its records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// An action record (with its events) last updated longer ago than
+    /// this is deleted by the next prune (hourly, at start, and on a reload
+    /// that changes it); records of an operation or batch job not yet ended
+    /// are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * DAY),
+        }
+    }
+}
+
+const DAY: u64 = 24 * 60 * 60;
+/// Bounds of `actions.retention`: a second (tests), a hundred years (keep
+/// everything, in effect).
+const MIN_RETENTION: Duration = Duration::from_secs(1);
+const MAX_RETENTION: Duration = Duration::from_secs(36_500 * DAY);
 
 /// Staggered power-on, so that starting a rack does not trip its breaker.
 /// Applies to every command that powers a node on (start, reboot, power
@@ -507,6 +534,15 @@ impl Config {
                 ),
             );
         }
+        if !(MIN_RETENTION..=MAX_RETENTION).contains(&self.actions.retention) {
+            bad(
+                "actions.retention",
+                format!(
+                    "is {}; must be between 1s and 100years",
+                    humantime::format_duration(self.actions.retention)
+                ),
+            );
+        }
         if let Err(reason) = check_credential_name(&self.bmc.default_password_credential) {
             bad("bmc.default_password_credential", reason);
         }
@@ -716,6 +752,19 @@ mod tests {
         assert_eq!(c.sync.interval, Duration::from_secs(150));
         assert_eq!(c.sync.policy, SyncPolicy::Enforce);
         assert_eq!(keys("[sync]\ninterval = \"soon\""), ["sync.interval"]);
+    }
+
+    #[test]
+    fn action_retention_is_a_bounded_duration() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.actions.retention, Duration::from_secs(30 * DAY));
+        let c = Config::parse("[actions]\nretention = \"90days\"").unwrap();
+        assert_eq!(c.actions.retention, Duration::from_secs(90 * DAY));
+        for bad in ["\"0s\"", "\"500ms\"", "\"200years\"", "\"forever\"", "30"] {
+            let text = format!("[actions]\nretention = {bad}");
+            assert_eq!(keys(&text), ["actions.retention"], "{bad}");
+        }
+        assert_eq!(keys("[actions]\nretain = \"1d\""), ["actions.retain"]);
     }
 
     #[test]

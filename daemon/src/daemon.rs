@@ -306,6 +306,7 @@ impl Daemon {
                 self.conductor.pool().resize(workers);
             }
             key if key.starts_with("sync.") => self.conductor.set_sync(new.sync.clone()),
+            "actions.retention" => self.conductor.set_action_retention(new.actions.retention),
             _ => {}
         }
     }

@@ -7,7 +7,7 @@
 use crate::config::Config;
 
 /// Keys a reload applies; every other key needs a restart.
-pub const RELOADABLE: [&str; 11] = [
+pub const RELOADABLE: [&str; 12] = [
     "log.level",
     "conductor.workers",
     "sync.interval",
@@ -15,6 +15,7 @@ pub const RELOADABLE: [&str; 11] = [
     "sync.workers",
     "sync.max_failures",
     "sync.recovery_interval",
+    "actions.retention",
     "auth.admin_groups",
     "auth.operator_groups",
     "auth.reader_groups",
@@ -28,6 +29,7 @@ pub fn effective(current: &Config, new: &Config) -> Config {
     next.log.level.clone_from(&new.log.level);
     next.conductor.workers = new.conductor.workers;
     next.sync.clone_from(&new.sync);
+    next.actions.clone_from(&new.actions);
     next.auth.clone_from(&new.auth);
     next.bmc.clone_from(&new.bmc);
     next
@@ -111,5 +113,15 @@ mod tests {
             old.conductor.min_command_interval
         );
         assert!(changed_keys(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn action_retention_is_reloadable() {
+        let old = Config::default();
+        let new = Config::parse("[actions]\nretention = \"7days\"\n").unwrap();
+        let changed = changed_keys(&old, &new);
+        assert_eq!(changed, ["actions.retention"]);
+        assert!(needing_restart(&changed).is_empty());
+        assert_eq!(effective(&old, &new).actions, new.actions);
     }
 }

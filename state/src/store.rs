@@ -27,7 +27,7 @@ use crate::model::{
 };
 use crate::operation::NodeChange;
 use crate::writer::{self, Writer};
-use crate::{actions, jobs, migrations, nodes, ActionEvent, StoreError};
+use crate::{actions, jobs, migrations, nodes, time_fmt, ActionEvent, StoreError};
 
 /// Tuning knobs of the store; the defaults suit a single conductor.
 #[derive(Debug, Clone)]
@@ -49,6 +49,10 @@ pub struct StoreOptions {
 /// A listing paged with a marker of a node deleted longer ago than this is
 /// refused (400) and must start over; a day covers any paging client.
 pub const DELETED_MARKER_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Action records one prune transaction looks at: a few milliseconds of
+/// the writer's time, events included.
+pub const PRUNE_SCAN: usize = 500;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -420,6 +424,33 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(move |tx| actions::add_event(tx, node_uuid, &request_id, &event))
             .await
+    }
+
+    /// Deletes the action records (and their events) last updated more
+    /// than `retention` ago, except those of an operation, sub-job or batch
+    /// job that has not ended; returns how many went. Works through the log
+    /// [`PRUNE_SCAN`] records per transaction, so other writes go between
+    /// its chunks and none waits long behind it. Finished jobs and their
+    /// sub-jobs are kept.
+    pub async fn prune_actions(&self, retention: Duration) -> Result<usize, StoreError> {
+        let Some(cutoff) = time::Duration::try_from(retention)
+            .ok()
+            .and_then(|r| time_fmt::now().checked_sub(r))
+        else {
+            // Older than anything a clock can date: nothing to prune.
+            return Ok(0);
+        };
+        let (mut after, mut deleted) = (0, 0);
+        loop {
+            let chunk = self
+                .write(move |tx| actions::prune_chunk(tx, cutoff, after, PRUNE_SCAN))
+                .await?;
+            deleted += chunk.deleted;
+            match chunk.next {
+                Some(next) => after = next,
+                None => return Ok(deleted),
+            }
+        }
     }
 
     /// A node's actions, newest first, with their events.

@@ -8,7 +8,8 @@
 //! their state rules in [`actions`]; the reconcile loop that drives power
 //! targets in [`reconcile`] (its steps in `steps`), on the bounded request pool of [`pool`], timed
 //! by [`learn`]; the periodic power sync in [`sync`]; one driver per node
-//! in [`drivers`]; counters in [`stats`]; its health report in `health`.
+//! in [`drivers`]; counters in [`stats`]; its health report in `health`;
+//! the pruning of old action records in [`retention`].
 
 pub mod actions;
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod patch;
 pub mod pool;
 pub mod power_on;
 pub mod reconcile;
+pub mod retention;
 pub mod schedules;
 pub mod stats;
 mod steps;
@@ -103,16 +105,19 @@ pub struct Conductor {
     health: Arc<Health>,
     reconciler: Reconciler,
     schedules: Arc<schedules::Schedules>,
+    /// `actions.retention`, as the prune task reads it.
+    retention: Arc<tokio::sync::watch::Sender<std::time::Duration>>,
 }
 
 /// The conductor's background tasks (reconcile loop, power sync, schedule
-/// timer), to be stopped and awaited at shutdown.
+/// timer, action pruning), to be stopped and awaited at shutdown.
 #[derive(Debug)]
 pub struct Background {
     stop: CancellationToken,
     reconcile: tokio::task::JoinHandle<()>,
     sync: tokio::task::JoinHandle<()>,
     schedules: tokio::task::JoinHandle<()>,
+    prune: tokio::task::JoinHandle<()>,
 }
 
 impl Background {
@@ -122,6 +127,7 @@ impl Background {
         self.stop.cancel();
         let finished = async {
             let _ = self.schedules.await;
+            let _ = self.prune.await;
             let _ = self.sync.await;
             let _ = self.reconcile.await;
         };
@@ -158,12 +164,15 @@ impl Conductor {
             tracing::info!(resumed, "resuming power operations left unfinished");
         }
         let sync = tokio::spawn(sync::run(reconciler.clone(), stop.clone()));
+        let (retention_setting, settings) = tokio::sync::watch::channel(config.actions.retention);
+        let prune = tokio::spawn(retention::run(store.clone(), settings, stop.clone()));
         let conductor = Self {
             store,
             config,
             health,
             reconciler,
             schedules: Arc::default(),
+            retention: Arc::new(retention_setting),
         };
         let armed = conductor.arm_schedules().await?;
         if armed > 0 {
@@ -177,6 +186,7 @@ impl Conductor {
                 reconcile,
                 sync,
                 schedules,
+                prune,
             },
         ))
     }
@@ -186,6 +196,12 @@ impl Conductor {
     /// from the next sweep.
     pub fn set_sync(&self, settings: crate::config::SyncConfig) {
         self.reconciler.shared().sync.send_replace(settings);
+    }
+
+    /// Applies a reloaded `actions.retention`: the prune runs again at once
+    /// with it.
+    pub fn set_action_retention(&self, retention: std::time::Duration) {
+        self.retention.send_replace(retention);
     }
 
     /// True when the reconcile loop answers (the systemd watchdog's probe).

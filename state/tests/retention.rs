@@ -1,0 +1,240 @@
+//! Action retention through the store's public API: records older than the
+//! retention go with their events, in chunks, while those of an operation
+//! or a batch job that has not ended stay, and finished jobs are kept.
+#![allow(clippy::unwrap_used)] // Test helpers panic on failure by design.
+
+use std::time::Duration;
+
+use baton_state::*;
+use tempfile::TempDir;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+fn spec(name: &str) -> NodeSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "driver": "ipmi",
+        "bmc": {"address": "127.0.0.1", "port": 6230, "username": "admin", "password": "pw"}
+    }))
+    .unwrap()
+}
+
+fn action(node: Uuid, request_id: &str, sub_job_id: Option<&str>) -> NewAction {
+    NewAction {
+        request_id: request_id.into(),
+        node_uuid: node,
+        action: "stop".into(),
+        user_id: Some("0".into()),
+        user_name: None,
+        message: None,
+        project_id: None,
+        sub_job_id: sub_job_id.map(str::to_owned),
+    }
+}
+
+fn event(name: &str) -> ActionEvent {
+    let now = OffsetDateTime::now_utc();
+    ActionEvent {
+        event: name.into(),
+        start_time: now,
+        finish_time: Some(now),
+        result: Some(EventResult::Success),
+        traceback: None,
+        host: None,
+    }
+}
+
+fn db(store: &Store) -> rusqlite::Connection {
+    rusqlite::Connection::open(store.path()).unwrap()
+}
+
+/// Dates actions back by `age` (start and last update), as if written then.
+fn backdate(store: &Store, request_ids: &[&str], age: Duration) {
+    let then = (OffsetDateTime::now_utc() - age).format(&Rfc3339).unwrap();
+    let conn = db(store);
+    for id in request_ids {
+        conn.execute(
+            "UPDATE actions SET start_time = ?1, updated_at = ?1 WHERE request_id = ?2",
+            (&then, id),
+        )
+        .unwrap();
+    }
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    db(store).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+async fn kept(store: &Store, node: Uuid, request_id: &str) -> bool {
+    match store.get_action(node, request_id.into()).await {
+        Ok(_) => true,
+        Err(StoreError::ActionNotFound { .. }) => false,
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// An operation on `node` whose action is `request_id`.
+fn operation(node: Uuid, request_id: &str) -> NodeChange {
+    NodeChange {
+        update: NodeUpdate {
+            operation: Some(Some(Operation {
+                verb: PowerVerb::Off,
+                request_id: request_id.into(),
+                boot_first: None,
+                timeout: None,
+                phase: OpPhase::Queued,
+                requested_at: OffsetDateTime::now_utc(),
+                sub_job: None,
+            })),
+            ..NodeUpdate::default()
+        },
+        action: Some(action(node, request_id, None)),
+        ..NodeChange::default()
+    }
+}
+
+#[tokio::test]
+async fn old_actions_go_with_their_events_unless_still_running() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path().join("baton.db"), StoreOptions::default())
+        .await
+        .unwrap();
+    let node = store.create_node(spec("a")).await.unwrap().uuid;
+    let busy = store.create_node(spec("busy")).await.unwrap().uuid;
+    let batched = store.create_node(spec("batched")).await.unwrap().uuid;
+    for id in ["old", "touched"] {
+        store.record_action(action(node, id, None)).await.unwrap();
+    }
+    for e in ["bmc_power_off", "wait_power_state"] {
+        store
+            .add_action_event(node, "old".into(), event(e))
+            .await
+            .unwrap();
+    }
+    // An operation still running on `busy`.
+    store
+        .change_node(NodeIdent::Uuid(busy), move |_| {
+            Ok::<_, ()>(operation(busy, "running"))
+        })
+        .await
+        .unwrap();
+    // A batch whose sub-job has not ended (its node holds no operation).
+    store
+        .create_batch(
+            NewJob {
+                job_id: "job-1".into(),
+                operation: BatchOperation::Start,
+                request_id: "batch".into(),
+                project_id: None,
+                user_id: None,
+                schedule_id: None,
+            },
+            vec!["batched".into()],
+            move |_, sub_job| {
+                let change = NodeChange {
+                    action: Some(action(batched, "batch", Some(sub_job))),
+                    ..NodeChange::default()
+                };
+                (change, None)
+            },
+        )
+        .await
+        .unwrap();
+    // Last, as a record written now would be: ids follow start times.
+    store
+        .record_action(action(node, "new", None))
+        .await
+        .unwrap();
+    let old = RETENTION + Duration::from_secs(3600);
+    backdate(&store, &["old", "touched", "running", "batch"], old);
+    // Started long ago, but a step was logged just now.
+    store
+        .add_action_event(node, "touched".into(), event("late_step"))
+        .await
+        .unwrap();
+
+    assert_eq!(store.prune_actions(RETENTION).await.unwrap(), 1);
+    assert!(!kept(&store, node, "old").await);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM action_events"),
+        1,
+        "the pruned action's events went with it"
+    );
+    for (uuid, id) in [
+        (node, "touched"),
+        (node, "new"),
+        (busy, "running"),
+        (batched, "batch"),
+    ] {
+        assert!(kept(&store, uuid, id).await, "{id} must be kept");
+    }
+
+    // Once the operation has ended, its old record goes at the next prune.
+    store
+        .change_node(NodeIdent::Uuid(busy), |_| {
+            Ok::<_, ()>(NodeChange {
+                update: NodeUpdate {
+                    operation: Some(None),
+                    ..NodeUpdate::default()
+                },
+                ..NodeChange::default()
+            })
+        })
+        .await
+        .unwrap();
+    // …and so does the batch's, once its job has ended; the job stays.
+    let sub_jobs = store.unfinished_sub_jobs("job-1".into()).await.unwrap();
+    let ids = sub_jobs.into_iter().map(|(id, _)| id).collect();
+    store
+        .cancel_sub_jobs(ids, Failure::new(FailCode::Cancelled, "cancelled"))
+        .await
+        .unwrap();
+    backdate(&store, &["running", "batch"], old);
+    assert_eq!(store.prune_actions(RETENTION).await.unwrap(), 2);
+    assert!(!kept(&store, busy, "running").await);
+    assert!(!kept(&store, batched, "batch").await);
+    let job = store.get_job("job-1".into()).await.unwrap();
+    assert_eq!(job.sub_jobs.len(), 1, "a finished job is kept whole");
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM actions"), 2);
+}
+
+/// A prune longer than one chunk still takes every old record, and stops
+/// at the first young one.
+#[tokio::test]
+async fn a_long_log_is_pruned_in_chunks() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path().join("baton.db"), StoreOptions::default())
+        .await
+        .unwrap();
+    let node = store.create_node(spec("a")).await.unwrap().uuid;
+    let total = PRUNE_SCAN * 2 + 7;
+    for i in 0..total {
+        store
+            .record_action(action(node, &format!("r{i}"), None))
+            .await
+            .unwrap();
+    }
+    db(&store)
+        .execute(
+            "UPDATE actions SET start_time = ?1, updated_at = ?1 WHERE request_id LIKE 'r%'",
+            [(OffsetDateTime::now_utc() - Duration::from_secs(120))
+                .format(&Rfc3339)
+                .unwrap()],
+        )
+        .unwrap();
+    store
+        .record_action(action(node, "young", None))
+        .await
+        .unwrap();
+    let pruned = store.prune_actions(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(pruned, total);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM actions"), 1);
+    assert!(kept(&store, node, "young").await);
+    assert_eq!(
+        store.prune_actions(Duration::from_secs(60)).await.unwrap(),
+        0
+    );
+}
