@@ -45,6 +45,8 @@
 mod config;
 mod error;
 mod factory;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ipmi;
 mod redfish;
 mod refused;

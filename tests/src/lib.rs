@@ -5,6 +5,7 @@ pub mod crash;
 pub mod daemon;
 pub mod faultmatrix;
 pub mod fleet;
+pub mod fuzzing;
 pub mod hwsim;
 pub mod logcapture;
 pub mod peers;

@@ -24,11 +24,11 @@
 //! is [`DriverError::OutcomeUnknown`], never a retryable timeout: the caller
 //! re-reads the power state before deciding to send it again.
 
-mod commands;
+pub(crate) mod commands;
 mod pace;
-mod preflight;
-mod relay;
-mod session;
+pub(crate) mod preflight;
+pub(crate) mod relay;
+pub(crate) mod session;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};

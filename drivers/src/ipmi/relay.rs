@@ -56,7 +56,7 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// What kind of RMCP datagram this is, enough to pair requests with answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// ASF (presence ping and pong).
     Asf,
     /// IPMI with an IPMI 1.5 session header (pre-session requests).
@@ -67,7 +67,7 @@ enum Kind {
 
 impl Kind {
     /// The kind of `datagram`, `None` when it is no RMCP datagram.
-    fn of(datagram: &[u8]) -> Option<Self> {
+    pub(crate) fn of(datagram: &[u8]) -> Option<Self> {
         let [0x06, _, _, class, rest @ ..] = datagram else {
             return None;
         };

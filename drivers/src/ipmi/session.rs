@@ -433,7 +433,7 @@ fn rakp_key(password: &Secret) -> [u8; KEY_LEN] {
 const KEY_LEN: usize = 20;
 
 /// The data after a zero completion code, or the completion code's error.
-fn answer_data(request: &Raw, answer: &[u8]) -> Result<Vec<u8>, DriverError> {
+pub(crate) fn answer_data(request: &Raw, answer: &[u8]) -> Result<Vec<u8>, DriverError> {
     match answer.split_first() {
         Some((0, data)) => Ok(data.to_vec()),
         Some((code, _)) => Err(commands::completion_error(request, *code)),
