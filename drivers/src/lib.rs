@@ -74,6 +74,14 @@ pub trait PowerDriver: Send + Sync + std::fmt::Debug {
     /// Reads the server's power state.
     async fn power_state(&self) -> Result<PowerState, DriverError>;
 
+    /// Reads the server's power state when nothing more is asked of this
+    /// BMC soon (a periodic sweep): the driver keeps no connection open for
+    /// a next call. The same as [`PowerDriver::power_state`] where there is
+    /// none to keep.
+    async fn power_state_then_idle(&self) -> Result<PowerState, DriverError> {
+        self.power_state().await
+    }
+
     /// Sends a power command. Returns once the BMC accepted it (and, for
     /// Redfish task monitors, once the task finished) — not when the power
     /// state settled; poll [`PowerDriver::power_state`] for that.

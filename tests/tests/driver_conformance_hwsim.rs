@@ -411,6 +411,50 @@ async fn hwsim_redfish_tls_is_verified_by_default() {
     assert!(driver.validate().await.is_ok());
 }
 
+/// A sweep's read (`power_state_then_idle`) closes its connection once
+/// answered; plain reads keep theirs for the next call. Counted by hw-sim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_then_idle_keeps_no_connection_open() {
+    let sim = rack(1, true).await;
+    let node = node(&sim, 0);
+    let driver = SimBmc {
+        sim: &sim,
+        node,
+        kind: DriverKind::Redfish,
+    }
+    .driver();
+    // The HTTP client hands a connection back to its pool on a task of its
+    // own once a reply is read: give it a moment before the next call.
+    let read = |then_idle: bool| {
+        let driver = Arc::clone(&driver);
+        async move {
+            let state = if then_idle {
+                driver.power_state_then_idle().await
+            } else {
+                driver.power_state().await
+            };
+            state.unwrap_or_else(|e| panic!("{e}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    read(false).await;
+    node.reset_counters();
+    read(false).await;
+    read(false).await;
+    assert_eq!(node.counters().connections, 0, "plain reads reuse theirs");
+    read(true).await;
+    assert_eq!(node.counters().connections, 0, "the kept one serves it");
+    for expected in 1..=2 {
+        read(true).await;
+        assert_eq!(
+            node.counters().connections,
+            expected,
+            "each read then idle closed the connection it came on"
+        );
+    }
+    driver.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hwsim_ipmi_passes_the_suite() {
     logcapture::capture();

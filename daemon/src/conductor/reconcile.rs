@@ -190,13 +190,14 @@ impl Shared {
     }
 
     /// Reads the node's power state for a sweep: in the bulk lane, so a
-    /// sweep of thousands of nodes never holds up a single-node request.
+    /// sweep of thousands of nodes never holds up a single-node request,
+    /// and without keeping the BMC's connection open until the next sweep.
     pub async fn read_power(&self, node: &Node) -> Result<baton_drivers::PowerState, DriverError> {
         self.bmc_request_admitted(
             node,
             Lane::Bulk,
             || true,
-            |d| async move { d.power_state().await },
+            |d| async move { d.power_state_then_idle().await },
         )
         .await
         .unwrap_or_else(|| Err(DriverError::SessionFailed("request not admitted".into())))

@@ -35,7 +35,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, ETAG, IF_MATCH, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, CONNECTION, ETAG, IF_MATCH, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -106,6 +106,18 @@ impl Reply {
     }
 }
 
+/// What a request says beyond its method, path and body.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extra<'a> {
+    /// `If-Match`: the ETag a change is conditional on.
+    pub if_match: Option<&'a str>,
+    /// `Connection: close`: nothing more is asked of this BMC soon (a
+    /// periodic sweep's read), so the connection is not kept open for it —
+    /// 10 000 BMCs read in one sweep would otherwise hold 10 000 TLS
+    /// connections (and their buffers) for the keep-alive time.
+    pub last: bool,
+}
+
 /// Wait before the one retry of a read whose connection failed.
 const READ_RETRY: Duration = Duration::from_millis(500);
 
@@ -156,11 +168,16 @@ impl RedfishClient {
     /// shared with the host resets while the host boots; a kept-alive
     /// connection is closed as the next request goes out).
     pub async fn get(&self, path: &str) -> Result<Reply, DriverError> {
-        let reply = match self.request(Method::GET, path, None, None).await {
+        self.get_with(path, Extra::default()).await
+    }
+
+    /// [`RedfishClient::get`] with `extra` (no `If-Match`: a read).
+    pub async fn get_with(&self, path: &str, extra: Extra<'_>) -> Result<Reply, DriverError> {
+        let reply = match self.request(Method::GET, path, None, extra).await {
             Err(DriverError::Unreachable { reason, .. }) => {
                 tracing::debug!(bmc = self.address(), %reason, "Redfish read failed, trying once more");
                 tokio::time::sleep(READ_RETRY).await;
-                self.request(Method::GET, path, None, None).await
+                self.request(Method::GET, path, None, extra).await
             }
             other => other,
         };
@@ -174,9 +191,9 @@ impl RedfishClient {
         method: Method,
         path: &str,
         body: Option<&Value>,
-        if_match: Option<&str>,
+        extra: Extra<'_>,
     ) -> Result<Reply, DriverError> {
-        Ok(self.exchange(method, path, body, if_match).await?)
+        Ok(self.exchange(method, path, body, extra).await?)
     }
 
     /// POSTs a command that changes the server (a reset, an NMI). A failure
@@ -189,7 +206,10 @@ impl RedfishClient {
         path: &str,
         body: &Value,
     ) -> Result<Reply, DriverError> {
-        match self.exchange(Method::POST, path, Some(body), None).await {
+        match self
+            .exchange(Method::POST, path, Some(body), Extra::default())
+            .await
+        {
             Ok(reply) => Ok(reply),
             Err(Failed {
                 error,
@@ -207,12 +227,10 @@ impl RedfishClient {
         method: Method,
         path: &str,
         body: Option<&Value>,
-        if_match: Option<&str>,
+        extra: Extra<'_>,
     ) -> Result<Reply, Failed> {
         let auth = self.current_auth().await.map_err(Failed::unsent)?;
-        let reply = self
-            .send(method.clone(), path, body, if_match, &auth)
-            .await?;
+        let reply = self.send(method.clone(), path, body, extra, &auth).await?;
         if reply.status != StatusCode::UNAUTHORIZED || !matches!(auth, Auth::Session { .. }) {
             return Ok(reply);
         }
@@ -221,7 +239,7 @@ impl RedfishClient {
             "Redfish session expired, logging in again"
         );
         let auth = self.relogin(&auth).await.map_err(Failed::unsent)?;
-        self.send(method, path, body, if_match, &auth).await
+        self.send(method, path, body, extra, &auth).await
     }
 
     /// Deletes the session, if there is one. Errors are logged, not returned:
@@ -235,7 +253,10 @@ impl RedfishClient {
         else {
             return;
         };
-        match self.send(Method::DELETE, location, None, None, &old).await {
+        match self
+            .send(Method::DELETE, location, None, Extra::default(), &old)
+            .await
+        {
             Ok(reply) if reply.status.is_success() => {
                 tracing::debug!(bmc = self.address(), "Redfish session deleted");
             }
@@ -291,7 +312,13 @@ impl RedfishClient {
     /// Steps 1–3 of the login described in the module doc.
     async fn login(&self) -> Result<Auth, DriverError> {
         let root = self
-            .send(Method::GET, model::SERVICE_ROOT, None, None, &Auth::None)
+            .send(
+                Method::GET,
+                model::SERVICE_ROOT,
+                None,
+                Extra::default(),
+                &Auth::None,
+            )
             .await?
             .check()?;
         let Some(sessions) = model::sessions_path(&root.body) else {
@@ -304,7 +331,7 @@ impl RedfishClient {
                 Method::POST,
                 &sessions,
                 Some(&credentials),
-                None,
+                Extra::default(),
                 &Auth::None,
             )
             .await?;
@@ -315,7 +342,7 @@ impl RedfishClient {
                     // The BMC made a session we cannot use: delete it (with
                     // basic auth) so failed logins do not fill its table.
                     let deleted = self
-                        .send(Method::DELETE, orphan, None, None, &Auth::Basic)
+                        .send(Method::DELETE, orphan, None, Extra::default(), &Auth::Basic)
                         .await;
                     tracing::debug!(
                         bmc = self.address(),
@@ -340,7 +367,7 @@ impl RedfishClient {
         method: Method,
         path: &str,
         body: Option<&Value>,
-        if_match: Option<&str>,
+        extra: Extra<'_>,
         auth: &Auth,
     ) -> Result<Reply, Failed> {
         let url = self.url(path).map_err(Failed::unsent)?;
@@ -354,8 +381,11 @@ impl RedfishClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        if let Some(etag) = if_match {
+        if let Some(etag) = extra.if_match {
             request = request.header(IF_MATCH, etag);
+        }
+        if extra.last {
+            request = request.header(CONNECTION, "close");
         }
         let response = request.send().await.map_err(|e| Failed {
             maybe_sent: !e.is_connect() && !e.is_builder(),

@@ -35,7 +35,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
-use self::client::{RedfishClient, Reply};
+use self::client::{Extra, RedfishClient, Reply};
 use crate::refused::{Feature, Refused};
 use crate::{
     with_command_deadline, with_deadline, BootDevice, BootSetting, Capabilities, DriverConfig,
@@ -186,8 +186,9 @@ impl RedfishDriver {
             .unwrap_or_else(model::default_reset_types))
     }
 
-    async fn read_power(&self) -> Result<PowerState, DriverError> {
-        model::power_state(&self.get_system().await?.body)
+    async fn read_power(&self, extra: Extra<'_>) -> Result<PowerState, DriverError> {
+        let path = self.system_path().await?;
+        model::power_state(&self.client.get_with(path, extra).await?.body)
     }
 
     /// Step 3: send `reset_type`; `already` is the end state that makes a
@@ -238,7 +239,7 @@ impl RedfishDriver {
     async fn is_already(&self, end_state: Option<PowerState>) -> Result<bool, DriverError> {
         match end_state {
             // PoweringOn/PoweringOff: already on its way there.
-            Some(end) => Ok(self.read_power().await?.settled() == end),
+            Some(end) => Ok(self.read_power(Extra::default()).await?.settled() == end),
             None => Ok(false),
         }
     }
@@ -260,7 +261,7 @@ impl RedfishDriver {
             tokio::time::sleep(wait.max(MIN_WAIT)).await;
             let reply = self
                 .client
-                .request(Method::GET, &monitor, None, None)
+                .request(Method::GET, &monitor, None, Extra::default())
                 .await
                 .map_err(unknown)?;
             if reply.status == StatusCode::ACCEPTED {
@@ -369,7 +370,15 @@ impl RedfishDriver {
             let body = json!({ "Boot": fields });
             let reply = self
                 .client
-                .request(Method::PATCH, path, Some(&body), etag.as_deref())
+                .request(
+                    Method::PATCH,
+                    path,
+                    Some(&body),
+                    Extra {
+                        if_match: etag.as_deref(),
+                        last: false,
+                    },
+                )
                 .await?;
             match reply.status {
                 StatusCode::PRECONDITION_FAILED => strong |= weak,
@@ -439,7 +448,17 @@ impl PowerDriver for RedfishDriver {
     }
 
     async fn power_state(&self) -> Result<PowerState, DriverError> {
-        with_deadline("power_state", self.options.call_timeout, self.read_power()).await
+        let read = self.read_power(Extra::default());
+        with_deadline("power_state", self.options.call_timeout, read).await
+    }
+
+    async fn power_state_then_idle(&self) -> Result<PowerState, DriverError> {
+        let extra = Extra {
+            last: true,
+            ..Extra::default()
+        };
+        let read = self.read_power(extra);
+        with_deadline("power_state", self.options.call_timeout, read).await
     }
 
     async fn set_power(&self, action: PowerAction) -> Result<(), DriverError> {
