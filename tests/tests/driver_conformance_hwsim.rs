@@ -412,9 +412,11 @@ async fn hwsim_redfish_tls_is_verified_by_default() {
 }
 
 /// A sweep's read (`power_state_then_idle`) closes its connection once
-/// answered; plain reads keep theirs for the next call. Counted by hw-sim.
+/// answered; plain reads keep theirs for the next call. And a first
+/// contact reads the service root once, not again after the login.
+/// Counted by hw-sim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_then_idle_keeps_no_connection_open() {
+async fn first_contact_and_reads_then_idle_cost_the_bmc_least() {
     let sim = rack(1, true).await;
     let node = node(&sim, 0);
     let driver = SimBmc {
@@ -438,6 +440,11 @@ async fn a_read_then_idle_keeps_no_connection_open() {
         }
     };
     read(false).await;
+    assert_eq!(
+        node.counters().requests,
+        4,
+        "first contact: the service root, the login, Systems and the system"
+    );
     node.reset_counters();
     read(false).await;
     read(false).await;

@@ -133,6 +133,9 @@ pub(crate) struct RedfishClient {
     /// Bound of one login (the driver's call deadline).
     login_timeout: Duration,
     auth: Arc<Mutex<Auth>>,
+    /// The service root a login just read, until its first use: the root is
+    /// public, so the driver's first look at it need not be a second GET.
+    login_root: Arc<std::sync::Mutex<Option<Value>>>,
 }
 
 impl RedfishClient {
@@ -152,6 +155,7 @@ impl RedfishClient {
             connect_timeout,
             login_timeout,
             auth: Arc::new(Mutex::new(Auth::None)),
+            login_root: Arc::default(),
         }
     }
 
@@ -182,6 +186,21 @@ impl RedfishClient {
             other => other,
         };
         reply?.check()
+    }
+
+    /// The service root, logged in: the copy the login read when it has
+    /// just run, else a fresh GET.
+    pub async fn service_root(&self) -> Result<Value, DriverError> {
+        self.current_auth().await?;
+        let fresh = self
+            .login_root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match fresh {
+            Some(root) => Ok(root),
+            None => Ok(self.get(model::SERVICE_ROOT).await?.body),
+        }
     }
 
     /// Sends an authenticated request, logging in first when needed and once
@@ -321,7 +340,12 @@ impl RedfishClient {
             )
             .await?
             .check()?;
-        let Some(sessions) = model::sessions_path(&root.body) else {
+        let sessions = model::sessions_path(&root.body);
+        *self
+            .login_root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(root.body);
+        let Some(sessions) = sessions else {
             tracing::debug!(bmc = self.address(), "no SessionService, using basic auth");
             return Ok(Auth::Basic);
         };

@@ -120,12 +120,12 @@ impl RedfishDriver {
     }
 
     async fn find_system(&self) -> Result<String, DriverError> {
-        let root = self.client.get(model::SERVICE_ROOT).await?;
-        let systems = match model::link(&root.body, "/Systems") {
+        let root = self.client.service_root().await?;
+        let systems = match model::link(&root, "/Systems") {
             Some(systems) => systems,
             // There, but not a link: the BMC's answer is broken, not short
             // of a feature.
-            None if root.body.get("Systems").is_some() => {
+            None if root.get("Systems").is_some() => {
                 return Err(DriverError::InvalidResponse(
                     "the service root's Systems is not a link ({\"@odata.id\": \"…\"})".into(),
                 ))
