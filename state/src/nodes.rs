@@ -2,6 +2,8 @@
 //! uuid or name, filtered keyset paging, spec updates, deletion and counts.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -271,13 +273,18 @@ pub(crate) fn find_duplicate_names<'a>(
 }
 
 pub(crate) fn get(conn: &Connection, ident: &NodeIdent) -> Result<Node, StoreError> {
-    let (column, key) = match ident {
-        NodeIdent::Uuid(u) => ("uuid", u.to_string()),
-        NodeIdent::Name(n) => ("name", n.clone()),
+    // Built once: a batch looks up a thousand nodes in the transaction its
+    // caller waits on.
+    static BY_UUID: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM nodes WHERE uuid = ?1"));
+    static BY_NAME: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"));
+    let (sql, key) = match ident {
+        NodeIdent::Uuid(u) => (&*BY_UUID, u.to_string()),
+        NodeIdent::Name(n) => (&*BY_NAME, n.clone()),
     };
-    let sql = format!("SELECT {COLUMNS} FROM nodes WHERE {column} = ?1");
     let raw = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([key], RawNode::from_row)
         .optional()?;
     match raw {
@@ -525,16 +532,20 @@ pub(crate) fn apply_update(
         return Ok(());
     }
     columns.push(("updated_at", Value::Text(time_fmt::encode(time_fmt::now()))));
-    let assignments: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (column, _))| format!("{column} = ?{}", i + 2))
-        .collect();
-    let sql = format!(
-        "UPDATE nodes SET {} WHERE uuid = ?1",
-        assignments.join(", ")
-    );
-    let mut params = vec![Value::Text(uuid.to_string())];
+    // Built in one buffer: a batch runs this a thousand times in the
+    // transaction its caller waits on.
+    let mut sql = String::with_capacity(64 + 24 * columns.len());
+    sql.push_str("UPDATE nodes SET ");
+    for (i, (column, _)) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(column);
+        let _ = write!(sql, " = ?{}", i + 2);
+    }
+    sql.push_str(" WHERE uuid = ?1");
+    let mut params = Vec::with_capacity(columns.len() + 1);
+    params.push(Value::Text(uuid.to_string()));
     params.extend(columns.into_iter().map(|(_, v)| v));
     conn.prepare_cached(&sql)?
         .execute(rusqlite::params_from_iter(params))?;
