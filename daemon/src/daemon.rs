@@ -385,8 +385,13 @@ async fn serve(
                     cred,
                     access.clone(),
                 );
+                // A client may close its sending side once its request is
+                // out (`nc -N`, `socat`, some HTTP/1.0 clients): it still
+                // reads the answer. Without half-close hyper took that for
+                // a hang-up and dropped the request mid-handling, unanswered.
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
+                    .half_close(true)
                     .header_read_timeout(header_timeout)
                     .serve_connection(
                         TokioIo::new(DeadlineIo::new(Arc::clone(&admitted.stream), write_timeout)),

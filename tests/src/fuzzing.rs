@@ -243,8 +243,9 @@ pub fn patch(input: &[u8]) {
     else {
         return;
     };
+    let sent = strings_in(&serde_json::to_value(&patch).unwrap_or_default());
     let node = patch_node();
-    let names_password = contains(input, PASSWORD.as_bytes());
+    let names_password = sent.iter().any(|s| s.contains(PASSWORD));
     for default_password in [false, true] {
         match batond::conductor::patch::apply(&node, &patch, default_password) {
             Err(error) => {
@@ -254,12 +255,32 @@ pub fn patch(input: &[u8]) {
                     "a refused patch shows the password: {shown}"
                 );
             }
-            Ok(spec) => check_patched(input, &spec),
+            Ok(spec) => check_patched(input, &sent, &spec),
         }
     }
 }
 
-fn check_patched(input: &[u8], spec: &NodeSpec) {
+/// Every string in `value` (keys and values, JSON escapes decoded): what
+/// a patch sent, whichever way it was written.
+fn strings_in(value: &serde_json::Value) -> Vec<String> {
+    let mut strings = Vec::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(s) => strings.push(s.clone()),
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => {
+                strings.extend(map.keys().cloned());
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    strings
+}
+
+/// `sent`: the strings of the patch (see [`strings_in`]).
+fn check_patched(input: &[u8], sent: &[String], spec: &NodeSpec) {
     let problems = spec.validate();
     assert!(
         problems.is_empty(),
@@ -267,7 +288,7 @@ fn check_patched(input: &[u8], spec: &NodeSpec) {
         String::from_utf8_lossy(input)
     );
     let password = spec.bmc.password.as_ref().map(baton_state::Secret::expose);
-    if !contains(input, b"bmc") {
+    if !sent.iter().any(|s| s.contains("bmc")) {
         assert_eq!(
             password,
             Some(PASSWORD),
@@ -276,7 +297,7 @@ fn check_patched(input: &[u8], spec: &NodeSpec) {
     }
     if let Some(password) = password {
         assert!(
-            !password.starts_with(MASK) || contains(input, password.as_bytes()),
+            !password.starts_with(MASK) || sent.iter().any(|s| s == password),
             "the password became {password:?}, which the patch did not send"
         );
     }

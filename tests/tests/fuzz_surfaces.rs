@@ -168,6 +168,30 @@ fn api_inputs_get_no_5xx_and_no_panic() {
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
 }
 
+/// The fuzz harness writes each input and then closes its sending side:
+/// batond took that for a hang-up and dropped the request unanswered,
+/// mid-handling, unless the answer was ready at once.
+#[test]
+fn a_request_whose_client_closes_its_sending_side_is_answered() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = runtime.block_on(ApiTarget::start());
+    for path in [
+        "/v1/nodes/n1",
+        "/v1/nodes?limit=5",
+        "/v1/jobs",
+        "/v1/conductor",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: baton\r\n\r\n");
+        let answer = runtime.block_on(target.send(request.as_bytes()));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{path}: {answer:?}"
+        );
+    }
+    runtime.block_on(target.stop());
+}
+
 // ------------------------------------------------------------- config
 
 fn config_text() -> impl Strategy<Value = String> {
