@@ -1,15 +1,17 @@
 //! `actions.retention` end to end: with a retention of seconds, a finished
 //! power action's record disappears from the API by itself, while the
 //! record of an operation still running (a BMC that ignores the command)
-//! stays until the operation has ended.
+//! stays until the operation has ended; a reload (SIGHUP) that shortens
+//! the retention prunes at once.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
 use baton_hwsim::Faults;
-use baton_tests::daemon::wait_until;
+use baton_tests::daemon::{node_json, wait_until, DaemonProcess};
 use baton_tests::fleet::Fleet;
-use batond::api::types::ActionAccepted;
+use batond::api::types::{ActionAccepted, InstanceActionList};
+use batond::client::Client;
 use http::Method;
 
 const RETENTION: Duration = Duration::from_secs(2);
@@ -94,4 +96,53 @@ async fn old_records_are_pruned_but_not_while_their_operation_runs() {
     assert!(states.last_error.is_some(), "{states:?}");
     pruned(&fleet, &stuck, &running.request_id).await;
     fleet.stop().await;
+}
+
+/// The request ids of `node`'s action log.
+async fn log_of(client: &Client, node: &str) -> Vec<String> {
+    let list: InstanceActionList = client
+        .get(&format!("/v1/nodes/{node}/os-instance-actions"))
+        .await
+        .unwrap();
+    list.instance_actions
+        .into_iter()
+        .map(|a| a.request_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reload_that_shortens_the_retention_prunes_at_once() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let no_sweeps = "[sync]\ninterval = \"1h\"\nrecovery_interval = \"1h\"\n";
+    let daemon = DaemonProcess::start(dir.path(), no_sweeps).await;
+    let client = daemon.client();
+    let r = client
+        .request(
+            Method::POST,
+            "/v1/nodes",
+            Some(node_json("kept", "pw").to_string().into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 201, "{:?}", r.body);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        log_of(&client, "kept").await.len(),
+        1,
+        "the default retention keeps the enrollment record"
+    );
+
+    let config = dir.path().join("batond.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}[actions]\nretention = \"1s\"\n")).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until("the reload to prune the record", PATIENCE, || async {
+        log_of(&client, "kept").await.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        daemon.log_text().contains("pruned action records"),
+        "{}",
+        daemon.log_text()
+    );
 }
