@@ -33,7 +33,7 @@ use batond::api::types::{ConductorStatus, NodeList, NodeSummary, SweepReport};
 use batond::client::{Client, Connection};
 use bytes::Bytes;
 use common::{
-    build, sim_stats, start_batond, start_hwsim, verdict, BenchResult, HwSim, RackTiming,
+    build, rss_mb, sim_stats, start_batond, start_hwsim, verdict, BenchResult, HwSim, RackTiming,
 };
 use http::Method;
 
@@ -81,18 +81,6 @@ async fn node_names(client: &Client) -> BenchResult<Vec<String>> {
         .await
         .map_err(|e| format!("list nodes: {e}"))?;
     Ok(list.nodes.into_iter().filter_map(|n| n.name).collect())
-}
-
-/// Resident set size of process `pid`, in MB (10^6 bytes).
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb * 1024.0 / 1e6)
 }
 
 /// Prints one figure beside its bound and target ratio.

@@ -180,6 +180,25 @@ pub async fn start_batond(dir: &Path, sim: &HwSim, toml: &str) -> BenchResult<Da
     Ok(batond)
 }
 
+/// Resident set size of process `pid`, in MB (10^6 bytes).
+#[allow(dead_code)] // Not every bench watches memory.
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb * 1024.0 / 1e6)
+}
+
+/// File descriptors process `pid` has open.
+#[allow(dead_code)] // Not every bench watches descriptors.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
 pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "ok"
