@@ -4,7 +4,8 @@
 //! Layout: [`config`] (the config file), [`daemon`] (start/run/shutdown),
 //! [`socket`] (owning the Unix socket), [`api`] (the HTTP/JSON action API and
 //! its types), [`connections`] (connection limits and deadlines),
-//! [`malformed`] (answers to requests hyper cannot parse),
+//! [`malformed`] (answers to requests hyper cannot parse), [`memory`]
+//! (handing freed memory back to the system),
 //! [`conductor`] (the core the API calls), [`credentials`] (the default
 //! BMC password from systemd), [`client`] (an HTTP
 //! client over the socket), [`cli`] (the `baton` admin CLI) and [`users`]
@@ -20,6 +21,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod logging;
 pub mod malformed;
+pub mod memory;
 pub mod messages;
 pub mod reload;
 pub mod socket;

@@ -118,6 +118,7 @@ pub struct Background {
     sync: tokio::task::JoinHandle<()>,
     schedules: tokio::task::JoinHandle<()>,
     prune: tokio::task::JoinHandle<()>,
+    trim: tokio::task::JoinHandle<()>,
 }
 
 impl Background {
@@ -128,6 +129,7 @@ impl Background {
         let finished = async {
             let _ = self.schedules.await;
             let _ = self.prune.await;
+            let _ = self.trim.await;
             let _ = self.sync.await;
             let _ = self.reconcile.await;
         };
@@ -166,6 +168,7 @@ impl Conductor {
         let sync = tokio::spawn(sync::run(reconciler.clone(), stop.clone()));
         let (retention_setting, settings) = tokio::sync::watch::channel(config.actions.retention);
         let prune = tokio::spawn(retention::run(store.clone(), settings, stop.clone()));
+        let trim = tokio::spawn(crate::memory::run(stop.clone()));
         let conductor = Self {
             store,
             config,
@@ -187,6 +190,7 @@ impl Conductor {
                 sync,
                 schedules,
                 prune,
+                trim,
             },
         ))
     }
