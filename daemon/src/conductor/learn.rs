@@ -15,10 +15,8 @@ use baton_state::Transitions;
 
 /// Used before anything is known about any node.
 pub const DEFAULT_ESTIMATE: Duration = Duration::from_secs(1);
-/// Reads after a miss start at this share of the estimate … (a first read
-/// that misses is most often just early: the estimate drifts down until
-/// one does, so the node is nearly there)
-const FIRST_RETRY_SHARE: f64 = 0.1;
+/// Reads after a miss start at this share of the estimate …
+const FIRST_RETRY_SHARE: f64 = 0.25;
 /// … and grow by this factor each time …
 const RETRY_GROWTH: f64 = 1.5;
 /// … between these bounds.
@@ -26,10 +24,8 @@ const MIN_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// Weight of a new sample in the average.
 const WEIGHT: f64 = 0.3;
-/// A first-read hit counts as this share of what was observed. Closer to 1,
-/// first reads miss less often but an estimate follows a node that got
-/// faster more slowly (at 0.95 it halves in about 45 operations).
-const HIT_SHRINK: f64 = 0.95;
+/// A first-read hit counts as this share of what was observed.
+const HIT_SHRINK: f64 = 0.9;
 
 /// Which way the power went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +102,7 @@ mod tests {
     fn reads_after_a_miss_grow_within_bounds() {
         let estimate = Duration::from_secs(4);
         let waits: Vec<_> = (1..=8).map(|m| after_miss(estimate, m)).collect();
-        assert_eq!(waits[0], Duration::from_millis(400));
+        assert_eq!(waits[0], Duration::from_secs(1));
         assert!(waits.windows(2).all(|w| w[1] >= w[0]));
         assert_eq!(*waits.last().unwrap(), MAX_RETRY);
         assert_eq!(after_miss(Duration::from_millis(10), 1), MIN_RETRY);
