@@ -547,6 +547,30 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node as enrollment would make it from `spec`, before anything
+    /// happened to it: no state, no operation, not locked. For tests and
+    /// fuzzing, which need a `Node` without a database.
+    pub fn enrolled(spec: NodeSpec) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            uuid: Uuid::new_v4(),
+            spec,
+            power_state: None,
+            target_power_state: None,
+            boot_device: None,
+            fault: None,
+            locked: false,
+            lock_reason: None,
+            locked_by: None,
+            last_error: None,
+            reservation: None,
+            reservation_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            conductor: crate::operation::ConductorState::default(),
+        }
+    }
+
     /// Why the node cannot be changed or deleted right now, if it cannot.
     pub fn busy_reason(&self) -> Option<String> {
         self.busy_reason_at(OffsetDateTime::now_utc())
@@ -784,23 +808,10 @@ mod tests {
     }
 
     fn reserved_node(expires_at: Option<OffsetDateTime>) -> Node {
-        let now = OffsetDateTime::now_utc();
         Node {
-            uuid: Uuid::new_v4(),
-            spec: spec(),
-            power_state: None,
-            target_power_state: None,
-            boot_device: None,
-            fault: None,
-            locked: false,
-            lock_reason: None,
-            locked_by: None,
-            last_error: None,
             reservation: Some("conductor-a".into()),
             reservation_expires_at: expires_at,
-            created_at: now,
-            updated_at: now,
-            conductor: crate::operation::ConductorState::default(),
+            ..Node::enrolled(spec())
         }
     }
 

@@ -213,24 +213,7 @@ fn patch_node() -> Node {
         "bmc": {"address": "10.0.0.1", "username": "root", "password": PASSWORD}
     }))
     .expect("the patched node is valid");
-    let now = time::OffsetDateTime::now_utc();
-    Node {
-        uuid: uuid::Uuid::new_v4(),
-        spec,
-        power_state: None,
-        target_power_state: None,
-        boot_device: None,
-        fault: None,
-        locked: false,
-        lock_reason: None,
-        locked_by: None,
-        last_error: None,
-        reservation: None,
-        reservation_expires_at: None,
-        created_at: now,
-        updated_at: now,
-        conductor: baton_state::ConductorState::default(),
-    }
+    Node::enrolled(spec)
 }
 
 /// Reads `input` as `PATCH /v1/nodes/{ident}` does and applies it by the

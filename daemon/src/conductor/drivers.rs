@@ -292,24 +292,7 @@ mod tests {
             "driver": "redfish", "bmc": bmc,
         }))
         .unwrap();
-        let now = time::OffsetDateTime::now_utc();
-        Node {
-            uuid: Uuid::new_v4(),
-            spec,
-            power_state: None,
-            target_power_state: None,
-            boot_device: None,
-            fault: None,
-            locked: false,
-            lock_reason: None,
-            locked_by: None,
-            last_error: None,
-            reservation: None,
-            reservation_expires_at: None,
-            created_at: now,
-            updated_at: now,
-            conductor: baton_state::ConductorState::default(),
-        }
+        Node::enrolled(spec)
     }
 
     #[test]

@@ -277,23 +277,9 @@ mod tests {
             "bmc": {"address": "10.0.0.1", "username": "root", "password": "hunter2"}
         }))
         .unwrap();
-        let now = time::OffsetDateTime::now_utc();
         Node {
-            uuid: uuid::Uuid::new_v4(),
-            spec,
             power_state: Some(PowerState::On),
-            target_power_state: None,
-            boot_device: None,
-            fault: None,
-            locked: false,
-            lock_reason: None,
-            locked_by: None,
-            last_error: None,
-            reservation: None,
-            reservation_expires_at: None,
-            created_at: now,
-            updated_at: now,
-            conductor: baton_state::ConductorState::default(),
+            ..Node::enrolled(spec)
         }
     }
 
