@@ -32,6 +32,7 @@
 //! retrying it could run it twice. A connection that never opened is still
 //! `Unreachable`, a transient error.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,9 +134,12 @@ pub(crate) struct RedfishClient {
     /// Bound of one login (the driver's call deadline).
     login_timeout: Duration,
     auth: Arc<Mutex<Auth>>,
-    /// The service root a login just read, until its first use: the root is
-    /// public, so the driver's first look at it need not be a second GET.
+    /// The service root the first login read, until the driver's first
+    /// look at it: the root is public, so that need not be a second GET.
     login_root: Arc<std::sync::Mutex<Option<Value>>>,
+    /// Whether the driver looked at the root already: later logins (after
+    /// a session expired) keep no copy nobody would take.
+    root_asked: Arc<AtomicBool>,
 }
 
 impl RedfishClient {
@@ -156,6 +160,7 @@ impl RedfishClient {
             login_timeout,
             auth: Arc::new(Mutex::new(Auth::None)),
             login_root: Arc::default(),
+            root_asked: Arc::default(),
         }
     }
 
@@ -192,6 +197,7 @@ impl RedfishClient {
     /// just run, else a fresh GET.
     pub async fn service_root(&self) -> Result<Value, DriverError> {
         self.current_auth().await?;
+        self.root_asked.store(true, Ordering::SeqCst);
         let fresh = self
             .login_root
             .lock()
@@ -341,10 +347,12 @@ impl RedfishClient {
             .await?
             .check()?;
         let sessions = model::sessions_path(&root.body);
-        *self
-            .login_root
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(root.body);
+        if !self.root_asked.load(Ordering::SeqCst) {
+            *self
+                .login_root
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(root.body);
+        }
         let Some(sessions) = sessions else {
             tracing::debug!(bmc = self.address(), "no SessionService, using basic auth");
             return Ok(Auth::Basic);
