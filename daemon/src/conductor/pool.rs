@@ -43,7 +43,7 @@ pub struct Pool {
     max: AtomicUsize,
     busy: AtomicUsize,
     waiting: AtomicUsize,
-    gates: Mutex<HashMap<String, Arc<Gate>>>,
+    gates: Mutex<Gates>,
 }
 
 /// One BMC: held for the whole of a request; remembers when the last one
@@ -53,7 +53,21 @@ type Gate = tokio::sync::Mutex<Option<Instant>>;
 /// A BMC's gate and a permit, held while a request runs.
 struct Slot {
     last_end: tokio::sync::OwnedMutexGuard<Option<Instant>>,
+    gap: Duration,
     _permit: Permit,
+}
+
+/// How often gates with a gap are looked over for ones to drop.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// The gates, and what pruning them needs to know.
+#[derive(Debug, Default)]
+struct Gates {
+    by_bmc: HashMap<String, Arc<Gate>>,
+    /// The longest gap any request asked for: a gate idle for longer
+    /// remembers nothing that matters.
+    longest_gap: Duration,
+    last_prune: Option<Instant>,
 }
 
 impl Pool {
@@ -63,7 +77,7 @@ impl Pool {
             max: AtomicUsize::new(max),
             busy: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            gates: Mutex::new(HashMap::new()),
+            gates: Mutex::new(Gates::default()),
         }
     }
 
@@ -106,16 +120,35 @@ impl Pool {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    fn gate(&self, bmc: &str) -> Arc<Gate> {
-        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(gates.entry(bmc.to_owned()).or_default())
+    fn gates(&self) -> std::sync::MutexGuard<'_, Gates> {
+        self.gates.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn gate(&self, bmc: &str, gap: Duration) -> Arc<Gate> {
+        let mut gates = self.gates();
+        gates.longest_gap = gates.longest_gap.max(gap);
+        if gates
+            .last_prune
+            .is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+        {
+            gates.last_prune = Some(Instant::now());
+            let longest_gap = gates.longest_gap;
+            Self::prune_gates(&mut gates.by_bmc, longest_gap);
+        }
+        Arc::clone(gates.by_bmc.entry(bmc.to_owned()).or_default())
+    }
+
+    /// BMCs with a gate now (for tests).
+    #[cfg(test)]
+    fn gate_count(&self) -> usize {
+        self.gates().by_bmc.len()
     }
 
     /// Runs one BMC request `request` against `bmc` under the rules above,
     /// in the interactive lane.
     pub async fn run<T>(&self, bmc: &str, gap: Duration, request: impl Future<Output = T>) -> T {
         let slot = self.enter(bmc, gap, Lane::Interactive).await;
-        self.send(slot, request).await
+        self.send(bmc, slot, request).await
     }
 
     /// Runs `request` in `lane` once its BMC's gate and a permit are free —
@@ -134,13 +167,13 @@ impl Pool {
         if !admit() {
             return None;
         }
-        Some(self.send(slot, request).await)
+        Some(self.send(bmc, slot, request).await)
     }
 
     /// Waits for the BMC's gate, its gap, then a permit.
     async fn enter(&self, bmc: &str, gap: Duration, lane: Lane) -> Slot {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let last_end = self.gate(bmc).lock_owned().await;
+        let last_end = self.gate(bmc, gap).lock_owned().await;
         if let Some(end) = *last_end {
             tokio::time::sleep_until(end + gap).await;
         }
@@ -148,16 +181,47 @@ impl Pool {
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         Slot {
             last_end,
+            gap,
             _permit: permit,
         }
     }
 
-    async fn send<T>(&self, mut slot: Slot, request: impl Future<Output = T>) -> T {
+    async fn send<T>(&self, bmc: &str, mut slot: Slot, request: impl Future<Output = T>) -> T {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let result = request.await;
         self.busy.fetch_sub(1, Ordering::Relaxed);
         *slot.last_end = Some(Instant::now());
+        if slot.gap.is_zero() {
+            self.drop_idle_gate(bmc, &slot);
+        }
         result
+    }
+
+    /// Forgets the gate of a BMC that owes no gap once its request is done
+    /// and nobody else waits for it: a sweep of 10 000 BMCs would otherwise
+    /// leave 10 000 gates behind. (A gate with a gap is kept: it remembers
+    /// when the next request may go; [`Pool::prune_gates`] drops it later.)
+    fn drop_idle_gate(&self, bmc: &str, slot: &Slot) {
+        let mut gates = self.gates();
+        // Ours and the map's: a waiter cloned it under this same lock.
+        let only_ours = Arc::strong_count(tokio::sync::OwnedMutexGuard::mutex(&slot.last_end)) == 2;
+        if only_ours {
+            gates.by_bmc.remove(bmc);
+        }
+    }
+
+    /// Drops every gate nobody holds or waits for whose gap has passed;
+    /// run at most every [`PRUNE_EVERY`], from [`Pool::gate`].
+    fn prune_gates(gates: &mut HashMap<String, Arc<Gate>>, longest_gap: Duration) {
+        gates.retain(|_, gate| {
+            if Arc::strong_count(gate) > 1 {
+                return true;
+            }
+            match gate.try_lock() {
+                Ok(last_end) => last_end.is_some_and(|end| end.elapsed() < longest_gap),
+                Err(_) => true,
+            }
+        });
     }
 }
 
@@ -325,6 +389,46 @@ mod tests {
             }
         }
         assert_eq!((pool.busy(), pool.waiting()), (0, 0));
+    }
+
+    /// Gates of BMCs that owe no gap go as their last request ends, even
+    /// with others queued behind it on the same BMC, which still go one at
+    /// a time; gates with a gap stay until they are pruned.
+    #[tokio::test(start_paused = true)]
+    async fn idle_gates_are_dropped_without_losing_the_one_at_a_time_rule() {
+        let pool = Arc::new(Pool::new(10));
+        let running: Arc<[AtomicUsize; 3]> = Arc::default();
+        // Arriving one every 3 ms, so some find their BMC's gate held and
+        // others find it gone.
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let (pool, running) = (Arc::clone(&pool), Arc::clone(&running));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(3 * i as u64)).await;
+                    let bmc = i % 3;
+                    pool.run(&format!("bmc-{bmc}"), Duration::ZERO, async {
+                        let before = running[bmc].fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        running[bmc].fetch_sub(1, Ordering::SeqCst);
+                        before
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 0, "two requests at once on one BMC");
+        }
+        assert_eq!(pool.gate_count(), 0);
+
+        let gap = Duration::from_millis(100);
+        for i in 0..5 {
+            pool.run(&format!("ipmi-{i}"), gap, async {}).await;
+        }
+        assert_eq!(pool.gate_count(), 5, "a gate with a gap remembers it");
+        tokio::time::sleep(PRUNE_EVERY + gap).await;
+        pool.run("ipmi-new", gap, async {}).await;
+        assert_eq!(pool.gate_count(), 1, "the idle ones were pruned");
     }
 
     /// Runs `n` requests on distinct BMCs at once and returns how many
