@@ -34,6 +34,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // First of all: no thread may have started (see its doc).
+    batond::memory::use_one_arena();
     let args = Args::parse();
     if let Some(path) = args.check_config {
         return match Config::load(&path) {
