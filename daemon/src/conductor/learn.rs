@@ -8,6 +8,15 @@
 //! the transition took *at most* that long, so such a sample is taken a
 //! little shorter: the estimate drifts down until a first read misses, and
 //! the quick reads after a miss measure the real time closely.
+//!
+//! How soon to read again after a miss depends on what the read showed. A
+//! node in a transition towards the target (a Redfish `PoweringOn`) is
+//! nearly there: it is read again soon. A node still settled in the old
+//! state (IPMI shows no transitions; some BMCs take a while to start one)
+//! says nothing about how far along it is, and two such reads may lead the
+//! conductor to decide the command was dropped and send it again: those
+//! reads are spaced wider, so that a slow transition is not mistaken for
+//! an ignored command.
 
 use std::time::Duration;
 
@@ -15,8 +24,11 @@ use baton_state::Transitions;
 
 /// Used before anything is known about any node.
 pub const DEFAULT_ESTIMATE: Duration = Duration::from_secs(1);
-/// Reads after a miss start at this share of the estimate …
-const FIRST_RETRY_SHARE: f64 = 0.25;
+/// Reads after a miss start at this share of the estimate: the node was
+/// seen moving towards the target …
+const MOVING_RETRY_SHARE: f64 = 0.1;
+/// … or still settled in the old state …
+const SETTLED_RETRY_SHARE: f64 = 0.25;
 /// … and grow by this factor each time …
 const RETRY_GROWTH: f64 = 1.5;
 /// … between these bounds.
@@ -48,10 +60,23 @@ pub fn first_read(own: Option<Duration>, fleet: Option<Duration>) -> Duration {
     own.or(fleet).unwrap_or(DEFAULT_ESTIMATE)
 }
 
+/// What a read that did not find the node at its target showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// In a transition towards the target.
+    Moving,
+    /// Settled, or in a transition away from the target.
+    NotMoving,
+}
+
 /// How long to wait before read number `misses + 1` after `misses` reads
-/// found the node not yet there.
-pub fn after_miss(estimate: Duration, misses: u32) -> Duration {
-    let base = estimate.as_secs_f64() * FIRST_RETRY_SHARE;
+/// found the node not yet there, the last of them showing `miss`.
+pub fn after_miss(estimate: Duration, misses: u32, miss: Miss) -> Duration {
+    let share = match miss {
+        Miss::Moving => MOVING_RETRY_SHARE,
+        Miss::NotMoving => SETTLED_RETRY_SHARE,
+    };
+    let base = estimate.as_secs_f64() * share;
     let factor = RETRY_GROWTH.powi(i32::try_from(misses.saturating_sub(1)).unwrap_or(i32::MAX));
     Duration::from_secs_f64((base * factor).clamp(MIN_RETRY.as_secs_f64(), MAX_RETRY.as_secs_f64()))
 }
@@ -101,11 +126,29 @@ mod tests {
     #[test]
     fn reads_after_a_miss_grow_within_bounds() {
         let estimate = Duration::from_secs(4);
-        let waits: Vec<_> = (1..=8).map(|m| after_miss(estimate, m)).collect();
+        let waits: Vec<_> = (1..=8)
+            .map(|m| after_miss(estimate, m, Miss::NotMoving))
+            .collect();
         assert_eq!(waits[0], Duration::from_secs(1));
         assert!(waits.windows(2).all(|w| w[1] >= w[0]));
         assert_eq!(*waits.last().unwrap(), MAX_RETRY);
-        assert_eq!(after_miss(Duration::from_millis(10), 1), MIN_RETRY);
+        assert_eq!(
+            after_miss(Duration::from_millis(10), 1, Miss::NotMoving),
+            MIN_RETRY
+        );
+    }
+
+    #[test]
+    fn a_node_seen_moving_is_read_again_sooner() {
+        let estimate = Duration::from_secs(2);
+        assert_eq!(
+            after_miss(estimate, 1, Miss::Moving),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            after_miss(estimate, 1, Miss::NotMoving),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

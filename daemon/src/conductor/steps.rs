@@ -68,6 +68,16 @@ fn stored_state(state: baton_drivers::PowerState) -> PowerState {
     }
 }
 
+/// What a read that did not find the node at `end` says about when to look
+/// again.
+fn miss_kind(state: baton_drivers::PowerState, end: PowerState) -> learn::Miss {
+    if state.is_transitional() && stored_state(state) == end {
+        learn::Miss::Moving
+    } else {
+        learn::Miss::NotMoving
+    }
+}
+
 fn direction(end: PowerState) -> Direction {
     if end == PowerState::Off {
         Direction::Off
@@ -304,7 +314,8 @@ fn after_verify(shared: &Shared, op: &mut OpState, state: baton_drivers::PowerSt
         } else if op.deadline.is_some_and(|d| Instant::now() >= d) {
             return stuck_in_transition(shared, op, state);
         }
-        return Next::At(Instant::now() + learn::after_miss(op.estimate, 1));
+        let miss = miss_kind(state, end);
+        return Next::At(Instant::now() + learn::after_miss(op.estimate, 1, miss));
     }
     let state = stored_state(state);
     op.last_read = Some(state);
@@ -626,7 +637,8 @@ async fn confirm(shared: &Shared, op: &mut OpState) -> Next {
                 return now_step(op, Stage::Command(power_action(op.verb)));
             }
             op.misses += 1;
-            Next::At(Instant::now() + learn::after_miss(op.estimate, op.misses))
+            let miss = miss_kind(state, op.end_state());
+            Next::At(Instant::now() + learn::after_miss(op.estimate, op.misses, miss))
         }
         Err(error) => on_error(shared, op, &error, Stage::Confirm),
     }
