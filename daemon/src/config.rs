@@ -249,7 +249,8 @@ pub struct ActionsConfig {
     /// An action record (with its events) last updated longer ago than
     /// this is deleted by the next prune (hourly, at start, and on a reload
     /// that changes it); records of an operation or batch job not yet ended
-    /// are kept.
+    /// are kept. A batch job (with its sub-jobs) that ended longer ago than
+    /// this goes too.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
 }

@@ -30,4 +30,4 @@ pub use jobs::JOB_FAILED_CODE;
 pub use migrations::SCHEMA_VERSION;
 pub use model::*;
 pub use operation::*;
-pub use store::{Store, StoreOptions, UpdateError, PRUNE_SCAN};
+pub use store::{Store, StoreOptions, UpdateError, JOB_PRUNE_SCAN, PRUNE_SCAN};

@@ -54,6 +54,10 @@ pub const DELETED_MARKER_RETENTION: Duration = Duration::from_secs(24 * 60 * 60)
 /// the writer's time, events included.
 pub const PRUNE_SCAN: usize = 500;
 
+/// Batch jobs one prune transaction looks at: each may take up to a
+/// thousand sub-jobs with it.
+pub const JOB_PRUNE_SCAN: usize = 5;
+
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
@@ -430,9 +434,35 @@ impl Store {
     /// than `retention` ago, except those of an operation, sub-job or batch
     /// job that has not ended; returns how many went. Works through the log
     /// [`PRUNE_SCAN`] records per transaction, so other writes go between
-    /// its chunks and none waits long behind it. Finished jobs and their
-    /// sub-jobs are kept.
+    /// its chunks and none waits long behind it. Jobs are pruned on their
+    /// own ([`Store::prune_jobs`]).
     pub async fn prune_actions(&self, retention: Duration) -> Result<usize, StoreError> {
+        self.prune(retention, PRUNE_SCAN, actions::prune_chunk)
+            .await
+    }
+
+    /// Deletes batch jobs (with their sub-jobs) that ended more than
+    /// `retention` ago; returns how many went. A job that has not ended is
+    /// kept however old it is. [`JOB_PRUNE_SCAN`] jobs per transaction:
+    /// each may take a thousand sub-jobs with it.
+    pub async fn prune_jobs(&self, retention: Duration) -> Result<usize, StoreError> {
+        self.prune(retention, JOB_PRUNE_SCAN, jobs::prune_chunk)
+            .await
+    }
+
+    /// Runs `chunk` over a table in transactions of `scan` rows until it
+    /// says nothing older than the cutoff is left.
+    async fn prune(
+        &self,
+        retention: Duration,
+        scan: usize,
+        chunk: fn(
+            &Connection,
+            time::OffsetDateTime,
+            i64,
+            usize,
+        ) -> Result<actions::PruneChunk, StoreError>,
+    ) -> Result<usize, StoreError> {
         let Some(cutoff) = time::Duration::try_from(retention)
             .ok()
             .and_then(|r| time_fmt::now().checked_sub(r))
@@ -442,11 +472,9 @@ impl Store {
         };
         let (mut after, mut deleted) = (0, 0);
         loop {
-            let chunk = self
-                .write(move |tx| actions::prune_chunk(tx, cutoff, after, PRUNE_SCAN))
-                .await?;
-            deleted += chunk.deleted;
-            match chunk.next {
+            let done = self.write(move |tx| chunk(tx, cutoff, after, scan)).await?;
+            deleted += done.deleted;
+            match done.next {
                 Some(next) => after = next,
                 None => return Ok(deleted),
             }

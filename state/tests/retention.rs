@@ -1,6 +1,7 @@
-//! Action retention through the store's public API: records older than the
+//! Retention through the store's public API: action records older than the
 //! retention go with their events, in chunks, while those of an operation
-//! or a batch job that has not ended stay, and finished jobs are kept.
+//! or a batch job that has not ended stay; batch jobs that ended longer ago
+//! go with their sub-jobs (a pass of their own), running ones stay.
 #![allow(clippy::unwrap_used)] // Test helpers panic on failure by design.
 
 use std::time::Duration;
@@ -237,4 +238,104 @@ async fn a_long_log_is_pruned_in_chunks() {
         store.prune_actions(Duration::from_secs(60)).await.unwrap(),
         0
     );
+}
+
+/// A one-server batch job on `node`, still running (its sub-job not ended).
+async fn running_job(store: &Store, job_id: &str, node: &str) {
+    store
+        .create_batch(
+            NewJob {
+                job_id: job_id.into(),
+                operation: BatchOperation::Start,
+                request_id: format!("req-{job_id}"),
+                project_id: None,
+                user_id: None,
+                schedule_id: None,
+            },
+            vec![node.into()],
+            |_, _| (NodeChange::default(), None),
+        )
+        .await
+        .unwrap();
+}
+
+/// The same, ended (its one sub-job cancelled).
+async fn finished_job(store: &Store, job_id: &str, node: &str) {
+    running_job(store, job_id, node).await;
+    let ids = store
+        .unfinished_sub_jobs(job_id.into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    store
+        .cancel_sub_jobs(ids, Failure::new(FailCode::Cancelled, "cancelled"))
+        .await
+        .unwrap();
+    assert!(store
+        .get_job(job_id.into())
+        .await
+        .unwrap()
+        .status
+        .is_finished());
+}
+
+/// Dates jobs back by `age`: created then, and (if ended) ended then.
+fn backdate_jobs(store: &Store, job_ids: &[&str], age: Duration) {
+    let then = (OffsetDateTime::now_utc() - age).format(&Rfc3339).unwrap();
+    let conn = db(store);
+    for id in job_ids {
+        conn.execute(
+            "UPDATE jobs SET created_at = ?1, begin_time = ?1,
+                 end_time = CASE WHEN end_time IS NULL THEN NULL ELSE ?1 END
+             WHERE job_id = ?2",
+            (&then, id),
+        )
+        .unwrap();
+    }
+}
+
+async fn job_kept(store: &Store, job_id: &str) -> bool {
+    match store.get_job(job_id.into()).await {
+        Ok(_) => true,
+        Err(StoreError::JobNotFound { .. }) => false,
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn jobs_that_ended_long_ago_go_with_their_sub_jobs() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path().join("baton.db"), StoreOptions::default())
+        .await
+        .unwrap();
+    store.create_node(spec("a")).await.unwrap();
+    store.create_node(spec("b")).await.unwrap();
+    // More old finished jobs than one transaction takes.
+    let old: Vec<String> = (0..JOB_PRUNE_SCAN * 2 + 1)
+        .map(|i| format!("old-{i}"))
+        .collect();
+    for id in &old {
+        finished_job(&store, id, "a").await;
+    }
+    running_job(&store, "old-running", "b").await;
+    finished_job(&store, "young", "a").await;
+    let age = RETENTION + Duration::from_secs(3600);
+    let mut backdated: Vec<&str> = old.iter().map(String::as_str).collect();
+    backdated.push("old-running");
+    backdate_jobs(&store, &backdated, age);
+
+    assert_eq!(store.prune_jobs(RETENTION).await.unwrap(), old.len());
+    for id in &old {
+        assert!(!job_kept(&store, id).await, "{id} ended long ago");
+    }
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM sub_jobs"),
+        2,
+        "the pruned jobs' sub-jobs went with them"
+    );
+    assert!(job_kept(&store, "old-running").await, "a running job stays");
+    assert!(job_kept(&store, "young").await);
+    assert_eq!(store.prune_jobs(RETENTION).await.unwrap(), 0);
 }

@@ -1,8 +1,9 @@
 //! `actions.retention` end to end: with a retention of seconds, a finished
 //! power action's record disappears from the API by itself, while the
 //! record of an operation still running (a BMC that ignores the command)
-//! stays until the operation has ended; a reload (SIGHUP) that shortens
-//! the retention prunes at once.
+//! stays until the operation has ended; a batch job that has ended goes
+//! the same way, with its sub-jobs; a reload (SIGHUP) that shortens the
+//! retention prunes at once.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -95,6 +96,30 @@ async fn old_records_are_pruned_but_not_while_their_operation_runs() {
     let states = fleet.settled(&stuck).await;
     assert!(states.last_error.is_some(), "{states:?}");
     pruned(&fleet, &stuck, &running.request_id).await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_batch_job_is_pruned() {
+    let fleet = Fleet::start(2, |config| {
+        config.actions.retention = RETENTION;
+    })
+    .await;
+    let servers: Vec<_> = (0..2)
+        .map(|i| serde_json::json!({ "id": fleet.name(i) }))
+        .collect();
+    let job_id = fleet
+        .batch(&serde_json::json!({ "os-stop": { "type": "HARD", "servers": servers } }))
+        .await;
+    let job = fleet.finished_job(&job_id).await;
+    assert_eq!(job.status, "SUCCESS", "{job:?}");
+    wait_until("the finished job to be pruned", PATIENCE, || async {
+        let r = fleet
+            .call(Method::GET, &format!("/v1/jobs/{job_id}"), None)
+            .await;
+        (r.status.as_u16() == 404).then_some(())
+    })
+    .await;
     fleet.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! Action retention: a background task that deletes action records (with
-//! their events) older than `actions.retention`, so the log stays bounded
+//! their events) older than `actions.retention`, and batch jobs (with their
+//! sub-jobs) that ended longer ago than that, so the log stays bounded
 //! however long batond runs. It prunes once at start, then every hour —
 //! or every `retention`, when that is shorter, so that a record never
 //! outlives the retention by more than one period — and at once when a
@@ -37,15 +38,22 @@ pub async fn run(store: Store, mut settings: watch::Receiver<Duration>, stop: Ca
 }
 
 async fn prune(store: &Store, retention: Duration) {
-    match store.prune_actions(retention).await {
+    let actions = store.prune_actions(retention).await;
+    report(actions, retention, "action records");
+    let jobs = store.prune_jobs(retention).await;
+    report(jobs, retention, "batch jobs");
+}
+
+fn report(pruned: Result<usize, baton_state::StoreError>, retention: Duration, what: &str) {
+    match pruned {
         Ok(0) => {}
         Ok(deleted) => tracing::info!(
             deleted,
             retention = %humantime::format_duration(retention),
-            "pruned action records older than the retention"
+            "pruned {what} older than the retention"
         ),
         // The next period tries again; a store that refuses writes says so
         // in its health report.
-        Err(error) => tracing::warn!(%error, "cannot prune old action records"),
+        Err(error) => tracing::warn!(%error, "cannot prune old {what}"),
     }
 }
