@@ -4,6 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use crate::model::{Action, ActionEvent, EventResult, NewAction, UpdatedWindow};
+use crate::prune::{self, PruneChunk};
 use crate::{time_fmt, StoreError};
 
 const ACTION_COLUMNS: &str =
@@ -252,62 +253,30 @@ pub(crate) fn set_message(
     Ok(())
 }
 
-/// What one chunk of a prune did: the actions it deleted, and the id to
-/// continue after (none: nothing older than the cutoff is left to look at).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PruneChunk {
-    pub deleted: usize,
-    pub next: Option<i64>,
-}
-
 /// Looks at up to `scan` actions after id `after`, oldest first, and deletes
 /// (with their events, by cascade) those last updated before `cutoff` —
 /// except an action that is still some node's operation, or that belongs to
-/// a sub-job or batch job not yet ended. Ids grow with start times (one
-/// writer stamps them in order), so the first action started at or after
-/// the cutoff ends the prune: everything after it is younger. (A clock set
-/// far ahead for a while holds pruning back until real time passes the
-/// records it stamped; it never makes a prune take a young record.)
+/// a sub-job or batch job not yet ended (see [`prune::chunk`]).
 pub(crate) fn prune_chunk(
     conn: &Connection,
     cutoff: time::OffsetDateTime,
     after: i64,
     scan: usize,
 ) -> Result<PruneChunk, StoreError> {
-    let rows: Vec<(i64, String, String, bool)> = conn
-        .prepare_cached(
-            "SELECT a.id, a.start_time, a.updated_at,
-                    EXISTS (SELECT 1 FROM nodes n
-                            WHERE n.uuid = a.node_uuid AND n.op_request_id = a.request_id)
-                    OR EXISTS (SELECT 1 FROM sub_jobs s JOIN jobs j ON j.job_id = s.parent_id
-                               WHERE s.job_id = a.sub_job_id
-                                 AND (s.status IN ('INIT', 'RUNNING')
-                                      OR j.status IN ('INIT', 'RUNNING')))
-             FROM actions a WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
-        )?
-        .query_map(
-            params![after, i64::try_from(scan).unwrap_or(i64::MAX)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?
-        .collect::<Result<_, _>>()?;
-    let mut delete = conn.prepare_cached("DELETE FROM actions WHERE id = ?1")?;
-    let mut deleted = 0;
-    for (id, start_time, updated_at, unfinished) in &rows {
-        // Timestamps are compared decoded: their text has a varying number
-        // of fraction digits, so it does not sort.
-        if time_fmt::decode(start_time)? >= cutoff {
-            return Ok(PruneChunk {
-                deleted,
-                next: None,
-            });
-        }
-        if !unfinished && time_fmt::decode(updated_at)? < cutoff {
-            deleted += delete.execute([id])?;
-        }
-    }
-    let next = match rows.last() {
-        Some((id, ..)) if rows.len() >= scan => Some(*id),
-        _ => None,
-    };
-    Ok(PruneChunk { deleted, next })
+    prune::chunk(
+        conn,
+        "SELECT a.id, a.start_time,
+                CASE WHEN EXISTS (SELECT 1 FROM nodes n
+                                  WHERE n.uuid = a.node_uuid AND n.op_request_id = a.request_id)
+                       OR EXISTS (SELECT 1 FROM sub_jobs s JOIN jobs j ON j.job_id = s.parent_id
+                                  WHERE s.job_id = a.sub_job_id
+                                    AND (s.status IN ('INIT', 'RUNNING')
+                                         OR j.status IN ('INIT', 'RUNNING')))
+                     THEN NULL ELSE a.updated_at END
+         FROM actions a WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
+        "DELETE FROM actions WHERE id = ?1",
+        cutoff,
+        after,
+        scan,
+    )
 }

@@ -11,11 +11,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::actions::PruneChunk;
 use crate::job::{
     BatchOperation, FailCode, Failure, Job, JobFilter, JobStatus, NewJob, Schedule, SubJob,
     SubJobCounts, SubJobEnd,
 };
+use crate::prune::{self, PruneChunk};
 use crate::{time_fmt, StoreError};
 
 const JOB_COLUMNS: &str = "job_id, operation, op_type, status, request_id, project_id, \
@@ -158,49 +158,26 @@ pub(crate) fn end_sub_job(conn: &Connection, end: &SubJobEnd) -> Result<(), Stor
 }
 
 /// Looks at up to `scan` jobs after id `after`, oldest first, and deletes
-/// (with their sub-jobs, by cascade) those that ended before `cutoff`.
-/// Ids grow with creation times, and a job cannot end before it was
-/// created, so the first job created at or after the cutoff ends the prune.
-/// A job still INIT or RUNNING is never taken, however old.
+/// (with their sub-jobs, by cascade) those that ended before `cutoff`. A
+/// job cannot end before it was created, so its creation time serves as
+/// the start (see [`prune::chunk`]). A job still INIT or RUNNING is never
+/// taken, however old.
 pub(crate) fn prune_chunk(
     conn: &Connection,
     cutoff: OffsetDateTime,
     after: i64,
     scan: usize,
 ) -> Result<PruneChunk, StoreError> {
-    let rows: Vec<(i64, String, String, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT id, created_at, status, end_time FROM jobs
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?
-        .query_map(
-            params![after, i64::try_from(scan).unwrap_or(i64::MAX)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?
-        .collect::<Result<_, _>>()?;
-    let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
-    let mut deleted = 0;
-    for (id, created_at, status, end_time) in &rows {
-        if time_fmt::decode(created_at)? >= cutoff {
-            return Ok(PruneChunk {
-                deleted,
-                next: None,
-            });
-        }
-        let ended = JobStatus::parse(status).is_some_and(JobStatus::is_finished);
-        let ended_before = match end_time {
-            Some(end) => time_fmt::decode(end)? < cutoff,
-            None => false,
-        };
-        if ended && ended_before {
-            deleted += delete.execute([id])?;
-        }
-    }
-    let next = match rows.last() {
-        Some((id, ..)) if rows.len() >= scan => Some(*id),
-        _ => None,
-    };
-    Ok(PruneChunk { deleted, next })
+    prune::chunk(
+        conn,
+        "SELECT id, created_at,
+                CASE WHEN status IN ('SUCCESS', 'FAIL') THEN end_time END
+         FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "DELETE FROM jobs WHERE id = ?1",
+        cutoff,
+        after,
+        scan,
+    )
 }
 
 /// Closes a job once none of its sub-jobs is left to run: SUCCESS when all

@@ -19,6 +19,7 @@ mod migrations;
 pub mod model;
 mod nodes;
 mod operation;
+mod prune;
 mod store;
 mod time_fmt;
 mod writer;

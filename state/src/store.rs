@@ -461,7 +461,7 @@ impl Store {
             time::OffsetDateTime,
             i64,
             usize,
-        ) -> Result<actions::PruneChunk, StoreError>,
+        ) -> Result<crate::prune::PruneChunk, StoreError>,
     ) -> Result<usize, StoreError> {
         let Some(cutoff) = time::Duration::try_from(retention)
             .ok()

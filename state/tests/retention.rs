@@ -48,6 +48,18 @@ fn event(name: &str) -> ActionEvent {
     }
 }
 
+/// An `os-start` batch job as a POST would create it.
+fn start_job(job_id: &str, request_id: &str) -> NewJob {
+    NewJob {
+        job_id: job_id.into(),
+        operation: BatchOperation::Start,
+        request_id: request_id.into(),
+        project_id: None,
+        user_id: None,
+        schedule_id: None,
+    }
+}
+
 fn db(store: &Store) -> rusqlite::Connection {
     rusqlite::Connection::open(store.path()).unwrap()
 }
@@ -125,14 +137,7 @@ async fn old_actions_go_with_their_events_unless_still_running() {
     // A batch whose sub-job has not ended (its node holds no operation).
     store
         .create_batch(
-            NewJob {
-                job_id: "job-1".into(),
-                operation: BatchOperation::Start,
-                request_id: "batch".into(),
-                project_id: None,
-                user_id: None,
-                schedule_id: None,
-            },
+            start_job("job-1", "batch"),
             vec!["batched".into()],
             move |_, sub_job| {
                 let change = NodeChange {
@@ -244,14 +249,7 @@ async fn a_long_log_is_pruned_in_chunks() {
 async fn running_job(store: &Store, job_id: &str, node: &str) {
     store
         .create_batch(
-            NewJob {
-                job_id: job_id.into(),
-                operation: BatchOperation::Start,
-                request_id: format!("req-{job_id}"),
-                project_id: None,
-                user_id: None,
-                schedule_id: None,
-            },
+            start_job(job_id, &format!("req-{job_id}")),
             vec![node.into()],
             |_, _| (NodeChange::default(), None),
         )
