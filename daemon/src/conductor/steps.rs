@@ -844,3 +844,27 @@ async fn finish(shared: &Shared, op: &mut OpState, outcome: Result<String, Failu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_drivers::PowerState as Read;
+
+    #[test]
+    fn only_a_transition_towards_the_target_counts_as_moving() {
+        assert_eq!(
+            miss_kind(Read::PoweringOn, PowerState::On),
+            learn::Miss::Moving
+        );
+        assert_eq!(
+            miss_kind(Read::PoweringOff, PowerState::Off),
+            learn::Miss::Moving
+        );
+        assert_eq!(
+            miss_kind(Read::PoweringOff, PowerState::On),
+            learn::Miss::NotMoving
+        );
+        assert_eq!(miss_kind(Read::On, PowerState::Off), learn::Miss::NotMoving);
+        assert_eq!(miss_kind(Read::Off, PowerState::On), learn::Miss::NotMoving);
+    }
+}
