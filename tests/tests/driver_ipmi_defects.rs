@@ -7,6 +7,8 @@
 //! - A power command whose answer is lost is `OutcomeUnknown`, not a
 //!   retryable timeout.
 //! - A command sent once goes out only on a session the BMC still answers.
+//! - A read answered on its second try does not cost the next command a new
+//!   session, nor does a read that timed out cost the next read one.
 //! - A temporary failure of Set Session Privilege is not "bad credentials".
 //! - A BMC answering "IPMI 2.0" to the driver's check and "IPMI 1.5 only" to
 //!   ipmi-rs never receives the password.
@@ -180,7 +182,9 @@ async fn a_power_command_whose_answer_is_lost_is_outcome_unknown_and_sent_once()
     assert_eq!(counters.power_commands, 1, "sent once: {counters:?}");
 
     // Power on may be retransmitted, but once sent it is unconfirmed too.
+    // (A fresh session: the cycle's answer may still come on the old one.)
     allowed.store(UNLIMITED, Ordering::SeqCst);
+    driver.close().await;
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
     allowed.store(0, Ordering::SeqCst);
     let result = driver.set_power(PowerAction::On).await;
@@ -240,6 +244,84 @@ async fn a_command_sent_once_does_not_go_out_on_a_session_the_bmc_dropped() {
     assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
     let counters = settled_counters(node).await;
     assert_eq!(counters.power_commands, 1, "{counters:?}");
+}
+
+/// A tap on the way to `node`'s BMC that drops as many in-session answers
+/// as its first counter says (`UNLIMITED`: all) and counts the RMCP+ Open
+/// Session Requests the driver sends in its second.
+fn session_tap(node: &Node) -> (UdpProxy, Arc<AtomicI64>, Arc<AtomicI64>) {
+    let to_drop = Arc::new(AtomicI64::new(0));
+    let opens = Arc::new(AtomicI64::new(0));
+    let (dropping, counting) = (to_drop.clone(), opens.clone());
+    let proxy = UdpProxy::observed(
+        node.ipmi_addr()
+            .unwrap_or_else(|| panic!("no IPMI endpoint")),
+        Box::new(move |packet: &mut Vec<u8>| {
+            let left = dropping.load(Ordering::SeqCst);
+            let drop = in_session_id(packet).is_some()
+                && (left == UNLIMITED || (left > 0 && dropping.fetch_sub(1, Ordering::SeqCst) > 0));
+            if drop {
+                Verdict::Drop
+            } else {
+                Verdict::Pass
+            }
+        }),
+        Box::new(move |datagram: &[u8]| {
+            if matches!(datagram, [0x06, _, _, 0x07, 0x06, ty, ..] if ty & 0x3F == 0x10) {
+                counting.fetch_add(1, Ordering::SeqCst);
+            }
+        }),
+    )
+    .unwrap_or_else(|e| panic!("tap: {e}"));
+    (proxy, to_drop, opens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmitted_read_leaves_the_session_fit_for_commands() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let (proxy, to_drop, opens) = session_tap(node);
+    let driver = driver(proxy.port, 300, 3_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    // The next read is answered on its second try: a late answer to Get
+    // Chassis Status may still come, but none to a reset can.
+    to_drop.store(1, Ordering::SeqCst);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    node.reset_counters();
+    assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
+    assert_eq!(
+        opens.load(Ordering::SeqCst),
+        1,
+        "the reset went out on the first session"
+    );
+    let counters = wait_for("the reset to boot the node", || async {
+        let counters = settled_counters(node).await;
+        (counters.boots == 1).then_some(counters)
+    })
+    .await;
+    assert_eq!(counters.power_commands, 1, "{counters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_timed_out_keeps_its_session_for_the_next_call() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let (proxy, to_drop, opens) = session_tap(node);
+    // The deadline comes before a reused session's tries run out (4 × 250
+    // ms), so the read times out rather than re-opening.
+    let driver = driver(proxy.port, 250, 900);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    // A lossy spell eats every try of a read ...
+    to_drop.store(UNLIMITED, Ordering::SeqCst);
+    let result = driver.power_state().await;
+    assert!(
+        matches!(result, Err(DriverError::Timeout { .. })),
+        "{result:?}"
+    );
+    // ... and once it passes, the session still answers: no new open.
+    to_drop.store(0, Ordering::SeqCst);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    assert_eq!(opens.load(Ordering::SeqCst), 1, "sessions opened");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

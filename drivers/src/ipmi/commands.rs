@@ -80,6 +80,16 @@ pub(crate) fn privilege_error(code: u8) -> DriverError {
     }
 }
 
+/// Get Device ID (App 0x01), which every BMC implements.
+pub(crate) fn get_device_id() -> Raw {
+    Raw {
+        netfn: NETFN_APP,
+        cmd: 0x01,
+        data: Vec::new(),
+        effect: Effect::Read,
+    }
+}
+
 /// Get Session Info (App 0x3D) for the session it arrives on (index 0):
 /// the answer starts with the session handle.
 pub(crate) fn get_session_info() -> Raw {

@@ -2,16 +2,20 @@
 //! per BMC (see [`session`] for the protocol steps).
 //!
 //! ipmi-rs is blocking and can panic (see the crate docs), so every call:
-//! 1. takes the BMC's session out of its slot (one call per BMC at a time);
+//! 1. takes the BMC's session slot (one call per BMC at a time, held by the
+//!    blocking task until it ends, even when the caller gave up);
 //! 2. runs on tokio's blocking pool inside `catch_unwind`, opening a session
-//!    when there is none or the old one idled too long (closing the old one
-//!    first, so it does not hold a slot in the BMC's session table);
+//!    when there is none, the old one idled too long, or a late answer of
+//!    the request's kind may still come on it;
 //! 3. on a reused session that stops answering, re-opens once and repeats
 //!    (a power command sent once is never repeated: it goes out only after a
 //!    read showed the session still answers, see below);
-//! 4. puts the session back unless the call failed in a way that leaves it
-//!    doubtful (timeout, panic, transport error); a session on which a late
-//!    answer may still come takes reads only (see [`session`]);
+//! 4. hands the result to the caller, then closes the sessions the call
+//!    replaced (so that they do not hold slots in the BMC's session table)
+//!    and puts the session back unless the call failed in a way that leaves
+//!    it doubtful (panic, garbage, transport error; a timeout does not — on
+//!    a lossy link the tries were lost, not the session, and a new open
+//!    costs ten exchanges);
 //!
 //! and the whole call is bounded by the call deadline on the async side.
 //!
@@ -35,10 +39,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use self::commands::{Effect, Raw};
-use self::session::{ExchangeError, Session, Target, STALE_TRIES};
+use self::session::{ExchangeError, Session, Target};
 use crate::refused::{Feature, Refused};
 use crate::{
     BootDevice, BootSetting, Capabilities, DriverConfig, DriverError, DriverKind, DriverOptions,
@@ -54,7 +58,9 @@ const MAX_PASSWORD: usize = 20;
 pub struct IpmiDriver {
     target: Target,
     options: DriverOptions,
-    session: Mutex<Option<Session>>,
+    /// The BMC's session; a call's blocking task holds the lock until it
+    /// ends, even when its caller gave up at the deadline (see `call_by`).
+    session: Arc<Mutex<Option<Session>>>,
     refused: Refused,
 }
 
@@ -86,7 +92,7 @@ impl IpmiDriver {
                 pace: Arc::new(pace::Pacer::new(config.options.ipmi_min_interval)),
             },
             options: config.options.clone(),
-            session: Mutex::new(None),
+            session: Arc::default(),
             refused: Refused::default(),
         })
     }
@@ -108,22 +114,40 @@ impl IpmiDriver {
         let sent = Arc::new(AtomicBool::new(false));
         let sent_here = sent.clone();
         let exchange = async {
-            let mut slot = self.session.lock().await;
-            let session = slot.take();
+            let mut slot = self.session.clone().lock_owned().await;
             let target = self.target.clone();
             let idle = self.options.ipmi_session_idle;
-            let blocking = tokio::task::spawn_blocking(move || {
-                catch_unwind(AssertUnwindSafe(|| {
+            let (answer, answered) = oneshot::channel();
+            // The task, not this future, puts the session back and releases
+            // the slot: when the caller gives up at the deadline first, the
+            // session is neither lost (leaking a slot in the BMC's session
+            // table) nor overlapped by the next call on this BMC. It hands
+            // the result over first and then closes the sessions the call
+            // replaced, so their closing does not delay this call.
+            tokio::task::spawn_blocking(move || {
+                let session = slot.take();
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
                     run_blocking(&target, session, idle, deadline, &request, &sent)
                 }))
+                .unwrap_or_else(|panic| Outcome {
+                    result: Err(panic_error(operation, panic.as_ref())),
+                    ..Outcome::default()
+                });
+                let Outcome {
+                    result,
+                    keep,
+                    retired,
+                } = outcome;
+                // The caller may have given up: nobody to tell.
+                let _ = answer.send(result);
+                let kept = tidy(keep, retired, target.call_timeout);
+                put_back(slot, kept, target.call_timeout);
             });
-            let (session, result) = match blocking.await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(panic)) => (None, Err(panic_error(operation, panic.as_ref()))),
-                Err(join) => (None, Err(DriverError::SessionFailed(join.to_string()))),
-            };
-            *slot = session;
-            result
+            answered.await.unwrap_or_else(|_| {
+                Err(DriverError::SessionFailed(
+                    "the IPMI call ended without an answer".into(),
+                ))
+            })
         };
         let result = match tokio::time::timeout_at(deadline.into(), exchange).await {
             Ok(result) => result,
@@ -141,6 +165,21 @@ impl IpmiDriver {
         let result = self.call("set_power", request).await;
         self.refused.note(Feature::Power(action), &result);
         result.map(drop)
+    }
+}
+
+/// Returns `session` to the driver's slot, or closes it when the driver
+/// is gone (the slot's mutex has no other owner), so that its slot in the
+/// BMC's session table is freed rather than left to expire.
+fn put_back(
+    mut slot: OwnedMutexGuard<Option<Session>>,
+    session: Option<Session>,
+    call_timeout: Duration,
+) {
+    if Arc::strong_count(OwnedMutexGuard::mutex(&slot)) > 1 {
+        *slot = session;
+    } else if let Some(orphan) = session {
+        orphan.close(deadline_after(call_timeout));
     }
 }
 
@@ -165,10 +204,52 @@ fn unconfirmed<T>(
     }
 }
 
+/// What a call's blocking part leaves behind.
+#[derive(Debug)]
+struct Outcome {
+    result: Result<Vec<u8>, DriverError>,
+    /// The session for the next call, if it is still good.
+    keep: Option<Session>,
+    /// A session replaced by a fresh one, to be closed.
+    retired: Option<Session>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self {
+            result: Err(DriverError::SessionFailed("no IPMI session".into())),
+            keep: None,
+            retired: None,
+        }
+    }
+}
+
+/// Frees the BMC's session slots a call no longer needs — the replaced
+/// session, and those a lost RAKP 4 left activated — once the caller has
+/// its result; returns the session to keep. Each close gets a few tries of
+/// its own, not what is left of the call's deadline.
+fn tidy(
+    mut keep: Option<Session>,
+    retired: Option<Session>,
+    call_timeout: Duration,
+) -> Option<Session> {
+    if let Some(session) = keep.as_mut() {
+        session.close_orphans(deadline_after(call_timeout));
+    }
+    if let Some(retired) = retired {
+        retired.close(deadline_after(call_timeout));
+    }
+    keep
+}
+
 /// The blocking part of a call: get a session, send `request`, keep the
-/// session when it is still good. A reused session gets [`STALE_TRIES`]
-/// tries of a retransmitted request before it is re-opened; a fresh one
-/// tries until the deadline. `sent` is raised once a power command went out.
+/// session when it is still good. A reused session gets its
+/// [`Session::stale_tries`] tries of a retransmitted request before it is
+/// re-opened; a fresh one tries until the deadline. A session idle too long
+/// or unfit for `request` (a late answer of its kind may come on it) is
+/// replaced and then closed, so that it does not hold a slot in the BMC's
+/// small session table until the BMC's own, longer, idle timeout. `sent`
+/// is raised once a power command went out.
 fn run_blocking(
     target: &Target,
     session: Option<Session>,
@@ -176,22 +257,15 @@ fn run_blocking(
     deadline: Instant,
     request: &Raw,
     sent: &AtomicBool,
-) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
-    let session = match session {
-        Some(s) if s.reusable(idle) && s.fit_for(request) => Some(s),
-        // Idle too long, or a late answer may come on it: free its slot in
-        // the BMC's small session table before opening another (the BMC
-        // would hold it until its own, longer, idle timeout).
-        Some(s) => {
-            s.close(deadline);
-            None
-        }
-        None => None,
+) -> Outcome {
+    let (reusable, retired) = match session {
+        Some(s) if s.reusable(idle) && s.fit_for(request) => (Some(s), None),
+        replaced => (None, replaced),
     };
-    if let Some(mut session) = session {
+    if let Some(mut session) = reusable {
         match reuse(&mut session, request, deadline, sent) {
-            Ok(data) => return (Some(session), Ok(data)),
-            Err(ExchangeError::Failed(e)) => return finish(Err(e), session),
+            Ok(data) => return finish(Ok(data), session, retired),
+            Err(ExchangeError::Failed(e)) => return finish(Err(e), session, retired),
             Err(ExchangeError::Stale) => {
                 tracing::debug!(bmc = %target.address, "IPMI session stopped answering, re-opening");
             }
@@ -199,7 +273,13 @@ fn run_blocking(
     }
     let mut session = match Session::open(target, deadline) {
         Ok(session) => session,
-        Err(e) => return (None, Err(e)),
+        Err(e) => {
+            return Outcome {
+                result: Err(e),
+                keep: None,
+                retired,
+            }
+        }
     };
     let result = session
         .exchange(request, deadline, None, sent)
@@ -207,14 +287,16 @@ fn run_blocking(
             ExchangeError::Stale => DriverError::SessionFailed("a fresh session went stale".into()),
             ExchangeError::Failed(e) => e,
         });
-    finish(result, session)
+    finish(result, session, retired)
 }
 
 /// Sends `request` on a reused session. A command sent once first checks
 /// with a read that the BMC still answers on this session: a BMC that
 /// dropped it (restarted, timed it out early) ignores whatever comes on it,
 /// and a command lost that way could not be told from one whose answer was
-/// lost — it would be `OutcomeUnknown` though it never ran. `Stale` when the
+/// lost — it would be `OutcomeUnknown` though it never ran. The read is a
+/// [`Session::probe`], of a kind no late answer can pass for; any answer to
+/// it, an error code included, shows the session alive. `Stale` when the
 /// session should be replaced first.
 fn reuse(
     session: &mut Session,
@@ -223,33 +305,43 @@ fn reuse(
     sent: &AtomicBool,
 ) -> Result<Vec<u8>, ExchangeError> {
     if request.effect == Effect::Once {
-        session.exchange(
-            &commands::get_chassis_status(),
-            deadline,
-            Some(STALE_TRIES),
-            sent,
-        )?;
-        if !session.fit_for(request) {
-            return Err(ExchangeError::Stale);
+        let probe = session.probe().ok_or(ExchangeError::Stale)?;
+        let tries = session.stale_tries();
+        match session.exchange(&probe, deadline, Some(tries), sent) {
+            Ok(_) | Err(ExchangeError::Failed(DriverError::Bmc { .. })) => {}
+            Err(e) => return Err(e),
         }
     }
-    session.exchange(request, deadline, Some(STALE_TRIES), sent)
+    let tries = session.stale_tries();
+    session.exchange(request, deadline, Some(tries), sent)
 }
 
 /// Keeps the session after answers from the BMC (success or a completion
-/// code), drops it after anything that leaves it doubtful.
+/// code) and after a request that timed out — on a lossy link the tries
+/// were lost, not the session, and the next call checks it with a few tries
+/// (`Session::stale_tries`) before paying for a whole open; the session
+/// knows an answer to that request may still come. Drops it after anything
+/// else that leaves it doubtful (garbage, a broken socket).
 fn finish(
     result: Result<Vec<u8>, DriverError>,
     session: Session,
-) -> (Option<Session>, Result<Vec<u8>, DriverError>) {
+    retired: Option<Session>,
+) -> Outcome {
     let keep = match &result {
         Ok(_) => true,
         Err(e) => matches!(
             e,
-            DriverError::Bmc { .. } | DriverError::Busy { .. } | DriverError::Unsupported(_)
+            DriverError::Bmc { .. }
+                | DriverError::Busy { .. }
+                | DriverError::Unsupported(_)
+                | DriverError::Timeout { .. }
         ),
     };
-    (keep.then_some(session), result)
+    Outcome {
+        result,
+        keep: keep.then_some(session),
+        retired,
+    }
 }
 
 /// `now + timeout`, or a year from now for a timeout too large to add (a
@@ -373,7 +465,14 @@ impl PowerDriver for IpmiDriver {
 /// happen on an async worker and the close blocks on the network.
 impl Drop for IpmiDriver {
     fn drop(&mut self) {
-        let Some(session) = self.session.get_mut().take() else {
+        // A call still running puts its session back itself and closes
+        // it, seeing the driver gone (`put_back`).
+        let Some(session) = self
+            .session
+            .try_lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+        else {
             return;
         };
         let deadline = deadline_after(self.options.call_timeout);

@@ -102,6 +102,8 @@ pub(crate) struct HandshakeLog {
     /// A RAKP 1 or RAKP 3 was resent: a failed RAKP 4 may be the BMC's
     /// answer to the repetition rather than to a wrong key.
     pub resent_rakp: bool,
+    /// Steps whose answer came.
+    pub answered: u32,
 }
 
 /// The step of the session open whose answer the relay waits for.
@@ -355,6 +357,7 @@ impl Handshake {
                 return Ok(());
             }
             current.answered = true;
+            self.log.answered += 1;
             if let Some(client) = self.client {
                 self.socket.send_to(datagram, client)?;
             }

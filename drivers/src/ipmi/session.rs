@@ -23,12 +23,16 @@
 //! A late answer must never confirm a later command: ipmi-rs 0.6 hides the
 //! IPMB sequence number, so answers can be matched by NetFn/command only, and
 //! a retransmitted request may draw a second answer that arrives after the
-//! first was taken. Once a request on a session went out more than once, the
-//! session (and its socket, where such answers queue) carries no further
-//! command or setting: those get a fresh session. Only reads still use it,
+//! first was taken, as may one that went unanswered. Once a request on a
+//! session went out more than once or drew no answer, the session (and its
+//! socket, where such answers queue) carries no further command or setting
+//! with that NetFn/command: those get a fresh session. Reads still use it,
 //! so that a lossy link does not open a session per read and fill the BMC's
 //! session table; a read may then get the answer to the previous read of the
 //! same thing, at most a retransmission old, never one from before a command.
+//! A command sent once goes out on a reused session only after a read of a
+//! kind with no answer outstanding (a [`Session::probe`]) was answered, so
+//! that no late answer can pass for the proof that the session is alive.
 //!
 //! The password reaches ipmi-rs zero-padded to the 20 bytes of an IPMI 2.0
 //! key. RAKP's HMAC-SHA1 pads its key with zeros anyway, so RMCP+ sees the
@@ -50,7 +54,7 @@ use ipmi_rs::rmcp::{
 };
 use ipmi_rs::IpmiError;
 
-use super::commands::{self, Raw};
+use super::commands::{self, Effect, Raw};
 use super::pace::Pacer;
 use super::preflight;
 use super::relay::{HandshakeLog, Relay};
@@ -70,9 +74,16 @@ const OPEN_ATTEMPTS: u32 = 8;
 /// Tries (per request) spent closing a session before leaving it to expire.
 const CLOSE_TRIES: u32 = 3;
 
-/// On a reused session, give up after this many unanswered tries and re-open
-/// (the BMC may have dropped the session).
-pub(crate) const STALE_TRIES: u32 = 4;
+/// On a reused session, give up after at least this many unanswered tries
+/// and re-open (the BMC may have dropped the session) ...
+const STALE_TRIES: u32 = 4;
+/// ... and after at most this many, however lossy the link has been.
+const MAX_STALE_TRIES: u32 = 12;
+/// ... in between, after as many as a live session on a link that loses
+/// what this one lost would leave unanswered only this rarely: taking a
+/// live session for dead costs a whole open, which on a lossy link is ten
+/// exchanges and more.
+const TAKEN_FOR_DEAD: f64 = 0.01;
 
 /// Where and how to open sessions with one BMC.
 #[derive(Debug, Clone)]
@@ -114,13 +125,21 @@ pub(crate) struct Session {
     last_used: Instant,
     /// How long one try waits for its answer ([`answer_wait`]).
     wait: Duration,
-    /// A request went out more than once: another answer to it may still
-    /// arrive, so the session must carry no command or setting.
-    late_answer_possible: bool,
+    /// NetFn/command of the requests that went out more than once or went
+    /// unanswered: another answer to them may still arrive, so the session
+    /// carries no further command or setting of these kinds (module doc).
+    late: Vec<Kind>,
     /// This session's handle, once Get Session Info named it.
     handle: Option<u8>,
     /// Unreadable datagrams from the BMC since its last readable answer.
     unreadable: usize,
+    /// Tries sent on this session (handshake steps included) and how many
+    /// drew their answer: the link's loss, for [`Session::stale_tries`].
+    tries_sent: u32,
+    tries_answered: u32,
+    /// Relay ports of this call's earlier opens whose RAKP 4 was lost after
+    /// the BMC activated their session ([`Session::close_orphans`]).
+    orphans: Vec<u16>,
 }
 
 impl Session {
@@ -132,7 +151,7 @@ impl Session {
         let key = rakp_key(&target.password);
         let mut attempts = 0;
         let mut orphans = Vec::new();
-        let (rmcp, relay) = loop {
+        let (rmcp, relay, log) = loop {
             attempts += 1;
             let again = attempts < OPEN_ATTEMPTS && Instant::now() < deadline;
             match activate(target, bmc, &key, wait, deadline) {
@@ -152,19 +171,17 @@ impl Session {
             wait,
             requests: 0,
             last_used: Instant::now(),
-            late_answer_possible: false,
+            late: Vec::new(),
             handle: None,
             unreadable: 0,
+            tries_sent: log.answered.saturating_add(log.resent),
+            tries_answered: log.answered,
+            orphans: Vec::new(),
         };
         let unused = AtomicBool::new(false);
         match session.exchange(&commands::set_privilege_admin(), deadline, None, &unused) {
             Ok(_) => {
-                // A late second answer to Set Session Privilege cannot be
-                // taken for another command's (NetFn/command differ).
-                session.late_answer_possible = false;
-                if !orphans.is_empty() {
-                    session.close_orphans(&orphans, deadline);
-                }
+                session.orphans = orphans;
                 Ok(session)
             }
             Err(ExchangeError::Stale) => Err(timeout("set privilege", target)),
@@ -218,7 +235,11 @@ impl Session {
     /// so a close does not shift the indices still to be read. Best effort:
     /// the session holds Administrator privilege, which closing another
     /// session needs.
-    fn close_orphans(&mut self, ports: &[u16], deadline: Instant) {
+    pub fn close_orphans(&mut self, deadline: Instant) {
+        let ports = std::mem::take(&mut self.orphans);
+        if ports.is_empty() {
+            return;
+        }
         let bound = self.close_bound(deadline);
         let unused = AtomicBool::new(false);
         let own = self.exchange(&commands::get_session_info(), bound, None, &unused);
@@ -242,10 +263,47 @@ impl Session {
         }
     }
 
-    /// True when `request` may go out on this session: anything while no
-    /// late answer can arrive, only reads once one can (module doc).
+    /// Unanswered tries after which a reused session is taken for dead:
+    /// more on a link that has been losing datagrams (see
+    /// [`TAKEN_FOR_DEAD`]).
+    pub fn stale_tries(&self) -> u32 {
+        stale_tries(self.tries_sent, self.tries_answered)
+    }
+
+    /// True when `request` may go out on this session: a read always, a
+    /// command or setting only while no late answer of its kind can arrive,
+    /// and a command sent once only while a [`Session::probe`] is left to
+    /// show first that the BMC still answers (module doc).
     pub fn fit_for(&self, request: &Raw) -> bool {
-        !self.late_answer_possible || request.effect == commands::Effect::Read
+        match request.effect {
+            Effect::Read => true,
+            Effect::Once => !self.may_answer_late(request) && self.probe().is_some(),
+            Effect::Setting | Effect::IdempotentPower => !self.may_answer_late(request),
+        }
+    }
+
+    /// A read no late answer can pass for: its answer shows that the BMC
+    /// answers on this session now. Any read the BMC must implement will
+    /// do, so several are tried in turn as lossy exchanges use them up.
+    pub fn probe(&self) -> Option<Raw> {
+        [
+            commands::get_chassis_status(),
+            commands::get_device_id(),
+            commands::get_session_info(),
+        ]
+        .into_iter()
+        .find(|probe| !self.may_answer_late(probe))
+    }
+
+    fn may_answer_late(&self, request: &Raw) -> bool {
+        self.late.contains(&Kind::of(request))
+    }
+
+    fn expect_late_answer(&mut self, request: &Raw) {
+        let kind = Kind::of(request);
+        if !self.late.contains(&kind) {
+            self.late.push(kind);
+        }
     }
 
     /// Sends `request` and returns the answer's data after a zero completion
@@ -264,19 +322,33 @@ impl Session {
         let mut tries = 0;
         loop {
             if Instant::now() >= deadline || (tries > 0 && !request.effect.retransmits()) {
+                if tries > 0 {
+                    // Its answer may still come, after the session is reused.
+                    self.expect_late_answer(request);
+                }
                 return Err(ExchangeError::Failed(timeout("IPMI request", &self.target)));
             }
             if max_tries.is_some_and(|max| tries >= max) {
                 return Err(ExchangeError::Stale);
             }
             tries += 1;
-            self.late_answer_possible |= tries > 1;
+            if tries > 1 {
+                self.expect_late_answer(request);
+            }
             if request.effect.changes_power() {
                 sent.store(true, Ordering::SeqCst);
             }
             self.send(request)?;
+            self.tries_sent = self.tries_sent.saturating_add(1);
             let wait_until_deadline = !request.effect.retransmits();
             if let Some(answer) = self.await_answer(request, deadline, wait_until_deadline)? {
+                self.tries_answered = self.tries_answered.saturating_add(1);
+                tracing::trace!(
+                    netfn = request.netfn,
+                    cmd = request.cmd,
+                    tries,
+                    "IPMI answer"
+                );
                 self.last_used = Instant::now();
                 return answer_data(request, &answer).map_err(ExchangeError::Failed);
             }
@@ -369,6 +441,22 @@ impl Session {
     }
 }
 
+/// The NetFn/command pair by which answers are matched to requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    netfn: u8,
+    cmd: u8,
+}
+
+impl Kind {
+    fn of(request: &Raw) -> Self {
+        Self {
+            netfn: request.netfn,
+            cmd: request.cmd,
+        }
+    }
+}
+
 /// One try at opening a session: ipmi-rs runs the handshake through a fresh
 /// [`Relay`] (a fresh port, so no answer to an earlier try can reach it),
 /// which resends each step every `wait`; ipmi-rs itself waits for each
@@ -379,7 +467,7 @@ fn activate(
     key: &[u8],
     wait: Duration,
     deadline: Instant,
-) -> Result<(Rmcp, Relay), Retry> {
+) -> Result<(Rmcp, Relay, HandshakeLog), Retry> {
     let unreachable = |e: std::io::Error| {
         Retry::Fatal(DriverError::Unreachable {
             address: target.address.clone(),
@@ -401,8 +489,26 @@ fn activate(
         tracing::debug!(bmc = %target.address, resent = log.resent, "IPMI handshake steps resent");
     }
     match activated {
-        Ok(()) => Ok((rmcp, relay)),
+        Ok(()) => Ok((rmcp, relay, log)),
         Err(e) => Err(activation_error(target, &e, log, port)),
+    }
+}
+
+/// [`Session::stale_tries`] for a session that sent `sent` tries of which
+/// `answered` drew their answer. The fraction lost is estimated with one
+/// lost and three answered tries added (so a short history says little and
+/// leans towards a clean link, where [`STALE_TRIES`] is plenty), and
+/// the tries are as many as leave a live session unanswered with a chance
+/// of [`TAKEN_FOR_DEAD`] at that loss.
+fn stale_tries(sent: u32, answered: u32) -> u32 {
+    let lost = f64::from(sent.saturating_sub(answered).saturating_add(1))
+        / f64::from(sent.saturating_add(4));
+    let tries = (TAKEN_FOR_DEAD.ln() / lost.ln()).ceil();
+    if tries.is_finite() && tries < f64::from(MAX_STALE_TRIES) {
+        // In range, so the cast cannot truncate.
+        (tries as u32).max(STALE_TRIES)
+    } else {
+        MAX_STALE_TRIES
     }
 }
 
@@ -597,6 +703,17 @@ mod tests {
         assert_eq!(answer_wait(&target, slow), Duration::from_secs(3));
         let slower = Duration::from_secs(4);
         assert_eq!(answer_wait(&target, slower), target.call_timeout);
+    }
+
+    #[test]
+    fn a_lossy_link_gives_a_reused_session_more_tries() {
+        assert_eq!(stale_tries(0, 0), STALE_TRIES, "no history");
+        assert_eq!(stale_tries(40, 40), STALE_TRIES, "a clean link");
+        // 30 % lost each way: about one try in two goes unanswered.
+        assert_eq!(stale_tries(40, 20), 7);
+        assert_eq!(stale_tries(40, 2), MAX_STALE_TRIES, "almost all lost");
+        assert_eq!(stale_tries(u32::MAX, 0), MAX_STALE_TRIES);
+        assert_eq!(stale_tries(u32::MAX, u32::MAX), STALE_TRIES);
     }
 
     #[test]
