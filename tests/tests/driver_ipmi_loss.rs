@@ -15,7 +15,9 @@
 //! one resend of the same bytes; a late answer to a resent step is not taken
 //! for the next step's; and a lost RAKP 4 — whose resent RAKP 3 hw-sim
 //! refuses, as OpenBMC does — leads to a second open, not to "bad
-//! credentials".
+//! credentials". An open slower than the call's deadline goes on for the
+//! next call, which then needs no open of its own, and the late answers to
+//! its resent steps are not taken for garbage.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -288,4 +290,49 @@ async fn a_late_answer_to_a_resent_step_is_not_taken_for_the_next_steps() {
     assert!(state.is_ok(), "{state:?}");
     assert_eq!(sorted_copies(&seen, OPEN_SESSION_REQUEST), vec![2]);
     assert_eq!(sorted_copies(&seen, RAKP1), vec![3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_cut_short_by_the_deadline_goes_on_for_the_next_call() {
+    let rack = hwsim::start(hwsim::config(1)).await;
+    let bmc = rack.nodes()[0]
+        .ipmi_addr()
+        .unwrap_or_else(|| panic!("no IPMI endpoint"));
+    // Every Open Session Response takes 1.2 s, so an open takes longer than
+    // a 1 s call; the answers to its resends come after the session is open.
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = seen.clone();
+    let tap = UdpProxy::observed(
+        bmc,
+        Box::new(|answer: &mut Vec<u8>| {
+            if payload_type(answer) == Some(OPEN_SESSION_RESPONSE) {
+                Verdict::Delay(Duration::from_millis(1200))
+            } else {
+                Verdict::Pass
+            }
+        }),
+        Box::new(move |datagram: &[u8]| {
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(datagram.to_vec());
+        }),
+    )
+    .unwrap_or_else(|e| panic!("tap: {e}"));
+    let driver = driver(tap.port, STEADY, Duration::from_secs(1));
+    let first = driver.power_state().await;
+    assert!(
+        matches!(first, Err(DriverError::Timeout { .. })),
+        "{first:?}"
+    );
+    // The open finished after the deadline; the next call uses its session.
+    let second = driver.power_state().await;
+    assert!(second.is_ok(), "{second:?}");
+    // The answers to the resent Open Session Requests arrive on the open
+    // session: late handshake answers, not garbage.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let third = driver.power_state().await;
+    assert!(third.is_ok(), "{third:?}");
+    let opens = sorted_copies(&seen, OPEN_SESSION_REQUEST).len();
+    assert_eq!(opens, 1, "sessions opened");
+    driver.close().await;
 }

@@ -33,6 +33,9 @@ struct Args {
     check_config: Option<PathBuf>,
 }
 
+/// How long batond waits at exit for blocking BMC work still running.
+const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     // First of all: no thread may have started (see its doc).
     batond::memory::use_one_arena();
@@ -100,6 +103,11 @@ fn main() -> ExitCode {
         tokio::spawn(signals.forward(control));
         batond::daemon::run(config, startup, controls).await
     });
+    // What blocking work is left once `run` has drained — an IPMI session
+    // open going on for a call that will not come, a session close — is not
+    // waited for past a short grace (dropping the runtime would wait for it
+    // without bound): every accepted operation is already in the database.
+    runtime.shutdown_timeout(BLOCKING_GRACE);
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

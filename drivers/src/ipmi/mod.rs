@@ -7,6 +7,8 @@
 //! 2. runs on tokio's blocking pool inside `catch_unwind`, opening a session
 //!    when there is none, the old one idled too long, or a late answer of
 //!    the request's kind may still come on it;
+//!    an open the deadline cuts short goes on for the next call, up to one
+//!    more call timeout (the request is not sent after the deadline);
 //! 3. on a reused session that stops answering, re-opens once and repeats
 //!    (a power command sent once is never repeated: it goes out only after a
 //!    read showed the session still answers, see below);
@@ -271,7 +273,15 @@ fn run_blocking(
             }
         }
     }
-    let mut session = match Session::open(target, deadline) {
+    // An open the deadline cuts short would be lost work, started again
+    // from nothing by the next call — on a lossy link, where an open takes
+    // ten exchanges, again and again. So it runs on, up to one more call
+    // timeout, for the next call (which waits for the slot); the request
+    // itself never goes out after the deadline (`Session::exchange`).
+    let open_by = deadline
+        .checked_add(target.call_timeout)
+        .unwrap_or(deadline);
+    let mut session = match Session::open(target, open_by) {
         Ok(session) => session,
         Err(e) => {
             return Outcome {

@@ -31,7 +31,9 @@
 //!   session forwards each request after ipmi-rs wrote it
 //!   ([`Relay::forward_request`]) and each BMC datagram before ipmi-rs reads
 //!   it ([`Relay::next_answer`]), transparently — retransmitting requests is
-//!   the session's business (power commands go out once).
+//!   the session's business (power commands go out once) — except late
+//!   answers to resent handshake steps, which ipmi-rs could not read and
+//!   would count as garbage: those are dropped.
 //!
 //! The relay socket is bound to all addresses of the BMC's family (as
 //! ipmi-rs's own socket was) and not connected, so it takes datagrams only
@@ -79,6 +81,15 @@ impl Kind {
         }
     }
 
+    /// True for the answers of the session open's steps (pong, IPMI 1.5
+    /// pre-session answers, Open Session Response, RAKP 2 and RAKP 4).
+    fn is_handshake_answer(self) -> bool {
+        matches!(
+            self,
+            Self::Asf | Self::Ipmi15 | Self::RmcpPlus(OPEN_SESSION_RESPONSE | RAKP2 | RAKP4)
+        )
+    }
+
     /// The kind of the answer to a request of this kind: RMCP+ session
     /// setup answers carry the request's payload type plus one (IPMI v2.0
     /// table 13-16: 10h → 11h, 12h → 13h, 14h → 15h).
@@ -90,9 +101,12 @@ impl Kind {
     }
 }
 
-/// RMCP+ payload types of RAKP 1 and RAKP 3.
+/// RMCP+ payload types of the session open's messages.
+const OPEN_SESSION_RESPONSE: u8 = 0x11;
 const RAKP1: u8 = 0x12;
+const RAKP2: u8 = 0x13;
 const RAKP3: u8 = 0x14;
+const RAKP4: u8 = 0x15;
 
 /// What happened while a session opened.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +273,12 @@ impl Relay {
     }
 
     fn hand_to_client(&mut self, datagram: &[u8]) -> io::Result<()> {
+        if Kind::of(datagram).is_some_and(Kind::is_handshake_answer) {
+            // A late answer to a resent handshake step: ipmi-rs, in session
+            // now, could not read it and would count it as garbage.
+            tracing::trace!("dropping a late IPMI handshake answer");
+            return Ok(());
+        }
         if let Some(client) = self.client {
             self.socket.send_to(datagram, client)?;
             self.queued += 1;
