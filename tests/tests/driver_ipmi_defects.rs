@@ -6,7 +6,8 @@
 //! - Power cycle, hard reset and NMI go out once, however late the answer.
 //! - A power command whose answer is lost is `OutcomeUnknown`, not a
 //!   retryable timeout.
-//! - A command sent once goes out only on a session the BMC still answers.
+//! - A command sent once goes out only on a session the BMC still answers,
+//!   and a late answer to an earlier read cannot pass for that check.
 //! - A read answered on its second try does not cost the next command a new
 //!   session, nor does a read that timed out cost the next read one.
 //! - A temporary failure of Set Session Privilege is not "bad credentials".
@@ -322,6 +323,55 @@ async fn a_read_that_timed_out_keeps_its_session_for_the_next_call() {
     to_drop.store(0, Ordering::SeqCst);
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
     assert_eq!(opens.load(Ordering::SeqCst), 1, "sessions opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_status_answer_does_not_pass_for_the_check_before_a_command() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    // In-session answers on the first session: the 1st is Set Session
+    // Privilege's, the 2nd the first read's; the 3rd, the second read's
+    // first try, comes 500 ms late (after its retransmission was
+    // answered). Once `forget` is set, the BMC's answers on the first
+    // session vanish, as if it had dropped the session.
+    let forget = Arc::new(AtomicBool::new(false));
+    let forget_relay = forget.clone();
+    let mut first = None;
+    let mut answers = 0;
+    let rewrite = Box::new(move |packet: &mut Vec<u8>| {
+        let Some(id) = in_session_id(packet) else {
+            return Verdict::Pass;
+        };
+        let first = *first.get_or_insert(id);
+        if id != first {
+            return Verdict::Pass;
+        }
+        answers += 1;
+        if answers == 3 {
+            Verdict::Delay(Duration::from_millis(500))
+        } else if forget_relay.load(Ordering::SeqCst) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    });
+    let proxy = UdpProxy::start(
+        node.ipmi_addr()
+            .unwrap_or_else(|| panic!("no IPMI endpoint")),
+        rewrite,
+    )
+    .unwrap_or_else(|e| panic!("proxy: {e}"));
+    let driver = driver(proxy.port, 300, 3_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    forget.store(true, Ordering::SeqCst);
+    node.reset_counters();
+    // The late Get Chassis Status answer arrives while the driver checks
+    // the session before the reset: it must check with another read, find
+    // the session dead, and send the reset on a new one.
+    assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
+    let counters = settled_counters(node).await;
+    assert_eq!(counters.power_commands, 1, "{counters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
