@@ -367,6 +367,10 @@ async fn run(
     driver: ExportDriver,
 ) -> Result<(), baton_hwsim::Error> {
     let started = std::time::Instant::now();
+    // Before anything is served: a client that sees the banner or the
+    // control API and sends SIGTERM must find the handler in place, not
+    // the default action that kills the process.
+    let stop = ShutdownSignal::install();
     let rack = Rack::start(config).await?;
     if let Some(path) = &inventory {
         if let Err(error) = rack.write_inventory(path, driver) {
@@ -375,7 +379,7 @@ async fn run(
         }
     }
     print_banner(&rack, inventory.as_deref(), started.elapsed());
-    shutdown_signal().await;
+    stop.received().await;
     rack.shutdown().await;
     Ok(())
 }
@@ -415,17 +419,44 @@ fn print_banner(rack: &Rack, inventory: Option<&std::path::Path>, took: Duration
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        // Without a SIGTERM handler, Ctrl-C still works.
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, handled from [`ShutdownSignal::install`] on.
+struct ShutdownSignal {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(handler) => Some(handler),
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle {name}; it will end baton-hwsim uncleanly");
+                None
+            }
+        };
+        Self {
+            term: handler(SignalKind::terminate(), "SIGTERM"),
+            interrupt: handler(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    /// Resolves on the first of the two.
+    async fn received(mut self) {
+        tokio::select! {
+            () = next(self.term.as_mut()) => {}
+            () = next(self.interrupt.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, for a signal not handled.
+async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            let _ = signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
