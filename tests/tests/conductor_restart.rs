@@ -15,7 +15,12 @@ use bytes::Bytes;
 use http::Method;
 use nix::sys::signal::Signal;
 
-const CONFIG: &str = "[conductor]\npower_state_change_timeout = \"20s\"\nbmc_timeout = \"3s\"\n\
+/// `bmc_timeout` is the default 20 s, so IPMI requests are retransmitted
+/// after 1 s (`bmc_timeout`/20): with a 3 s timeout the 150 ms retransmit
+/// equalled hw-sim's latency, and on a loaded machine a retransmission
+/// reached the BMC while it still served the first copy — two requests at
+/// once, which this test counts against the conductor.
+const CONFIG: &str = "[conductor]\npower_state_change_timeout = \"20s\"\nbmc_timeout = \"20s\"\n\
                       [sync]\ninterval = \"1h\"\nrecovery_interval = \"1h\"\n";
 
 async fn slow_rack(nodes: usize) -> Rack {
