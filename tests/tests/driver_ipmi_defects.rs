@@ -211,21 +211,26 @@ fn in_session_id(packet: &[u8]) -> Option<[u8; 4]> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_sent_once_does_not_go_out_on_a_session_the_bmc_dropped() {
-    let rack = rack().await;
-    let node = &rack.nodes()[0];
-    // Once `forget` is set, the BMC's answers on the first session vanish,
-    // as if it had dropped that session; new sessions work.
+/// A proxy to `node`'s BMC that, once the flag it returns is set, drops the
+/// BMC's answers on the first session, as if the BMC had dropped that
+/// session (new sessions work); the `late`-th answer on that session (1:
+/// Set Session Privilege's) comes 500 ms late instead, whatever the flag.
+fn forgetting_proxy(node: &Node, late: Option<usize>) -> (UdpProxy, Arc<AtomicBool>) {
     let forget = Arc::new(AtomicBool::new(false));
     let forget_relay = forget.clone();
     let mut first = None;
+    let mut answers = 0;
     let rewrite = Box::new(move |packet: &mut Vec<u8>| {
         let Some(id) = in_session_id(packet) else {
             return Verdict::Pass;
         };
-        let first = *first.get_or_insert(id);
-        if forget_relay.load(Ordering::Relaxed) && id == first {
+        if id != *first.get_or_insert(id) {
+            return Verdict::Pass;
+        }
+        answers += 1;
+        if Some(answers) == late {
+            Verdict::Delay(Duration::from_millis(500))
+        } else if forget_relay.load(Ordering::SeqCst) {
             Verdict::Drop
         } else {
             Verdict::Pass
@@ -237,14 +242,31 @@ async fn a_command_sent_once_does_not_go_out_on_a_session_the_bmc_dropped() {
         rewrite,
     )
     .unwrap_or_else(|e| panic!("proxy: {e}"));
-    let driver = driver(proxy.port, 100, 3_000);
-    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    (proxy, forget)
+}
 
-    forget.store(true, Ordering::Relaxed);
+/// Makes the BMC forget the driver's session, then has the driver reset
+/// the node: the reset must go out once, on a session the BMC answers.
+async fn reset_once_after_the_bmc_forgot(
+    node: &Node,
+    driver: &dyn PowerDriver,
+    forget: &AtomicBool,
+) {
+    forget.store(true, Ordering::SeqCst);
     node.reset_counters();
     assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
     let counters = settled_counters(node).await;
     assert_eq!(counters.power_commands, 1, "{counters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sent_once_does_not_go_out_on_a_session_the_bmc_dropped() {
+    let rack = rack().await;
+    let node = &rack.nodes()[0];
+    let (proxy, forget) = forgetting_proxy(node, None);
+    let driver = driver(proxy.port, 100, 3_000);
+    assert_eq!(driver.power_state().await, Ok(PowerState::On));
+    reset_once_after_the_bmc_forgot(node, driver.as_ref(), &forget).await;
 }
 
 /// A tap on the way to `node`'s BMC that drops as many in-session answers
@@ -331,47 +353,15 @@ async fn a_late_status_answer_does_not_pass_for_the_check_before_a_command() {
     let node = &rack.nodes()[0];
     // In-session answers on the first session: the 1st is Set Session
     // Privilege's, the 2nd the first read's; the 3rd, the second read's
-    // first try, comes 500 ms late (after its retransmission was
-    // answered). Once `forget` is set, the BMC's answers on the first
-    // session vanish, as if it had dropped the session.
-    let forget = Arc::new(AtomicBool::new(false));
-    let forget_relay = forget.clone();
-    let mut first = None;
-    let mut answers = 0;
-    let rewrite = Box::new(move |packet: &mut Vec<u8>| {
-        let Some(id) = in_session_id(packet) else {
-            return Verdict::Pass;
-        };
-        let first = *first.get_or_insert(id);
-        if id != first {
-            return Verdict::Pass;
-        }
-        answers += 1;
-        if answers == 3 {
-            Verdict::Delay(Duration::from_millis(500))
-        } else if forget_relay.load(Ordering::SeqCst) {
-            Verdict::Drop
-        } else {
-            Verdict::Pass
-        }
-    });
-    let proxy = UdpProxy::start(
-        node.ipmi_addr()
-            .unwrap_or_else(|| panic!("no IPMI endpoint")),
-        rewrite,
-    )
-    .unwrap_or_else(|e| panic!("proxy: {e}"));
+    // first try, comes after its retransmission was answered.
+    let (proxy, forget) = forgetting_proxy(node, Some(3));
     let driver = driver(proxy.port, 300, 3_000);
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
     assert_eq!(driver.power_state().await, Ok(PowerState::On));
-    forget.store(true, Ordering::SeqCst);
-    node.reset_counters();
     // The late Get Chassis Status answer arrives while the driver checks
     // the session before the reset: it must check with another read, find
     // the session dead, and send the reset on a new one.
-    assert_eq!(driver.set_power(PowerAction::Reboot).await, Ok(()));
-    let counters = settled_counters(node).await;
-    assert_eq!(counters.power_commands, 1, "{counters:?}");
+    reset_once_after_the_bmc_forgot(node, driver.as_ref(), &forget).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
